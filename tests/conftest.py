@@ -1,0 +1,29 @@
+"""Shared fixtures: Keras on TensorFlow, seeded generators, and multi-replica runs."""
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+from tests import replicas
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    """Every test starts from the same Python, NumPy and TensorFlow seeds."""
+    import keras
+
+    keras.utils.set_random_seed(1234)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def replica_runner(tmp_path_factory):
+    """Runs `@replicas.scenario` functions under 1..N logical CPU devices (see tests/replicas.py)."""
+    return replicas.Runner(tmp_path_factory.mktemp("replicas"))

@@ -1,0 +1,129 @@
+"""Run test scenarios under a distribution strategy over N logical CPU devices.
+
+TensorFlow lets one process host a MirroredStrategy over one device count only (a second count
+reuses collective keys and fails), and logical devices must be configured before the runtime
+starts. So every replica count gets one subprocess, which runs every registered scenario that
+asks for that count and saves what each returns; tests then compare counts with each other and
+with NumPy.
+
+    @replicas.scenario(1, 2, 4)
+    def center_steps(strategy):          # runs in the subprocess, once per count
+        ...
+        return {"centers": centers.numpy()}
+
+    def test_centers(replica_runner):    # runs in pytest
+        one = replica_runner.run(center_steps, 1)
+        four = replica_runner.run(center_steps, 4)
+
+Count 1 uses `OneDeviceStrategy` (the single-device reference); N > 1 uses `MirroredStrategy`
+over `/cpu:0 .. /cpu:N-1`. Scenarios must not run TensorFlow ops at import time.
+"""
+import argparse
+import importlib
+import os
+import pathlib
+import subprocess
+import sys
+import traceback
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+_REGISTRY = {}  # scenario key -> replica counts it wants
+
+
+def scenario(*counts):
+    """Register `fn(strategy) -> dict[str, np.ndarray]` to run with each of `counts` replicas."""
+    if not counts or any(not isinstance(n, int) or n < 1 for n in counts):
+        raise ValueError(f"scenario counts must be positive ints, got {counts}")
+
+    def register(fn):
+        fn.scenario_key = f"{fn.__module__}:{fn.__qualname__}"
+        _REGISTRY[fn.scenario_key] = tuple(counts)
+        return fn
+
+    return register
+
+
+def _file_stem(key):
+    return key.replace(":", "__").replace(".", "_")
+
+
+class Runner:
+    """Launches one subprocess per replica count, lazily, and serves the saved results."""
+
+    def __init__(self, workdir, timeout=1200):
+        self.workdir = pathlib.Path(workdir)
+        self.timeout = timeout
+        self._logs = {}
+
+    def run(self, fn, num_replicas):
+        import numpy as np
+        import pytest
+
+        key = getattr(fn, "scenario_key", None)
+        if key is None or num_replicas not in _REGISTRY.get(key, ()):
+            raise ValueError(
+                f"{getattr(fn, '__name__', fn)} is not registered for {num_replicas} replicas; "
+                f"decorate it with @replicas.scenario(..., {num_replicas}, ...)")
+        if num_replicas not in self._logs:
+            self._logs[num_replicas] = self._launch(num_replicas)
+        out = self.workdir / str(num_replicas)
+        err = out / (_file_stem(key) + ".err")
+        if err.exists():
+            pytest.fail(f"scenario {key} failed with {num_replicas} replicas:\n{err.read_text()}")
+        result = out / (_file_stem(key) + ".npz")
+        if not result.exists():
+            pytest.fail(f"scenario {key} left no result with {num_replicas} replicas; "
+                        f"subprocess output:\n{self._logs[num_replicas]}")
+        with np.load(result, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+
+    def _launch(self, num_replicas):
+        keys = [k for k, counts in _REGISTRY.items() if num_replicas in counts]
+        out = self.workdir / str(num_replicas)
+        out.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
+        proc = subprocess.run(
+            [sys.executable, "-m", "tests.replicas", "--replicas", str(num_replicas),
+             "--out", str(out), *keys],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=self.timeout)
+        return f"exit code {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+
+
+def make_strategy(num_replicas):
+    """Split the CPU into `num_replicas` logical devices and return a strategy over them."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(num_replicas)])
+    if num_replicas == 1:
+        return tf.distribute.OneDeviceStrategy("/cpu:0")
+    return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(num_replicas)])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replicas", type=int, required=True)
+    parser.add_argument("--out", type=pathlib.Path, required=True)
+    parser.add_argument("scenarios", nargs="*")
+    args = parser.parse_args(argv)
+
+    import numpy as np
+
+    strategy = make_strategy(args.replicas)
+    for key in args.scenarios:
+        stem = args.out / _file_stem(key)
+        try:
+            module_name, qualname = key.split(":")
+            fn = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                fn = getattr(fn, part)
+            result = fn(strategy)
+            np.savez(str(stem) + ".npz", **{k: np.asarray(v) for k, v in result.items()})
+        except Exception:  # reported to the test that asked for this scenario
+            stem.with_suffix(".err").write_text(traceback.format_exc())
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
