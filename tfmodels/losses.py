@@ -1,0 +1,95 @@
+"""Per-example classification losses and slim's L2 weight decay.
+
+Every loss returns one value per example (shape `[batch]`, float32 even for float16/bfloat16
+logits); averaging is the trainer's job, because under a distribution strategy the mean must be
+taken over the *global* batch (`tf.nn.compute_average_loss`), not the replica's slice.
+"""
+import keras
+import tensorflow as tf
+
+from tfmodels.layers.softmax import log_softmax
+
+
+def _check_smoothing(label_smoothing):
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 1]")
+
+
+def sparse_softmax_cross_entropy(labels, logits, label_smoothing=0.0):
+    """Cross-entropy of integer `labels` [N] against `logits` [N, K], per example.
+
+    loss_i = -sum_k q_ik log p_ik, p = softmax(logits), q = (1 - eps) onehot(y) + eps / K.
+    With eps = 0 this is -log p_{i, y_i} (TensorFlow's fused kernel).
+    """
+    _check_smoothing(label_smoothing)
+    logits = _as_float32(logits)
+    labels = tf.cast(labels, tf.int32)
+    if label_smoothing == 0.0:
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    num_classes = tf.shape(logits)[-1]
+    return softmax_cross_entropy(
+        tf.one_hot(labels, num_classes, dtype=logits.dtype), logits, label_smoothing)
+
+
+def softmax_cross_entropy(onehot_labels, logits, label_smoothing=0.0):
+    """Cross-entropy of a label distribution `onehot_labels` [N, K] against `logits`, per example.
+
+    loss_i = -sum_k q_ik log_softmax(logits)_ik with q = (1 - eps) onehot + eps / K.
+    """
+    _check_smoothing(label_smoothing)
+    logits = _as_float32(logits)
+    targets = tf.cast(onehot_labels, logits.dtype)
+    if label_smoothing:
+        num_classes = tf.cast(tf.shape(logits)[-1], logits.dtype)
+        targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
+    return -tf.reduce_sum(targets * log_softmax(logits, axis=-1), axis=-1)
+
+
+def multiclass_hinge(labels, logits, delta=1.0):
+    """Multiclass SVM (Weston-Watkins / CS231n) hinge loss per example.
+
+    loss_i = sum_{j != y_i} max(0, s_ij - s_iy_i + delta). Its (sub)gradient is the CS231n one:
+    d/ds_ij = 1[margin_ij > 0] for j != y_i and d/ds_iy_i = -sum_j 1[margin_ij > 0].
+    """
+    if delta < 0:
+        raise ValueError(f"delta={delta} must be >= 0")
+    scores = _as_float32(logits)
+    labels = tf.cast(labels, tf.int32)
+    correct = tf.gather(scores, labels, axis=-1, batch_dims=1)[:, None]
+    margins = tf.nn.relu(scores - correct + delta)  # relu: gradient 1[margin > 0]
+    not_true = 1.0 - tf.one_hot(labels, tf.shape(scores)[-1], dtype=scores.dtype)
+    return tf.reduce_sum(margins * not_true, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="tfmodels")
+class L2WeightDecay(keras.regularizers.Regularizer):
+    """slim's `l2_regularizer(scale)`: scale * sum(w**2) / 2 (i.e. scale * tf.nn.l2_loss(w)).
+
+    Keras's `L2(l2)` is l2 * sum(w**2): the same penalty needs l2 = scale / 2.
+    """
+
+    def __init__(self, weight_decay):
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay={weight_decay} must be >= 0")
+        self.weight_decay = float(weight_decay)
+
+    def __call__(self, weights):
+        return self.weight_decay * tf.nn.l2_loss(tf.cast(weights, tf.float32))
+
+    def get_config(self):
+        return {"weight_decay": self.weight_decay}
+
+
+def l2_regularizer(weight_decay):
+    """Weight decay as slim writes it; `None` for `weight_decay == 0` (no regularizer at all)."""
+    if weight_decay == 0:
+        return None
+    return L2WeightDecay(weight_decay)
+
+
+def _as_float32(logits):
+    """Losses are computed in (at least) float32 even when the model runs in float16/bfloat16."""
+    logits = tf.convert_to_tensor(logits)
+    if logits.dtype in (tf.float16, tf.bfloat16):
+        logits = tf.cast(logits, tf.float32)
+    return logits
