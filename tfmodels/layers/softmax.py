@@ -179,57 +179,58 @@ def _broadcast_mask(mask, x):
 
 def _softmax(x, axes, mask, log):
     rank = x.shape.rank
-    if mask is None and axes == tuple(range(axes[0], rank)):
-        # Trailing axes (the usual single last axis): the fused kernel over a flattened view.
-        return _fused(x, axes, log)
-    if mask is None and len(axes) == 1:
-        return _fused(x, axes, log)
-    return _general(x, axes, mask, log)
+    if mask is not None or not (len(axes) == 1 or axes == tuple(range(axes[0], rank))):
+        return _general(x, axes, mask, log)
+    # The fused kernel is exact for finite inputs but gives NaN for a row holding +inf or
+    # only -inf. One reduction tells whether every entry is finite (a sum that overflows
+    # merely takes the general path, which is exact too); NaN inputs stay NaN either way.
+    return tf.cond(tf.math.is_finite(tf.reduce_sum(x)),
+                   lambda: _fused(x, axes, log), lambda: _general(x, axes, mask, log))
 
 
 def _fused(x, axes, log):
+    """TensorFlow's fused kernel (and its registered gradient) over one axis."""
     op = tf.nn.log_softmax if log else tf.nn.softmax
     if len(axes) == 1:
-        y = op(x, axis=axes[0])
-    else:
-        shape = tf.shape(x)
-        flat = tf.reshape(x, tf.concat([shape[:axes[0]], [-1]], axis=0))
-        y = tf.reshape(op(flat, axis=-1), shape)
-    # The fused kernel gives NaN for rows whose max is +inf or that are all -inf; those rows
-    # (and NaN inputs, which stay NaN) take the general path.
-    return tf.cond(tf.reduce_any(tf.math.is_nan(y)),
-                   lambda: _general(x, axes, None, log), lambda: y)
+        return op(x, axis=axes[0])
+    shape = tf.shape(x)  # trailing axes: softmax over one flattened axis
+    return tf.reshape(op(tf.reshape(x, tf.concat([shape[:axes[0]], [-1]], 0)), axis=-1), shape)
 
 
 def _general(x, axes, mask, log):
-    """exp(x - m) / sum over `axes`, with masks and infinities handled as limits."""
+    """exp(x - m) / sum over `axes` with masks and infinities handled as limits.
+
+    The gradient is the closed form (TensorFlow's own softmax gradient), which stays finite
+    where autodiff through the masking and infinity fix-ups would produce 0 * NaN.
+    """
 
     @tf.custom_gradient
-    def stable(x):
-        keep = tf.ones_like(x, dtype=tf.bool) if mask is None else mask
-        neg_inf = tf.constant(-float("inf"), x.dtype)
-        kept = tf.where(keep, x, neg_inf)
-        row_max = tf.reduce_max(kept, axis=axes, keepdims=True)
-        pos_inf = tf.logical_and(keep, tf.equal(x, float("inf")))
-        has_pos_inf = tf.equal(row_max, float("inf"))
-        # Finite rows shift by their max; +inf rows become "1 at each +inf entry".
-        shift = tf.where(tf.math.is_finite(row_max), row_max, tf.zeros_like(row_max))
-        shifted = tf.where(has_pos_inf, tf.where(pos_inf, tf.zeros_like(x), neg_inf), kept - shift)
-        exps = tf.exp(shifted)
-        total = tf.reduce_sum(exps, axis=axes, keepdims=True)
-        empty = tf.equal(total, 0.0)  # every entry masked or -inf
-        probs = exps / tf.where(empty, tf.ones_like(total), total)
-        if not log:
-            def grad(g):
-                return probs * (g - tf.reduce_sum(g * probs, axis=axes, keepdims=True))
-            return probs, grad
+    def forward(x):
+        y = _general_forward(x, axes, mask, log)
 
-        log_probs = shifted - tf.math.log(tf.where(empty, tf.ones_like(total), total))
-        log_probs = tf.where(empty, neg_inf, log_probs)
+        def grad(g):
+            if not log:  # d softmax: s * (g - sum(g * s))
+                return y * (g - tf.reduce_sum(g * y, axis=axes, keepdims=True))
+            # d log_softmax: g - s * sum(g); entries at -inf (masked) are constants.
+            g = tf.where(tf.math.is_finite(y), g, tf.zeros_like(g))
+            return g - tf.exp(y) * tf.reduce_sum(g, axis=axes, keepdims=True)
+        return y, grad
 
-        def log_grad(g):
-            g = tf.where(tf.math.is_finite(log_probs), g, tf.zeros_like(g))  # -inf = constant
-            return g - probs * tf.reduce_sum(g, axis=axes, keepdims=True)
-        return log_probs, log_grad
+    return forward(x)
 
-    return stable(x)
+
+def _general_forward(x, axes, mask, log):
+    neg_inf = tf.constant(-float("inf"), x.dtype)
+    kept = x if mask is None else tf.where(mask, x, neg_inf)
+    row_max = tf.reduce_max(kept, axis=axes, keepdims=True)
+    # Finite rows shift by their max; a row holding +inf becomes "exp(0) at each +inf entry".
+    has_pos_inf = tf.equal(row_max, float("inf"))
+    shift = tf.where(tf.math.is_finite(row_max), row_max, tf.zeros_like(row_max))
+    at_pos_inf = tf.where(tf.equal(kept, float("inf")), tf.zeros_like(x), neg_inf)
+    shifted = tf.where(has_pos_inf, at_pos_inf, kept - shift)
+    total = tf.reduce_sum(tf.exp(shifted), axis=axes, keepdims=True)
+    empty = tf.equal(total, 0.0)  # every entry masked or -inf: all zeros, not 0 / 0
+    safe_total = tf.where(empty, tf.ones_like(total), total)
+    if log:
+        return tf.where(empty, neg_inf, shifted - tf.math.log(safe_total))
+    return tf.exp(shifted) / safe_total
