@@ -1,0 +1,124 @@
+"""Batch preprocessing: scale/normalise pixels and CIFAR-style augmentation from stateless seeds.
+
+Everything works on whole batches (one gather per batch instead of per-image ops) and every
+random number is a pure function of `(seed, global step)`: the augmentation of a batch is the
+same whether it is drawn once, after a checkpoint restore, or split over any number of replicas
+(each replica slices its rows out of the draws made for the whole global batch).
+
+Normalisation, per dataset (`DatasetInfo.pixel_max/mean/std`):
+`image = (pixels / pixel_max - mean) / std`, i.e. [0, 1] for digits (pixel_max 16), MNIST and
+Fashion-MNIST (255), and per-channel standardisation with the usual training-set statistics for
+CIFAR-10/100.
+
+Augmentation (training only, `augment=True`): zero-pad each image by `padding` pixels on every
+side, crop an H×W window at a uniformly random offset in [0, 2·padding]², then flip left-right
+with probability 1/2 when the dataset allows flips. It runs on the raw uint8 pixels, so padding is
+black (0) before normalisation, as torchvision's `RandomCrop(padding=4)` on CIFAR.
+"""
+import tensorflow as tf
+
+# Salts keep the random streams for shuffling and augmentation independent for one user seed.
+SHUFFLE_SALT = 0x5EED
+AUGMENT_SALT = 0xA11
+SYNTHETIC_SALT = 0x5F7
+
+
+def derive_seed(seed, salt, counter):
+    """A stateless-RNG seed (int64 [2]) for stream `salt` at position `counter`.
+
+    Args:
+      seed: the user's integer seed (Python int or int64 scalar tensor).
+      salt: an integer naming the random stream (e.g. `AUGMENT_SALT`).
+      counter: int64 scalar (an epoch or a global step).
+
+    Returns:
+      int64 tensor [2] for `tf.random.stateless_*` and `index_shuffle`.
+    """
+    base = tf.stack([tf.cast(seed, tf.int64), tf.cast(salt, tf.int64)])
+    return tf.random.experimental.stateless_fold_in(base, tf.cast(counter, tf.int64))
+
+
+def normalize(pixels, *, pixel_max, mean, std):
+    """Scales raw pixels to float32 and standardises per channel.
+
+    Args:
+      pixels: [..., C] integer or float tensor of raw pixel values in [0, pixel_max].
+      pixel_max: the raw value that maps to 1.0 (255, or 16 for digits).
+      mean, std: per-channel sequences (length C or 1) applied after scaling to [0, 1].
+
+    Returns:
+      float32 tensor `(pixels / pixel_max - mean) / std`, same shape as `pixels`.
+    """
+    images = tf.cast(pixels, tf.float32) * (1.0 / float(pixel_max))
+    mean = tf.constant(mean, tf.float32)
+    inv_std = 1.0 / tf.constant(std, tf.float32)
+    return (images - mean) * inv_std
+
+
+def augmentation_draws(seed, step, global_batch_size, *, padding, flip):
+    """Random crop offsets and flips for every example of one global batch.
+
+    Args:
+      seed: the user's integer seed.
+      step: global step (int64 scalar); each step gets fresh, reproducible draws.
+      global_batch_size: rows to draw (replicas slice their own rows out of them).
+      padding: crop offsets are uniform in [0, 2 * padding] per axis.
+      flip: when False no example is flipped.
+
+    Returns:
+      (offsets int32 [global_batch_size, 2] as (row, col), flips bool [global_batch_size]).
+    """
+    step_seed = derive_seed(seed, AUGMENT_SALT, step)
+    offsets = tf.random.stateless_uniform([global_batch_size, 2], seed=step_seed, minval=0,
+                                          maxval=2 * padding + 1, dtype=tf.int32)
+    if not flip:
+        return offsets, tf.zeros([global_batch_size], tf.bool)
+    flip_seed = tf.random.experimental.stateless_fold_in(step_seed, 1)
+    coins = tf.random.stateless_uniform([global_batch_size], seed=flip_seed, minval=0, maxval=2,
+                                        dtype=tf.int32)
+    return offsets, tf.equal(coins, 1)
+
+
+def crop_and_flip(images, offsets, flips, *, padding):
+    """Zero-pads by `padding`, crops H×W at `offsets`, then flips left-right where `flips`.
+
+    Implemented as two batched gathers (rows, then columns with the flip folded into the column
+    indices), so a whole batch costs two ops whatever the batch size.
+
+    Args:
+      images: [B, H, W, C] tensor of any dtype.
+      offsets: int32 [B, 2], (row, col) of the crop window in the padded image, each in
+        [0, 2 * padding].
+      flips: bool [B]; True mirrors that cropped image left-right.
+      padding: non-negative int.
+
+    Returns:
+      Tensor with the shape and dtype of `images`:
+      `out[b, y, x] = padded[b, offsets[b,0] + y, offsets[b,1] + (W-1-x if flips[b] else x)]`.
+    """
+    images = tf.convert_to_tensor(images)
+    height, width = images.shape[1], images.shape[2]
+    padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
+    offsets = tf.cast(offsets, tf.int32)
+    rows = offsets[:, :1] + tf.range(height)[None, :]
+    forward = tf.range(width)[None, :]
+    cols = offsets[:, 1:] + tf.where(flips[:, None], width - 1 - forward, forward)
+    out = tf.gather(padded, rows, axis=1, batch_dims=1)      # [B, H, W + 2p, C]
+    return tf.gather(out, cols, axis=2, batch_dims=1)        # [B, H, W, C]
+
+
+def preprocess_batch(pixels, info, *, offsets=None, flips=None):
+    """Raw pixels of one batch -> float32 network input, augmented when draws are given.
+
+    Args:
+      pixels: [B, H, W, C] raw pixels (uint8, or 0..16 for digits).
+      info: a `DatasetInfo` (pixel_max, mean, std, crop_padding).
+      offsets, flips: from `augmentation_draws` (rows for this batch), or None for no
+        augmentation (evaluation).
+
+    Returns:
+      float32 [B, H, W, C].
+    """
+    if offsets is not None:
+        pixels = crop_and_flip(pixels, offsets, flips, padding=info.crop_padding)
+    return normalize(pixels, pixel_max=info.pixel_max, mean=info.mean, std=info.std)
