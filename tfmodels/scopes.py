@@ -1,0 +1,373 @@
+"""tf-slim-style builders that make Keras 3 functional models, so slim model code ports line by line.
+
+    import tfmodels.scopes as slim
+
+    images = keras.Input((28, 28, 1))
+    with keras.name_scope("LeNet"), slim.arg_scope([slim.conv2d], weights_regularizer=l2):
+        net = slim.conv2d(images, 32, [5, 5], scope="conv1")    # LeNet/conv1/{kernel,bias}
+        net = slim.max_pool2d(net, [2, 2], 2, scope="pool1")
+        net = slim.conv2d(net, 64, 5, normalizer_fn=slim.batch_norm, scope="conv2")
+        # -> LeNet/conv2/kernel, LeNet/conv2/BatchNorm/{beta,moving_mean,moving_variance}
+
+Every builder is decorated with tf-slim's own `add_arg_scope`, takes a Keras tensor and returns
+the Keras functional output; signatures follow slim. Variable paths mirror slim's names
+(`weights`<->`kernel`, `biases`<->`bias`, see docs/NAMING.md): a builder creates ONE layer named
+after `scope`, inside the `keras.name_scope`s that are active. `scope=None` lets Keras pick a
+unique name (slim would say `Conv`, `Conv_1`, ...): pass `scope` for stable paths.
+
+Layer builders. `batch_norm` and `prelu` called with `inputs=None` return their (unbuilt) Keras
+layer instead of applying it. `conv2d` / `fully_connected` build `normalizer_fn` /
+`activation_fn` that way, as sublayers named `BatchNorm` / `PReLU`: the call goes through the
+arg_scope decorator, so `arg_scope([batch_norm], synchronized=True)` reaches every BN made by
+`conv2d(normalizer_fn=batch_norm)`, and explicit `normalizer_params` keys win over it.
+
+Repeated scopes (ResNet's `block1/unit_1/bottleneck_v1/conv1`) go through `nested_model`, which
+builds them as nested functional models: layer names only need to be unique per model.
+
+`is_training=None` (the default everywhere) follows the `training` argument of the model call;
+True/False pins the mode inside the layer like slim. Channels-last only.
+"""
+import inspect
+
+import keras
+import tensorflow as tf
+import tf_slim
+
+from tfmodels.layers import slim_layers
+
+add_arg_scope = tf_slim.add_arg_scope
+current_arg_scope = tf_slim.current_arg_scope
+has_arg_scope = tf_slim.has_arg_scope
+
+# arg_scope key of a layer builder -> default sublayer name when used as normalizer/activation.
+_LAYER_BUILDERS = {}
+
+
+def _op_name(op):
+    return f"{getattr(op, '__module__', '?')}.{getattr(op, '__name__', repr(op))}"
+
+
+def arg_scope(list_ops_or_scope, **kwargs):
+    """`tf_slim.arg_scope` with clear errors; the scopes it makes are tf-slim's own.
+
+    Nested scopes merge, the inner one overrides the outer one, and keyword arguments given
+    explicitly to a builder win over both.
+
+    Args:
+      list_ops_or_scope: list/tuple of builders decorated with `add_arg_scope`, or a scope dict
+        returned by an earlier `arg_scope` (e.g. `lenet_arg_scope()`), re-entered as is.
+      **kwargs: default keyword arguments for those builders.
+
+    Returns:
+      A context manager yielding the current scope dict.
+
+    Raises:
+      ValueError: an op is not decorated with `add_arg_scope`, or does not take a keyword.
+    """
+    if isinstance(list_ops_or_scope, (list, tuple)):
+        for op in list_ops_or_scope:
+            if not has_arg_scope(op):
+                raise ValueError(
+                    f"{_op_name(op)} is not decorated with @tf_slim.add_arg_scope, so "
+                    "arg_scope cannot set its defaults; decorate it or pass the arguments")
+            parameters = inspect.signature(op).parameters
+            if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+                continue
+            unknown = sorted(set(kwargs) - set(parameters))
+            if unknown:
+                raise ValueError(f"arg_scope sets {unknown}, which {_op_name(op)} does not "
+                                 f"take; it takes {sorted(parameters)}")
+    return tf_slim.arg_scope(list_ops_or_scope, **kwargs)
+
+
+def _layer_builder(default_name):
+    """`add_arg_scope` + registration as a builder that returns its layer for inputs=None."""
+    def register(fn):
+        decorated = add_arg_scope(fn)
+        _LAYER_BUILDERS[tf_slim.arg_scope_func_key(decorated)] = default_name
+        return decorated
+    return register
+
+
+def _sublayer(builder, params, role):
+    """Makes `builder`'s layer (through its arg_scope) to live inside a conv/dense layer."""
+    key = tf_slim.arg_scope_func_key(builder)
+    if key not in _LAYER_BUILDERS:
+        raise TypeError(
+            f"{role}={_op_name(builder)} is not a tfmodels.scopes layer builder; use "
+            "tfmodels.scopes.batch_norm / prelu (tf_slim's own ops build TF1 graphs, not Keras "
+            "layers)")
+    params = dict(params or {})
+    params.setdefault("scope", _LAYER_BUILDERS[key])
+    return builder(None, **params)
+
+
+def _activation(activation_fn):
+    """A plain function (tf.nn.relu, 'relu', None) stays; a layer builder becomes a sublayer."""
+    if activation_fn is not None and tf_slim.arg_scope_func_key(activation_fn) in _LAYER_BUILDERS:
+        return _sublayer(activation_fn, None, "activation_fn")
+    return activation_fn
+
+
+def _apply(layer, inputs):
+    return layer if inputs is None else layer(inputs)
+
+
+@add_arg_scope
+def conv2d(inputs, num_outputs, kernel_size, stride=1, padding="SAME", rate=1,
+           activation_fn=tf.nn.relu, normalizer_fn=None, normalizer_params=None,
+           weights_initializer="glorot_uniform", weights_regularizer=None,
+           biases_initializer="zeros", biases_regularizer=None, trainable=True, scope=None):
+    """slim's conv2d: convolution, then bias or normalizer, then activation.
+
+    Args:
+      inputs: Keras tensor [N, H, W, C].
+      num_outputs: number of filters.
+      kernel_size: int or [kh, kw].
+      stride: int or [sh, sw].
+      padding: 'SAME', 'VALID', or explicit `[[0, 0], [top, bottom], [left, right], [0, 0]]`.
+      rate: dilation rate (stride must then be 1).
+      activation_fn: function (default relu, like slim), None, or a layer builder (`prelu`).
+      normalizer_fn: None or a layer builder (`batch_norm`); replaces the bias like in slim.
+      normalizer_params: keyword arguments for `normalizer_fn`; they win over its arg_scope.
+      weights_initializer, biases_initializer: Keras initializers; biases_initializer=None
+        means no bias.
+      weights_regularizer, biases_regularizer: Keras regularizers (e.g.
+        `tfmodels.losses.l2_regularizer(wd)`), collected by `model.losses`.
+      trainable: False freezes the layer's variables.
+      scope: layer name, i.e. the last name-scope component of its variable paths.
+
+    Returns:
+      The Keras tensor [N, H', W', num_outputs].
+    """
+    layer = slim_layers.SlimConv2D(
+        num_outputs, kernel_size, strides=stride, padding=padding, dilation_rate=rate,
+        use_bias=biases_initializer is not None, kernel_initializer=weights_initializer,
+        bias_initializer=biases_initializer or "zeros", kernel_regularizer=weights_regularizer,
+        bias_regularizer=biases_regularizer,
+        normalizer=None if normalizer_fn is None else _sublayer(
+            normalizer_fn, normalizer_params, "normalizer_fn"),
+        activation=_activation(activation_fn), trainable=trainable, name=scope)
+    return layer(inputs)
+
+
+@add_arg_scope
+def fully_connected(inputs, num_outputs, activation_fn=tf.nn.relu, normalizer_fn=None,
+                    normalizer_params=None, weights_initializer="glorot_uniform",
+                    weights_regularizer=None, biases_initializer="zeros",
+                    biases_regularizer=None, trainable=True, scope=None):
+    """slim's fully_connected on the last axis; arguments as in `conv2d`.
+
+    Returns:
+      The Keras tensor [..., num_outputs].
+    """
+    layer = slim_layers.SlimDense(
+        num_outputs, use_bias=biases_initializer is not None,
+        kernel_initializer=weights_initializer, bias_initializer=biases_initializer or "zeros",
+        kernel_regularizer=weights_regularizer, bias_regularizer=biases_regularizer,
+        normalizer=None if normalizer_fn is None else _sublayer(
+            normalizer_fn, normalizer_params, "normalizer_fn"),
+        activation=_activation(activation_fn), trainable=trainable, name=scope)
+    return layer(inputs)
+
+
+def conv2d_same(inputs, num_outputs, kernel_size, stride, rate=1, scope=None, **kwargs):
+    """ResNet's strided 'SAME' convolution (slim `resnet_utils.conv2d_same`).
+
+    stride 1: `conv2d(padding='SAME')`. stride > 1: symmetric zero padding of
+    (k_eff - 1) // 2 before and the rest after (k_eff = k + (k - 1)(rate - 1)), then VALID,
+    which is NOT what 'SAME' does for even inputs (TF pads the extra pixel after). Not itself
+    arg_scope'd (like slim); it calls `conv2d`, so conv2d's arg_scope applies.
+
+    Args:
+      inputs, num_outputs, kernel_size (int), stride (int), rate, scope: as in `conv2d`.
+      **kwargs: more `conv2d` arguments (e.g. activation_fn=None).
+
+    Returns:
+      The Keras tensor [N, ceil(H / stride), ceil(W / stride), num_outputs].
+    """
+    if stride == 1:
+        return conv2d(inputs, num_outputs, kernel_size, stride=1, rate=rate, padding="SAME",
+                      scope=scope, **kwargs)
+    pad_total = kernel_size + (kernel_size - 1) * (rate - 1) - 1
+    pad_begin, pad_end = pad_total // 2, pad_total - pad_total // 2
+    padding = [[0, 0], [pad_begin, pad_end], [pad_begin, pad_end], [0, 0]]
+    return conv2d(inputs, num_outputs, kernel_size, stride=stride, rate=rate, padding=padding,
+                  scope=scope, **kwargs)
+
+
+def _pool_args(kernel_size, stride, padding):
+    pair = (lambda v: (v, v) if isinstance(v, int) else tuple(v))
+    return dict(pool_size=pair(kernel_size), strides=pair(stride), padding=padding.lower())
+
+
+@add_arg_scope
+def max_pool2d(inputs, kernel_size, stride=2, padding="VALID", scope=None):
+    """slim's max_pool2d (note slim's defaults: stride 2, 'VALID'). Returns the Keras tensor."""
+    return keras.layers.MaxPooling2D(**_pool_args(kernel_size, stride, padding),
+                                     name=scope)(inputs)
+
+
+@add_arg_scope
+def avg_pool2d(inputs, kernel_size, stride=2, padding="VALID", scope=None):
+    """slim's avg_pool2d; 'SAME' averages over the valid pixels only, as `tf.nn.avg_pool`."""
+    return keras.layers.AveragePooling2D(**_pool_args(kernel_size, stride, padding),
+                                         name=scope)(inputs)
+
+
+@add_arg_scope
+def global_avg_pool2d(inputs, keepdims=True, scope=None):
+    """Mean over H and W (slim nets: `tf.reduce_mean(net, [1, 2], keepdims=True, name='pool5')`).
+
+    Returns:
+      [N, 1, 1, C] if keepdims else [N, C].
+    """
+    return keras.layers.GlobalAveragePooling2D(keepdims=keepdims, name=scope)(inputs)
+
+
+@add_arg_scope
+def flatten(inputs, scope=None):
+    """slim's flatten: [N, ...] -> [N, prod(...)] in row-major (channels-last) order."""
+    return keras.layers.Flatten(name=scope)(inputs)
+
+
+@add_arg_scope
+def dropout(inputs, keep_prob=0.5, noise_shape=None, is_training=None, seed=None, scope=None):
+    """slim's dropout: keeps each unit with probability keep_prob and scales it by 1/keep_prob.
+
+    Args:
+      is_training: None follows the model call's `training`; True always drops; False returns
+        `inputs` unchanged (like slim).
+
+    Returns:
+      The Keras tensor, shaped like `inputs`.
+    """
+    if not 0.0 < keep_prob <= 1.0:
+        raise ValueError(f"keep_prob={keep_prob} must be in (0, 1]")
+    if is_training is False or keep_prob == 1.0:
+        return inputs
+    return slim_layers.Dropout(1.0 - keep_prob, noise_shape=noise_shape, seed=seed,
+                               is_training=is_training, name=scope)(inputs)
+
+
+@_layer_builder("BatchNorm")
+def batch_norm(inputs, decay=0.999, center=True, scale=False, epsilon=0.001,
+               activation_fn=None, param_initializers=None, param_regularizers=None,
+               updates_collections=None, is_training=None, trainable=True,
+               synchronized=False, scope=None):
+    """slim's batch_norm (slim's defaults: no gamma, decay 0.999, epsilon 1e-3).
+
+    y = gamma * (x - mean) / sqrt(var + epsilon) + beta over all axes but the last; batch
+    statistics in training, else the moving ones, updated as m <- decay * m + (1 - decay) * b.
+
+    Args:
+      inputs: Keras tensor, or None to get the unbuilt `BatchNorm` layer (normalizer_fn use).
+      decay: Keras `momentum`.
+      center, scale: create beta / gamma.
+      activation_fn: function without weights applied after normalisation.
+      param_initializers: dict with keys among beta, gamma, moving_mean, moving_variance.
+      param_regularizers: dict with keys among beta, gamma.
+      updates_collections: ignored; accepted so slim's `batch_norm_params` port unchanged
+        (Keras updates the moving statistics inside the training call).
+      is_training: None follows the model call; True/False pins batch/moving statistics.
+      trainable: False freezes beta/gamma and (Keras) normalises with the moving statistics.
+      synchronized: batch statistics over all replicas (multi-GPU training must set this,
+        through `arg_scope([batch_norm], synchronized=True)`).
+      scope: layer name (`BatchNorm` when used as a normalizer).
+
+    Returns:
+      The Keras tensor, or the layer when `inputs` is None.
+    """
+    del updates_collections
+    initializers = dict(param_initializers or {})
+    regularizers = dict(param_regularizers or {})
+    unknown = (set(initializers) - {"beta", "gamma", "moving_mean", "moving_variance"}) | (
+        set(regularizers) - {"beta", "gamma"})
+    if unknown:
+        raise ValueError(f"unknown batch_norm parameter names {sorted(unknown)}")
+    layer = slim_layers.BatchNorm(
+        is_training=is_training, activation=activation_fn, momentum=decay, epsilon=epsilon,
+        center=center, scale=scale, synchronized=synchronized, trainable=trainable, name=scope,
+        **{f"{key}_initializer": value for key, value in initializers.items()},
+        **{f"{key}_regularizer": value for key, value in regularizers.items()})
+    return _apply(layer, inputs)
+
+
+@_layer_builder("PReLU")
+def prelu(inputs, alpha_initializer=0.25, alpha_regularizer=None, channel_shared=False,
+          trainable=True, scope=None):
+    """Parametric ReLU max(0, x) + alpha * min(0, x), one alpha per channel (He et al. 2015).
+
+    Args:
+      inputs: Keras tensor, or None to get the unbuilt layer (activation_fn=prelu use, where
+        it is named `PReLU`: variable `<conv scope>/PReLU/alpha`).
+      alpha_initializer: number or Keras initializer (0.25 as in the paper and Caffe).
+      alpha_regularizer: Keras regularizer (none: Caffe and the center-loss nets do not decay
+        alpha).
+      channel_shared: one scalar alpha instead of one per channel.
+      trainable: False freezes alpha.
+      scope: layer name; standalone, the variable is `<scope>/alpha`.
+
+    Returns:
+      The Keras tensor, or the layer when `inputs` is None.
+    """
+    layer = slim_layers.PReLU(alpha_initializer, alpha_regularizer, channel_shared,
+                              trainable=trainable, name=scope)
+    return _apply(layer, inputs)
+
+
+@add_arg_scope
+def lrn(inputs, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5, scope=None):
+    """`tf.nn.lrn` as a layer (defaults are tf.nn.lrn's). Returns the Keras tensor."""
+    return slim_layers.LocalResponseNormalization(depth_radius, bias, alpha, beta,
+                                                  name=scope)(inputs)
+
+
+def subsample(inputs, factor, scope=None):
+    """slim resnet_utils' subsample: identity for factor 1, else a 1x1 max pool of stride factor."""
+    if factor == 1:
+        return inputs
+    return max_pool2d(inputs, [1, 1], stride=factor, scope=scope)
+
+
+def repeat(inputs, repetitions, layer, *args, **kwargs):
+    """slim's repeat: `layer` applied `repetitions` times, scoped `scope/scope_1`, `scope/scope_2`.
+
+    E.g. `repeat(net, 2, conv2d, 64, [3, 3], scope='conv1')` gives VGG's
+    `conv1/conv1_1/kernel`, `conv1/conv1_2/kernel`. Without `scope`, Keras names the layers.
+
+    Returns:
+      The Keras tensor after the last repetition.
+    """
+    scope = kwargs.pop("scope", None)
+    if scope is None:
+        for _ in range(repetitions):
+            inputs = layer(inputs, *args, **kwargs)
+        return inputs
+    with keras.name_scope(scope):
+        for i in range(repetitions):
+            inputs = layer(inputs, *args, scope=f"{scope}_{i + 1}", **kwargs)
+    return inputs
+
+
+def nested_model(fn, inputs, scope, **kwargs):
+    """Builds `fn(x, **kwargs)` as a functional sub-model named `scope` and applies it to `inputs`.
+
+    For slim scopes that repeat (ResNet's `block1/unit_1/...`): layer names need only be
+    unique inside each sub-model, and variable paths still nest (`block1/unit_1/conv1/kernel`),
+    because Keras takes paths from the name scopes active when a layer is built. The sub-model
+    passes the outer call's `training` on to its layers.
+
+    Args:
+      fn: function of a Keras tensor returning a Keras tensor (or a structure of them).
+      inputs: the Keras tensor to apply the sub-model to.
+      scope: the sub-model's name and name scope.
+      **kwargs: more arguments for `fn`.
+
+    Returns:
+      The sub-model's output on `inputs`.
+    """
+    sub_inputs = keras.Input(shape=inputs.shape[1:], dtype=inputs.dtype)
+    with keras.name_scope(scope):
+        outputs = fn(sub_inputs, **kwargs)
+    return keras.Model(sub_inputs, outputs, name=scope)(inputs)
