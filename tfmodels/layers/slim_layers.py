@@ -41,11 +41,19 @@ def _resolve_activation(activation):
     return keras.activations.get(activation)
 
 
+def _serialize_sublayer(layer):
+    # Without its build config: a sublayer built on deserialization would create its
+    # variables outside the parent's name scope (and the parent's build() builds it anyway).
+    config = keras.saving.serialize_keras_object(layer)
+    config.pop("build_config", None)
+    return config
+
+
 def _serialize_activation(activation):
     if activation is None:
         return None
     if isinstance(activation, keras.layers.Layer):
-        return keras.saving.serialize_keras_object(activation)
+        return _serialize_sublayer(activation)
     return keras.activations.serialize(activation)
 
 
@@ -99,6 +107,15 @@ class _WeightedOp(keras.layers.Layer):
             self.normalizer.build(output_shape)
         if isinstance(self.activation, keras.layers.Layer):
             self.activation.build(output_shape)
+        if not self.trainable:
+            # `trainable=False` given to __init__ does not reach sublayers created after it
+            # (their variables stayed in model.trainable_variables), and re-assigning
+            # `self.trainable = False` is a no-op (the TF backend's __setattr__ skips a value
+            # that is already there; measured). Keras semantics follow: a frozen BatchNorm
+            # normalises with its moving statistics.
+            for sublayer in (self.normalizer, self.activation):
+                if isinstance(sublayer, keras.layers.Layer):
+                    sublayer.trainable = False
 
     def _finish(self, outputs, training):
         if self.bias is not None:
@@ -118,7 +135,7 @@ class _WeightedOp(keras.layers.Layer):
             "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
             "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
             "normalizer": (None if self.normalizer is None
-                           else keras.saving.serialize_keras_object(self.normalizer)),
+                           else _serialize_sublayer(self.normalizer)),
             "activation": _serialize_activation(self.activation),
         }
 

@@ -1,0 +1,118 @@
+"""tf-slim graph references for the tests: slim's LeNet / CifarNet layouts and graph runners.
+
+tf_slim 1.1.0 ships vgg and resnet_v1 but not models/research/slim's LeNet and CifarNet, so
+those two are written here with tf_slim ops in the same layout (scopes, shapes, initializers
+are irrelevant: weights are copied). Everything runs in its own `tf.Graph` with `tf.compat.v1`.
+"""
+import numpy as np
+import tensorflow as tf
+
+from tfmodels import compat
+
+
+def slim():
+    compat.enable_tf_slim()  # slim.batch_norm needs it on TF 2.21
+    import tf_slim
+    return tf_slim
+
+
+def keras_to_slim_name(path):
+    """docs/NAMING.md: `.../kernel` -> `.../weights`, `.../bias` -> `.../biases`, rest equal."""
+    scope, _, leaf = path.rpartition("/")
+    leaf = {"kernel": "weights", "bias": "biases"}.get(leaf, leaf)
+    return f"{scope}/{leaf}" if scope else leaf
+
+
+def keras_variables(model):
+    """{slim name: shape} of a Keras model's variables, checking paths are unique."""
+    paths = [v.path for v in model.weights]
+    assert len(paths) == len(set(paths)), "duplicate variable paths"
+    return {keras_to_slim_name(v.path): tuple(v.shape) for v in model.weights}
+
+
+def lenet(images, num_classes=10, is_training=False, dropout_keep_prob=0.5, scope="LeNet"):
+    """models/research/slim/nets/lenet.py's layout, in tf_slim graph ops."""
+    s = slim()
+    with tf.compat.v1.variable_scope(scope, "LeNet", [images]):
+        net = s.conv2d(images, 32, [5, 5], scope="conv1")
+        net = s.max_pool2d(net, [2, 2], 2, scope="pool1")
+        net = s.conv2d(net, 64, [5, 5], scope="conv2")
+        net = s.max_pool2d(net, [2, 2], 2, scope="pool2")
+        net = s.flatten(net)
+        net = s.fully_connected(net, 1024, scope="fc3")
+        net = s.dropout(net, dropout_keep_prob, is_training=is_training, scope="dropout3")
+        return s.fully_connected(net, num_classes, activation_fn=None, scope="fc4")
+
+
+def cifarnet(images, num_classes=10, is_training=False, dropout_keep_prob=0.5,
+             scope="CifarNet"):
+    """models/research/slim/nets/cifarnet.py's layout, in tf_slim graph ops."""
+    s = slim()
+    with tf.compat.v1.variable_scope(scope, "CifarNet", [images]):
+        net = s.conv2d(images, 64, [5, 5], scope="conv1")
+        net = s.max_pool2d(net, [2, 2], 2, scope="pool1")
+        net = tf.nn.lrn(net, 4, bias=1.0, alpha=0.001 / 9.0, beta=0.75, name="norm1")
+        net = s.conv2d(net, 64, [5, 5], scope="conv2")
+        net = tf.nn.lrn(net, 4, bias=1.0, alpha=0.001 / 9.0, beta=0.75, name="norm2")
+        net = s.max_pool2d(net, [2, 2], 2, scope="pool2")
+        net = s.flatten(net)
+        net = s.fully_connected(net, 384, scope="fc3")
+        net = s.dropout(net, dropout_keep_prob, is_training=is_training, scope="dropout3")
+        net = s.fully_connected(net, 192, scope="fc4")
+        return s.fully_connected(net, num_classes, activation_fn=None, scope="logits")
+
+
+def vgg(name):
+    from tf_slim.nets import vgg as slim_vgg
+    slim()
+    return getattr(slim_vgg, name), slim_vgg.vgg_arg_scope
+
+
+def resnet_v1(name):
+    from tf_slim.nets import resnet_v1 as slim_resnet
+    slim()
+    return getattr(slim_resnet, name), slim_resnet.resnet_arg_scope
+
+
+def graph_variables(build, input_shape):
+    """{name: shape} of the global variables `build(images)` creates in a fresh graph."""
+    graph = tf.Graph()
+    with graph.as_default():
+        build(tf.compat.v1.placeholder(tf.float32, (None, *input_shape)))
+        return {v.op.name: tuple(v.shape) for v in tf.compat.v1.global_variables()}
+
+
+def run_graph(build, images, randomize_moving_stats=None, seed=0):
+    """Builds `build(images_placeholder) -> output` in a fresh graph and runs it once.
+
+    Variables get slim's initializers (seeded); with `randomize_moving_stats` (a NumPy
+    Generator) BN moving means/variances are set to random values, so inference tests are not
+    trivially mean 0 / variance 1. UPDATE_OPS run with the forward pass.
+
+    Returns:
+      (output as NumPy, {variable name: value before the run}, {... after the run}).
+    """
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.set_random_seed(seed)
+        placeholder = tf.compat.v1.placeholder(tf.float32, (None, *images.shape[1:]))
+        output = build(placeholder)
+        updates = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            if randomize_moving_stats is not None:
+                for v in tf.compat.v1.global_variables():
+                    if v.op.name.endswith("moving_mean"):
+                        v.load(randomize_moving_stats.normal(0, 0.5, v.shape), session)
+                    elif v.op.name.endswith("moving_variance"):
+                        v.load(randomize_moving_stats.uniform(0.5, 2.0, v.shape), session)
+            values = {v.op.name: session.run(v) for v in tf.compat.v1.global_variables()}
+            result = session.run([output, updates], {placeholder: images})[0]
+            after = {v.op.name: session.run(v) for v in tf.compat.v1.global_variables()}
+    return result, values, after
+
+
+def load_into(model, values):
+    """Assigns slim graph values (by mapped name) to every variable of a Keras model."""
+    for variable in model.weights:
+        variable.assign(np.asarray(values[keras_to_slim_name(variable.path)]))
