@@ -1,0 +1,151 @@
+"""Distribution strategies: one device, mirrored towers, several workers, TPU.
+
+    configure_devices(virtual_devices=4)          # before TensorFlow runs anything
+    strategy = create_strategy("auto", num_gpus=None, all_reduce="auto")
+
+`auto` mirrors over every visible GPU (logical GPUs included), else over the logical CPU devices
+when the CPU was split into several, else uses one CPU device. The same code runs on real GPUs:
+`--virtual_devices` only simulates towers where there are none.
+"""
+import json
+import os
+
+import tensorflow as tf
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+ALL_REDUCE = ("auto", "nccl", "hierarchical_copy", "one_device")
+
+
+def configure_devices(virtual_devices=1, gpu_memory_mb=None):
+    """Split each physical device into `virtual_devices` logical devices.
+
+    Must run before TensorFlow initialises its runtime (before any op or strategy). A GPU is
+    split into parts of `gpu_memory_mb` MB each (required for GPUs; TF needs a memory limit).
+
+    Returns:
+      The logical devices TensorFlow now exposes, e.g. ['/device:CPU:0', '/device:CPU:1'].
+    """
+    if isinstance(virtual_devices, bool) or not isinstance(virtual_devices, int) \
+            or virtual_devices < 1:
+        raise ValueError(f"virtual_devices={virtual_devices!r} must be a positive int")
+    if virtual_devices > 1:
+        gpus = tf.config.list_physical_devices("GPU")
+        for device in gpus or tf.config.list_physical_devices("CPU")[:1]:
+            if device.device_type == "GPU" and not gpu_memory_mb:
+                raise ValueError(
+                    f"virtual_devices={virtual_devices} on a GPU needs gpu_memory_mb (the memory "
+                    "of each logical GPU)")
+            config = tf.config.LogicalDeviceConfiguration(
+                memory_limit=gpu_memory_mb if device.device_type == "GPU" else None)
+            try:
+                tf.config.set_logical_device_configuration(device, [config] * virtual_devices)
+            except RuntimeError as err:
+                raise RuntimeError(
+                    "virtual devices must be configured before TensorFlow runs any op; "
+                    f"call configure_devices() first ({err})") from None
+    return [d.name for d in tf.config.list_logical_devices()]
+
+
+def create_strategy(name="auto", *, num_gpus=None, all_reduce="auto", tpu_address=None):
+    """Create a tf.distribute strategy.
+
+    Args:
+      name: one of STRATEGIES.
+      num_gpus: GPUs to mirror over (None: all visible). 0 forces the CPU.
+      all_reduce: cross-device reduction for mirrored towers: `nccl`, `hierarchical_copy`,
+        `one_device` (reduce on one device, then broadcast) or `auto` (TensorFlow's choice).
+        For `multi_worker`, `nccl` selects NCCL collectives and anything else TF's default.
+      tpu_address: TPU name or grpc address for `tpu` (None: the environment's default).
+
+    Returns:
+      A `tf.distribute.Strategy`.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"strategy={name!r} is not one of {', '.join(STRATEGIES)}")
+    if all_reduce not in ALL_REDUCE:
+        raise ValueError(f"all_reduce={all_reduce!r} is not one of {', '.join(ALL_REDUCE)}")
+    if name == "multi_worker":
+        return _multi_worker(all_reduce)
+    if name == "tpu":
+        return _tpu(tpu_address)
+
+    devices = select_devices(num_gpus)
+    if name == "one_device" or (name == "auto" and len(devices) == 1):
+        return tf.distribute.OneDeviceStrategy(devices[0])
+    if all_reduce == "nccl" and not devices[0].startswith("/gpu"):
+        raise ValueError("all_reduce='nccl' needs GPUs; on CPU devices use hierarchical_copy, "
+                         "one_device or auto")
+    return tf.distribute.MirroredStrategy(devices, cross_device_ops=_cross_device_ops(all_reduce))
+
+
+def select_devices(num_gpus=None):
+    """The devices towers run on: the first `num_gpus` logical GPUs, else the logical CPUs."""
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if num_gpus is not None:
+        if isinstance(num_gpus, bool) or not isinstance(num_gpus, int) or num_gpus < 0:
+            raise ValueError(f"num_gpus={num_gpus!r} must be an int >= 0")
+        if num_gpus > len(gpus):
+            raise ValueError(f"num_gpus={num_gpus} but only {len(gpus)} GPU(s) are visible "
+                             f"({', '.join(gpus) or 'none'})")
+        gpus = gpus[:num_gpus]
+    if gpus:
+        return [f"/gpu:{i}" for i in range(len(gpus))]
+    cpus = tf.config.list_logical_devices("CPU")
+    return [f"/cpu:{i}" for i in range(len(cpus))]
+
+
+def _cross_device_ops(all_reduce):
+    if all_reduce == "nccl":
+        return tf.distribute.NcclAllReduce()
+    if all_reduce == "hierarchical_copy":
+        return tf.distribute.HierarchicalCopyAllReduce()
+    if all_reduce == "one_device":
+        return tf.distribute.ReductionToOneDevice()
+    return None
+
+
+def _multi_worker(all_reduce):
+    if "TF_CONFIG" not in os.environ:
+        raise ValueError("strategy='multi_worker' reads the cluster from the TF_CONFIG "
+                         "environment variable, which is not set")
+    try:
+        cluster = json.loads(os.environ["TF_CONFIG"])
+        cluster["cluster"], cluster["task"]  # noqa: B018 - both keys are required
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"TF_CONFIG={os.environ['TF_CONFIG']!r} is not JSON with 'cluster' "
+                         "and 'task' keys") from None
+    implementation = (tf.distribute.experimental.CommunicationImplementation.NCCL
+                      if all_reduce == "nccl"
+                      else tf.distribute.experimental.CommunicationImplementation.AUTO)
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        communication_options=tf.distribute.experimental.CommunicationOptions(
+            implementation=implementation))
+
+
+def _tpu(tpu_address):
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, tf.errors.OpError) as err:
+        raise ValueError(f"strategy='tpu' found no TPU at tpu_address={tpu_address!r}: {err}") \
+            from None
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def is_chief(strategy):
+    """True on the one worker that writes summaries, exports and the final checkpoint."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def describe(strategy):
+    """A short description for logs: class, replicas, devices."""
+    devices = list(strategy.extended.worker_devices)
+    return (f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s) on "
+            f"{', '.join(devices)}")
