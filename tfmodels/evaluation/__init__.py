@@ -1,0 +1,1 @@
+"""Evaluation: every example exactly once across replicas, metrics, embeddings, plots."""

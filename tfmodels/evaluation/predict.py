@@ -1,0 +1,49 @@
+"""Run a model over an evaluation split and collect every real example's outputs once.
+
+The evaluation pipeline (tfmodels.data) pads the last global batch with masked examples so every
+replica gets a full batch at every step; here the outputs of all replicas (of all workers) are
+gathered and the padding dropped, so metrics count each example exactly once with any number of
+replicas and any global batch size.
+"""
+import numpy as np
+import tensorflow as tf
+
+
+def collect_outputs(strategy, model, data, *, loss_fn=None):
+    """Outputs for every real example of an evaluation `data` (`distribute_dataset(...,
+    training=False)`).
+
+    Args:
+      strategy: the strategy `model` and `data` were built for.
+      model: maps images to {'logits', 'embedding'} (tfmodels.nets.build_model).
+      data: a `tfmodels.data.DistributedData` for evaluation (with masks, `data.steps` steps).
+      loss_fn: optional per-example loss `fn(labels, logits)`; adds 'loss'.
+
+    Returns:
+      dict of NumPy arrays over the N real examples: 'logits' [N, K] float32, 'embedding'
+      [N, D] float32, 'label' [N] int32, and 'loss' [N] when `loss_fn` is given.
+    """
+
+    def replica_outputs(batch):
+        outputs = model(batch["image"], training=False)
+        logits = tf.cast(outputs["logits"], tf.float32)
+        result = {"logits": logits, "embedding": tf.cast(outputs["embedding"], tf.float32),
+                  "label": tf.cast(batch["label"], tf.int32), "mask": batch["mask"]}
+        if loss_fn is not None:
+            result["loss"] = loss_fn(batch["label"], logits)
+        return result
+
+    @tf.function
+    def step(batch):
+        per_replica = strategy.run(replica_outputs, args=(batch,))
+        return {k: strategy.gather(v, axis=0) for k, v in per_replica.items()}
+
+    chunks = []
+    iterator = iter(data.distributed_dataset)
+    for _ in range(data.steps):
+        chunks.append({k: v.numpy() for k, v in step(next(iterator)).items()})
+    if not chunks:
+        raise ValueError("the evaluation data has no steps")
+    merged = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    real = merged.pop("mask") > 0
+    return {k: v[real] for k, v in merged.items()}
