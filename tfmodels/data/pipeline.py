@@ -16,9 +16,7 @@ concatenated in replica order, are exactly the global batch one device would see
 * Evaluation: `num_eval_steps = ceil(n / G)` steps on every worker; positions >= n are padding
   (zero images, label 0, `mask` 0), so every replica gets a full batch at every step and every
   example is counted exactly once: sum metrics weighted by `mask`.
-* Datasets too large for memory stream from tfds (see `_streaming`): seeded file shuffle + a
-  10k-example shuffle buffer, element-wise `shard` per input pipeline (exact, but each worker
-  reads every record); resuming replays `start_step` batches (`skip`).
+* tfds splits too large for memory stream instead (`streaming.py`).
 """
 import math
 
@@ -28,9 +26,10 @@ import tensorflow as tf
 from tfmodels.data import datasets
 from tfmodels.data import preprocessing
 from tfmodels.data import resumable
+from tfmodels.data import streaming
 
 _INT64_MAX = np.iinfo(np.int64).max
-_STREAM_SHUFFLE_BUFFER = 10_000
+_CONSTANTS = {}  # id(numpy array) -> tf constant: one copy per process, not per pipeline build
 
 
 def steps_per_epoch(info, split, global_batch_size):
@@ -65,8 +64,9 @@ def make_dataset(name, split, *, global_batch_size, training, input_context=None
         (`global_batch_size / num_replicas_in_sync`) and cover this pipeline's share only.
       augment: pad + random crop (+ flip) when training; ignored at evaluation and for synthetic.
       seed: int in [0, 2**63): shuffling and augmentation; None draws one (not reproducible).
-      deterministic: keep element order fixed (tf.data `deterministic`); requires a seed when
-        training. With it, the training stream is a pure function of (seed, step).
+      deterministic: training: keep batch order fixed (tf.data `deterministic`); requires a
+        seed. With it, the training stream is a pure function of (seed, step). Evaluation and
+        streamed tfds data are always ordered.
       data_dir: tfds data folder; None is tfds's default.
       start_step: training only: begin at this global step (resume without a checkpoint).
       in_memory: tfds only: True/False forces reading the split into memory / streaming; None
@@ -202,8 +202,15 @@ def _build(spec, input_context):
     elif _uses_memory(info, split, spec["in_memory"]):
         ds = _in_memory(spec, layout, *datasets.load_arrays(info, split))
     else:
-        ds = _streaming(spec, layout, input_context)
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(spec["deterministic"]))
+        ds = streaming.streaming_dataset(
+            info, split, global_batch_size=spec["global_batch_size"], layout=layout,
+            input_context=input_context, training=spec["training"], augment=spec["augment"],
+            seed=spec["seed"], start_step=spec["start_step"], options=_options(True))
+        # Element-wise sharding needs every pipeline to read records in the same order.
+        return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(True))
+    # Evaluation keeps the split's order always (cheap: equal-cost batch maps).
+    deterministic = spec["deterministic"] or not spec["training"]
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(deterministic))
 
 
 def _positions(u, layout):
@@ -216,10 +223,8 @@ def _positions(u, layout):
 
 def _augment_rows(spec, step, replica, per_replica):
     info = spec["info"]
-    offsets, flips = preprocessing.augmentation_draws(
-        spec["seed"], step, spec["global_batch_size"], padding=info.crop_padding, flip=info.flip)
-    start = replica * per_replica
-    return offsets[start:start + per_replica], flips[start:start + per_replica]
+    return preprocessing.replica_draws(spec["seed"], step, spec["global_batch_size"], replica,
+                                       per_replica, padding=info.crop_padding, flip=info.flip)
 
 
 def _in_memory(spec, layout, pixels, labels):
@@ -228,7 +233,7 @@ def _in_memory(spec, layout, pixels, labels):
     if len(labels) != n:
         raise RuntimeError(f"{info.name!r} split {split!r} yielded {len(labels)} examples but its "
                            f"info says {n}; the prepared data is inconsistent")
-    pixels_t, labels_t = tf.constant(pixels), tf.constant(labels)
+    pixels_t, labels_t = (_constant(pixels), _constant(labels))
     per_replica, replicas, _ = layout
     augment = spec["training"] and spec["augment"]
 
@@ -264,6 +269,14 @@ def _in_memory(spec, layout, pixels, labels):
     return elements.map(eval_batch, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def _constant(array):
+    # The arrays live for the process (datasets.load_arrays caches them), so ids are stable.
+    if id(array) not in _CONSTANTS:
+        with tf.init_scope(), tf.device("/cpu:0"):
+            _CONSTANTS[id(array)] = tf.constant(array)
+    return _CONSTANTS[id(array)]
+
+
 def _synthetic(spec, layout):
     """One random batch made once and repeated (tf_cnn_benchmarks' synthetic input)."""
     info, g = spec["info"], spec["global_batch_size"]
@@ -284,49 +297,3 @@ def _synthetic(spec, layout):
 
     steps = num_eval_steps(info, spec["split"], g)
     return tf.data.Dataset.range(steps * replicas).map(eval_batch)
-
-
-def _streaming(spec, layout, input_context):
-    """tfds records read on the fly, for splits too large for memory (fixed image sizes only)."""
-    import tensorflow_datasets as tfds
-
-    info, split, g = spec["info"], spec["split"], spec["global_batch_size"]
-    per_replica, replicas, first = layout
-    pipelines = input_context.num_input_pipelines if input_context else 1
-    pipeline = input_context.input_pipeline_id if input_context else 0
-    builder = datasets._tfds_builder(info.tfds_name, info.data_dir)  # pylint: disable=protected-access
-    training = spec["training"]
-    read_config = tfds.ReadConfig(shuffle_seed=spec["seed"], input_context=None,
-                                  options=_options(spec["deterministic"]))
-    records = builder.as_dataset(split=split, shuffle_files=training, read_config=read_config)
-    records = records.map(lambda ex: (ex[info.image_key], tf.cast(ex[info.label_key], tf.int32)),
-                          num_parallel_calls=tf.data.AUTOTUNE)
-    # Element-wise sharding is exact for any number of pipelines (each reads all records).
-    records = records.shard(pipelines, pipeline)
-    if training:
-        records = records.repeat().shuffle(_STREAM_SHUFFLE_BUFFER, seed=spec["seed"])
-        batches = records.batch(per_replica, drop_remainder=True).enumerate()
-        batches = batches.skip(spec["start_step"] * replicas)
-
-        def train_batch(u, batch):
-            pixels, labels = batch
-            draws = (_augment_rows(spec, u // replicas, first + u % replicas, per_replica)
-                     if spec["augment"] else (None, None))
-            return {"image": preprocessing.preprocess_batch(pixels, info, offsets=draws[0],
-                                                            flips=draws[1]),
-                    "label": labels}
-        return batches.map(train_batch, num_parallel_calls=tf.data.AUTOTUNE)
-
-    n = info.splits[split]
-    mine = len(range(pipeline, n, pipelines))
-    target = num_eval_steps(info, split, g) * replicas * per_replica
-    zero = (tf.zeros(info.image_shape, tf.uint8), tf.constant(0, tf.int32))
-    padding = tf.data.Dataset.from_tensors(zero).repeat(target - mine)
-    examples = records.map(lambda x, y: (x, y, 1.0)).concatenate(
-        padding.map(lambda x, y: (x, y, 0.0)))
-
-    def eval_batch(pixels, labels, mask):
-        return {"image": preprocessing.preprocess_batch(pixels, info), "label": labels,
-                "mask": mask}
-    return examples.batch(per_replica, drop_remainder=True).map(
-        eval_batch, num_parallel_calls=tf.data.AUTOTUNE)

@@ -15,6 +15,9 @@ side, crop an H×W window at a uniformly random offset in [0, 2·padding]², the
 with probability 1/2 when the dataset allows flips. It runs on the raw uint8 pixels, so padding is
 black (0) before normalisation, as torchvision's `RandomCrop(padding=4)` on CIFAR.
 """
+import functools
+
+import numpy as np
 import tensorflow as tf
 
 # Salts keep the random streams for shuffling and augmentation independent for one user seed.
@@ -47,12 +50,13 @@ def normalize(pixels, *, pixel_max, mean, std):
       mean, std: per-channel sequences (length C or 1) applied after scaling to [0, 1].
 
     Returns:
-      float32 tensor `(pixels / pixel_max - mean) / std`, same shape as `pixels`.
+      float32 tensor `(pixels / pixel_max - mean) / std`, same shape as `pixels`, computed as
+      one multiply-add `pixels * scale + bias` (equal up to float rounding).
     """
-    images = tf.cast(pixels, tf.float32) * (1.0 / float(pixel_max))
-    mean = tf.constant(mean, tf.float32)
-    inv_std = 1.0 / tf.constant(std, tf.float32)
-    return (images - mean) * inv_std
+    mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+    scale = tf.constant(1.0 / (float(pixel_max) * std), tf.float32)
+    bias = tf.constant(-mean / std, tf.float32)
+    return tf.cast(pixels, tf.float32) * scale + bias
 
 
 def augmentation_draws(seed, step, global_batch_size, *, padding, flip):
@@ -77,6 +81,20 @@ def augmentation_draws(seed, step, global_batch_size, *, padding, flip):
     coins = tf.random.stateless_uniform([global_batch_size], seed=flip_seed, minval=0, maxval=2,
                                         dtype=tf.int32)
     return offsets, tf.equal(coins, 1)
+
+
+def replica_draws(seed, step, global_batch_size, replica, per_replica_batch_size, *, padding,
+                  flip):
+    """Rows `[replica * B, (replica + 1) * B)` of `augmentation_draws` for one global step.
+
+    Returns:
+      (offsets int32 [B, 2], flips bool [B]) for replica `replica` (global index) with
+      `B = per_replica_batch_size`.
+    """
+    offsets, flips = augmentation_draws(seed, step, global_batch_size, padding=padding, flip=flip)
+    start = replica * per_replica_batch_size
+    rows = slice(start, start + per_replica_batch_size)
+    return offsets[rows], flips[rows]
 
 
 def crop_and_flip(images, offsets, flips, *, padding):
@@ -110,6 +128,10 @@ def crop_and_flip(images, offsets, flips, *, padding):
 def preprocess_batch(pixels, info, *, offsets=None, flips=None):
     """Raw pixels of one batch -> float32 network input, augmented when draws are given.
 
+    Runs as one XLA-compiled function: fusing cast, crop/flip gathers and the multiply-add is
+    ~4x faster on CPU than the separate ops (bench/input_pipeline.py), and works eagerly and
+    inside `tf.data` maps.
+
     Args:
       pixels: [B, H, W, C] raw pixels (uint8, or 0..16 for digits).
       info: a `DatasetInfo` (pixel_max, mean, std, crop_padding).
@@ -119,6 +141,21 @@ def preprocess_batch(pixels, info, *, offsets=None, flips=None):
     Returns:
       float32 [B, H, W, C].
     """
-    if offsets is not None:
-        pixels = crop_and_flip(pixels, offsets, flips, padding=info.crop_padding)
-    return normalize(pixels, pixel_max=info.pixel_max, mean=info.mean, std=info.std)
+    augment = offsets is not None
+    fn = _compiled(float(info.pixel_max), tuple(info.mean), tuple(info.std),
+                   int(info.crop_padding), augment)
+    return fn(pixels, offsets, flips) if augment else fn(pixels)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(pixel_max, mean, std, padding, augment):
+    """One jit-compiled preprocessing function per dataset normalisation and augmentation."""
+    def with_augmentation(pixels, offsets, flips):
+        cropped = crop_and_flip(pixels, offsets, flips, padding=padding)
+        return normalize(cropped, pixel_max=pixel_max, mean=mean, std=std)
+
+    def without(pixels):
+        return normalize(pixels, pixel_max=pixel_max, mean=mean, std=std)
+
+    return tf.function(with_augmentation if augment else without, jit_compile=True,
+                       autograph=False)

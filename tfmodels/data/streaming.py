@@ -1,0 +1,77 @@
+"""Streaming input for tfds splits too large to hold in memory (fixed image sizes only).
+
+Records are read in a fixed order (seeded file shuffle, deterministic interleave) and sharded
+element-wise per input pipeline (`shard(P, p)`): exact for any number of pipelines, at the cost
+of every worker reading every record. Training shuffles with a buffer of up to 10,000 examples,
+repeats, and drops partial batches; augmentation draws follow the same (seed, global step, replica)
+rule as in-memory data. Resuming at `start_step` replays and skips that many batches (correct but
+O(position)), and a tf.data checkpoint of this pipeline contains its shuffle buffer. Evaluation
+pads each pipeline's shard with masked zero images to `ceil(n / G)` full steps.
+"""
+import math
+
+import tensorflow as tf
+
+from tfmodels.data import datasets
+from tfmodels.data import preprocessing
+
+SHUFFLE_BUFFER = 10_000
+
+
+def streaming_dataset(info, split, *, global_batch_size, layout, input_context, training,
+                      augment, seed, start_step, options):
+    """Builds one streaming input pipeline (per-replica batches, see `pipeline.make_dataset`).
+
+    Args:
+      info, split: a tfds `DatasetInfo` and one of its splits.
+      global_batch_size: examples per step over all replicas.
+      layout: (per-replica batch B, replicas fed by this pipeline R, global index of its first
+        replica), from `pipeline._layout`.
+      input_context: `tf.distribute.InputContext` or None (one pipeline).
+      training, augment, seed, start_step: as `pipeline.make_dataset`.
+      options: `tf.data.Options` for reading the records (must be deterministic).
+
+    Returns:
+      A `tf.data.Dataset` of `{'image', 'label'}` (+ `'mask'` at evaluation) per-replica batches.
+    """
+    import tensorflow_datasets as tfds
+
+    per_replica, replicas, first = layout
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    pipeline = input_context.input_pipeline_id if input_context else 0
+    builder = datasets._tfds_builder(info.tfds_name, info.data_dir)  # pylint: disable=protected-access
+    read_config = tfds.ReadConfig(shuffle_seed=seed, options=options)
+    records = builder.as_dataset(split=split, shuffle_files=training, read_config=read_config)
+    records = records.map(lambda ex: (ex[info.image_key], tf.cast(ex[info.label_key], tf.int32)),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    records = records.shard(pipelines, pipeline)
+    if training:
+        buffer = min(SHUFFLE_BUFFER, info.splits[split])
+        records = records.repeat().shuffle(buffer, seed=seed)
+        batches = records.batch(per_replica, drop_remainder=True).enumerate()
+        batches = batches.skip(start_step * replicas)
+
+        def train_batch(u, batch):
+            pixels, labels = batch
+            offsets, flips = None, None
+            if augment:
+                offsets, flips = preprocessing.replica_draws(
+                    seed, u // replicas, global_batch_size, first + u % replicas, per_replica,
+                    padding=info.crop_padding, flip=info.flip)
+            image = preprocessing.preprocess_batch(pixels, info, offsets=offsets, flips=flips)
+            return {"image": image, "label": labels}
+        return batches.map(train_batch, num_parallel_calls=tf.data.AUTOTUNE)
+
+    num_examples = info.splits[split]
+    mine = len(range(pipeline, num_examples, pipelines))
+    target = math.ceil(num_examples / global_batch_size) * replicas * per_replica
+    zero = (tf.zeros(info.image_shape, tf.uint8), tf.constant(0, tf.int32))
+    padding = tf.data.Dataset.from_tensors(zero).repeat(target - mine)
+    examples = records.map(lambda x, y: (x, y, 1.0)).concatenate(
+        padding.map(lambda x, y: (x, y, 0.0)))
+
+    def eval_batch(pixels, labels, mask):
+        return {"image": preprocessing.preprocess_batch(pixels, info), "label": labels,
+                "mask": mask}
+    return examples.batch(per_replica, drop_remainder=True).map(
+        eval_batch, num_parallel_calls=tf.data.AUTOTUNE)
