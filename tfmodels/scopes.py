@@ -1,4 +1,4 @@
-"""tf-slim-style builders that make Keras 3 functional models, so slim model code ports line by line.
+"""tf-slim-style builders making Keras 3 functional models: slim model code ports line by line.
 
     import tfmodels.scopes as slim
 
@@ -134,7 +134,8 @@ def conv2d(inputs, num_outputs, kernel_size, stride=1, padding="SAME", rate=1,
         means no bias.
       weights_regularizer, biases_regularizer: Keras regularizers (e.g.
         `tfmodels.losses.l2_regularizer(wd)`), collected by `model.losses`.
-      trainable: False freezes the layer's variables.
+      trainable: False freezes the variables (a frozen normalizer then uses its moving
+        statistics, the Keras convention).
       scope: layer name, i.e. the last name-scope component of its variable paths.
 
     Returns:
