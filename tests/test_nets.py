@@ -1,0 +1,455 @@
+"""The nets registry and every registered net: variable paths and shapes (against tf-slim's own
+graphs where slim has the net), parameter counts against published figures, end points,
+gradients, input sizes, mixed precision, and forward passes equal to slim's on the same weights.
+
+Each net is built once per module (the `built` fixture) at its reference size.
+"""
+import dataclasses
+import functools
+import gc
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests import slim_reference
+from tfmodels import nets, scopes
+from tfmodels.layers import slim_layers
+
+pytestmark = pytest.mark.filterwarnings("ignore:`(layer.apply|tf.layers.flatten)`:UserWarning")
+
+WEIGHT_DECAY = 1e-3
+SMALL_NETS = ["softmax_regression", "two_layer_net", "ufldl_cnn", "lenet", "lenet_pp",
+              "cifarnet", "resnet20"]
+
+# name: (input shape, num_classes, embedding size, (total, trainable) parameters).
+# vgg / resnet_v1 with 1000 classes: tf-slim's graph counts (vgg_16 138,357,544; resnet_v1_50
+# 25,610,152 with BN moving statistics, 25,557,032 trainable; the trainable counts equal
+# torchvision's vgg11/16/19 and resnet50/101). resnet_v1's variables do not depend on the image
+# size, so it is built at 32x32. CIFAR ResNets: the paper's 0.27M / 0.85M (269,722 / 853,018
+# trainable, option A shortcuts, 10 classes). Small nets: closed forms in the comments.
+REFERENCE = {
+    "softmax_regression": ((28, 28, 1), 10, 784, (7850,) * 2),  # 784*10 + 10
+    "two_layer_net": ((32, 32, 3), 10, 100, (308310,) * 2),  # 3072*100+100 + 100*10+10
+    "ufldl_cnn": ((28, 28, 1), 10, 3920, (40850,) * 2),  # 9*9*20+20 + 14*14*20*10+10
+    "lenet": ((28, 28, 1), 10, 1024, (3274634,) * 2),  # slim's LeNet on MNIST
+    "lenet_pp": ((28, 28, 1), 10, 2, (799426,) * 2),  # see test_lenet_pp_closed_form
+    "cifarnet": ((32, 32, 3), 10, 192, (1756426,) * 2),  # slim's CifarNet on CIFAR-10
+    "resnet20": ((32, 32, 3), 10, 64, (271098, 269722)),
+    "resnet56": ((32, 32, 3), 10, 64, (857082, 853018)),
+    "vgg_a": ((224, 224, 3), 1000, 4096, (132863336,) * 2),
+    "vgg_16": ((224, 224, 3), 1000, 4096, (138357544,) * 2),
+    "vgg_19": ((224, 224, 3), 1000, 4096, (143667240,) * 2),
+    "resnet_v1_50": ((32, 32, 3), 1000, 2048, (25610152, 25557032)),
+    "resnet_v1_101": ((32, 32, 3), 1000, 2048, (44654504, 44549160)),
+}
+
+
+@dataclasses.dataclass
+class Built:
+    name: str
+    model: keras.Model
+    end_points: dict
+    input_shape: tuple
+    num_classes: int
+
+
+@pytest.fixture(scope="module", params=sorted(REFERENCE))
+def built(request):
+    """build_model(name) at the reference size, recording the end points the net returned."""
+    name = request.param
+    spec = nets.NETS[name]
+    recorded = {}
+
+    @functools.wraps(spec.fn)
+    def recording(*args, **kwargs):
+        logits, end_points = spec.fn(*args, **kwargs)
+        recorded.update(end_points)
+        return logits, end_points
+
+    shape, num_classes = REFERENCE[name][:2]
+    keras.utils.set_random_seed(1234)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(nets.NETS, name, dataclasses.replace(spec, fn=recording))
+        model = nets.build_model(name, num_classes=num_classes, input_shape=shape,
+                                 weight_decay=WEIGHT_DECAY)
+    yield Built(name, model, recorded, shape, num_classes)
+    del model, recorded
+    gc.collect()  # the VGGs hold ~0.5 GB each
+
+
+# ---------------------------------------------------------------- registry
+
+
+def test_registry_names_and_specs():
+    assert set(nets.NETS) == set(REFERENCE)
+    for name, spec in nets.NETS.items():
+        assert spec.name == name
+        assert spec.default_image_size == spec.fn.default_image_size
+        assert isinstance(spec.arg_scope(weight_decay=0.0), dict)
+        low, high = spec.image_size_limits()
+        assert low <= spec.default_image_size and (high is None or spec.default_image_size
+                                                   <= high)
+
+
+def test_get_net_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError, match="unknown net 'lenet5'") as error:
+        nets.get_net("lenet5")
+    assert all(name in str(error.value) for name in nets.NETS)
+    assert nets.get_net("lenet") is nets.NETS["lenet"]
+
+
+@pytest.mark.parametrize("name, kwargs, error, match", [
+    ("lenet", dict(num_classes=0), ValueError, r"num_classes=0 must be an integer >= 1"),
+    ("lenet", dict(num_classes=2.5), ValueError, r"num_classes=2.5"),
+    ("lenet", dict(num_classes=True), ValueError, r"num_classes=True"),
+    ("lenet", dict(input_shape=(28, 28)), ValueError, r"input_shape=\(28, 28\) must be"),
+    ("lenet", dict(input_shape=(1, 28, 28, 1)), ValueError, r"input_shape=\(1, 28, 28, 1\)"),
+    ("lenet", dict(input_shape=(28, 28, 0)), ValueError, r"input_shape=\(28, 28, 0\)"),
+    ("lenet", dict(input_shape=None), ValueError, r"input_shape=None"),
+    ("lenet", dict(input_shape=(3, 28, 1)), ValueError, r"lenet needs height and width >= 4"),
+    ("vgg_16", dict(input_shape=(223, 224, 3)), ValueError, r"in \[224, 255\]"),
+    ("vgg_16", dict(input_shape=(256, 256, 3)), ValueError, r"in \[224, 255\]"),
+    ("ufldl_cnn", dict(input_shape=(9, 9, 1), padding="VALID"), ValueError, r">= 10"),
+    ("lenet", dict(weight_decay=-1.0), ValueError, r"weight_decay=-1.0"),
+    ("lenet", dict(weight_decay=float("nan")), ValueError, r"weight_decay=nan"),
+    ("lenet", dict(is_training="yes"), ValueError, r"is_training='yes'"),
+    ("lenet", dict(hidden_size=10), TypeError, r"lenet does not take \['hidden_size'\]"),
+    ("lenet7", {}, ValueError, r"unknown net 'lenet7'; valid names: cifarnet, lenet,"),
+])
+def test_build_model_rejects_bad_arguments_before_building(name, kwargs, error, match,
+                                                            monkeypatch):
+    for key, spec in nets.NETS.items():  # any build attempt fails the test
+        @functools.wraps(spec.fn)
+        def must_not_build(*args, **unused):
+            raise AssertionError("built despite invalid arguments")
+        monkeypatch.setitem(nets.NETS, key, dataclasses.replace(spec, fn=must_not_build))
+    arguments = dict(num_classes=10, input_shape=(28, 28, 1) if name != "vgg_16"
+                     else (224, 224, 3))
+    arguments.update(kwargs)
+    with pytest.raises(error, match=match):
+        nets.build_model(name, **arguments)
+
+
+# ---------------------------------------------------------------- every net, built once
+
+
+def _slim_graph(name, input_shape, num_classes):
+    """(build function for slim_reference.graph_variables) or None if slim lacks the net."""
+    slim = slim_reference.slim
+    if name in ("lenet", "cifarnet"):
+        return lambda x: getattr(slim_reference, name)(x, num_classes)
+    if name.startswith(("vgg", "resnet_v1")):
+        fn, arg_scope = (slim_reference.vgg if name.startswith("vgg")
+                         else slim_reference.resnet_v1)(name)
+
+        def build(x):
+            with slim().arg_scope(arg_scope()):
+                return fn(x, num_classes)
+        return build
+    return None
+
+
+def _conv(path, kernel, depth_in, depth, bias=True, batch_norm=False, prelu=False):
+    shapes = {f"{path}/kernel": (kernel, kernel, depth_in, depth)}
+    if bias:
+        shapes[f"{path}/bias"] = (depth,)
+    if batch_norm:
+        shapes.update({f"{path}/BatchNorm/{leaf}": (depth,) for leaf in
+                       ("gamma", "beta", "moving_mean", "moving_variance")})
+    if prelu:
+        shapes[f"{path}/PReLU/alpha"] = (depth,)
+    return shapes
+
+
+def _dense(path, units_in, units, prelu=False):
+    shapes = {f"{path}/kernel": (units_in, units), f"{path}/bias": (units,)}
+    if prelu:
+        shapes[f"{path}/PReLU/alpha"] = (units,)
+    return shapes
+
+
+def _expected_variables(name, num_classes):
+    """Hand-written variable paths and shapes of the nets tf-slim does not have."""
+    if name == "softmax_regression":
+        return _dense("SoftmaxRegression/logits", 784, num_classes)
+    if name == "two_layer_net":
+        return {**_dense("TwoLayerNet/fc1", 3072, 100),
+                **_dense("TwoLayerNet/logits", 100, num_classes)}
+    if name == "ufldl_cnn":
+        return {**_conv("UfldlCnn/conv1", 9, 1, 20),
+                **_dense("UfldlCnn/logits", 14 * 14 * 20, num_classes)}
+    if name == "lenet_pp":
+        shapes, depth_in = {}, 1
+        for stage, depth in enumerate((32, 64, 128), start=1):
+            for i in (1, 2):
+                shapes.update(_conv(f"LeNetPP/conv{stage}/conv{stage}_{i}", 5, depth_in, depth,
+                                    prelu=True))
+                depth_in = depth
+        return {**shapes, **_dense("LeNetPP/fc1", 4 * 4 * 128, 2, prelu=True),
+                **_dense("LeNetPP/logits", 2, num_classes)}
+    if name in ("resnet20", "resnet56"):
+        units = {"resnet20": 3, "resnet56": 9}[name]
+        shapes = _conv(f"{name}/conv1", 3, 3, 16, bias=False, batch_norm=True)
+        depth_in = 16
+        for block, depth in enumerate((16, 32, 64), start=1):
+            for unit in range(1, units + 1):
+                prefix = f"{name}/block{block}/unit_{unit}/basic_v1"
+                shapes.update(_conv(f"{prefix}/conv1", 3, depth_in, depth, False, True))
+                shapes.update(_conv(f"{prefix}/conv2", 3, depth, depth, False, True))
+                depth_in = depth
+        return {**shapes, **_dense(f"{name}/logits", 64, num_classes)}
+    raise KeyError(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _slim_info(name, input_shape, num_classes):
+    """({variable name: shape}, {end point: shape}) of slim's graph, built once per net."""
+    build = _slim_graph(name, input_shape, num_classes)
+    graph = tf.Graph()
+    with graph.as_default():
+        output = build(tf.compat.v1.placeholder(tf.float32, (None, *input_shape)))
+        end_points = output[1] if isinstance(output, tuple) else {}
+        return ({v.op.name: tuple(v.shape) for v in tf.compat.v1.global_variables()},
+                {key: tuple(value.shape) for key, value in end_points.items()})
+
+
+def test_variable_paths_and_shapes(built):
+    """Exactly one Keras variable per slim variable, same shape (the porting contract)."""
+    ours = slim_reference.keras_variables(built.model)
+    if _slim_graph(built.name, built.input_shape, built.num_classes) is not None:
+        expected = _slim_info(built.name, built.input_shape, built.num_classes)[0]
+    else:
+        expected = {slim_reference.keras_to_slim_name(path): shape for path, shape in
+                    _expected_variables(built.name, built.num_classes).items()}
+    assert ours == expected
+    assert all(v.path.startswith(built.model.name + "/") for v in built.model.weights)
+    assert built.model.name == nets.NETS[built.name].scope
+
+
+def test_parameter_counts(built):
+    total, trainable = REFERENCE[built.name][3]
+    assert built.model.count_params() == total
+    assert sum(int(np.prod(v.shape)) for v in built.model.trainable_variables) == trainable
+
+
+def test_lenet_pp_closed_form():
+    convs = [(1, 32), (32, 32), (32, 64), (64, 64), (64, 128), (128, 128)]
+    conv = sum(25 * c_in * c_out + 2 * c_out for c_in, c_out in convs)  # + bias + alpha
+    dense = (2048 * 2 + 2 + 2) + (2 * 10 + 10)
+    assert conv + dense == REFERENCE["lenet_pp"][3][0]
+
+
+def _expected_end_points(name):
+    common = {"logits", "embedding"}
+    slim_style = {"Logits", "Flatten"}
+    if name == "softmax_regression":
+        return common | slim_style
+    if name == "two_layer_net":
+        return common | slim_style | {"fc1"}
+    if name == "ufldl_cnn":
+        return common | slim_style | {"conv1", "pool1"}
+    if name == "lenet":
+        return common | slim_style | {"conv1", "pool1", "conv2", "pool2", "fc3", "dropout3",
+                                      "Predictions"}
+    if name == "lenet_pp":
+        return common | slim_style | {"conv1", "conv2", "conv3", "pool1", "pool2", "pool3",
+                                      "fc1"}
+    if name == "cifarnet":
+        return common | slim_style | {"conv1", "pool1", "conv2", "pool2", "fc3", "fc4",
+                                      "Predictions"}
+    if name.startswith("resnet_v1"):
+        return common | {f"{name}/{key}" for key in ("conv1", "block1", "block2", "block3",
+                                                     "block4", "logits")} | {"predictions"}
+    if name.startswith("resnet"):
+        return common | {f"{name}/{key}" for key in ("conv1", "block1", "block2", "block3")}
+    if name.startswith("vgg"):  # slim's end points, compared with its graph below
+        return None
+    raise KeyError(name)
+
+
+def test_end_points(built):
+    end_points = built.end_points
+    expected = _expected_end_points(built.name)
+    if built.name.startswith(("vgg", "resnet_v1")):
+        slim_shapes = _slim_info(built.name, built.input_shape, built.num_classes)[1]
+        if expected is None:
+            expected = {"logits", "embedding"} | set(slim_shapes)
+        for key in set(end_points) & set(slim_shapes):  # same layout, end point by end point
+            assert tuple(end_points[key].shape) == slim_shapes[key], key
+    assert set(end_points) == expected
+    embedding_size = REFERENCE[built.name][2]
+    assert tuple(end_points["embedding"].shape) == (None, embedding_size)
+    assert tuple(end_points["logits"].shape) == (None, built.num_classes)
+    assert built.model.output["logits"] is end_points["logits"]
+    assert built.model.output["embedding"] is end_points["embedding"]
+
+
+def test_weight_decay_in_model_losses(built):
+    """model.losses = wd * sum(w**2) / 2 over the decayed kernels (slim's choice per net)."""
+    undecayed = {"cifarnet": {"CifarNet/conv1/kernel", "CifarNet/conv2/kernel",
+                              "CifarNet/logits/kernel"}}.get(built.name, set())
+    kernels = [v for v in built.model.weights
+               if v.path.endswith("/kernel") and v.path not in undecayed]
+    # Float64 reference (float32 accumulation over VGG's fc6 is 0.2% off); in TF because
+    # copying 130M weights to NumPy and squaring them there took seconds.
+    expected = WEIGHT_DECAY * sum(float(tf.reduce_sum(tf.square(tf.cast(v, tf.float64)))) / 2
+                                  for v in kernels)
+    assert len(built.model.losses) == len(kernels)
+    np.testing.assert_allclose(float(tf.add_n(built.model.losses)), expected, rtol=1e-5)
+
+
+def test_forward_and_gradients(built, rng):
+    """Outputs have the contract's shapes, are finite, and every trainable variable learns.
+
+    vgg_16 / vgg_19 run forward only: a 224x224 backward pass costs ~30 GFLOPs each, and they
+    are vgg_a's code (`vgg._vgg`) with more repeats, which their variable test pins.
+    """
+    batch = 1 if built.name.startswith("vgg") else 4  # BN needs more than one value
+    images = rng.normal(size=(batch, *built.input_shape)).astype(np.float32)
+    labels = rng.integers(0, built.num_classes, batch)
+    model = built.model
+    if built.name in ("vgg_16", "vgg_19"):
+        outputs = model(images, training=True)
+        assert outputs["logits"].shape == (batch, built.num_classes)
+        assert np.all(np.isfinite(outputs["logits"])) and np.all(np.isfinite(
+            outputs["embedding"]))
+        return
+    with tf.GradientTape() as tape:
+        outputs = model(images, training=True)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=labels, logits=outputs["logits"])) + tf.add_n(model.losses)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    assert outputs["logits"].shape == (batch, built.num_classes)
+    assert outputs["embedding"].shape == (batch, REFERENCE[built.name][2])
+    assert np.all(np.isfinite(outputs["logits"])) and np.all(np.isfinite(outputs["embedding"]))
+    for variable, gradient in zip(model.trainable_variables, gradients):
+        assert gradient is not None, variable.path
+        gradient = np.asarray(gradient)
+        assert np.all(np.isfinite(gradient)), variable.path
+        assert np.any(gradient != 0), variable.path
+
+
+def test_batch_norm_settings(built):
+    """resnet_v1: slim's epsilon 1e-5 / decay 0.997; CIFAR ResNets: Torch's 1e-5 / 0.9."""
+    batch_norms = [layer for layer in built.model._flatten_layers()
+                   if isinstance(layer, slim_layers.BatchNorm)]
+    expected = {"resnet_v1_50": (53, 1e-5, 0.997), "resnet_v1_101": (104, 1e-5, 0.997),
+                "resnet20": (19, 1e-5, 0.9), "resnet56": (55, 1e-5, 0.9)}.get(built.name)
+    if expected is None:
+        assert batch_norms == []
+        return
+    count, epsilon, momentum = expected
+    assert len(batch_norms) == count
+    assert {(bn.epsilon, bn.momentum, bn.scale, bn.synchronized, bn.is_training)
+            for bn in batch_norms} == {(epsilon, momentum, True, False, None)}
+
+
+# ---------------------------------------------------------------- sizes, dtypes, sync BN
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 1), (32, 32, 3)])
+@pytest.mark.parametrize("name", SMALL_NETS)
+def test_small_nets_run_on_digits_mnist_and_cifar_sizes(name, shape, rng):
+    model = nets.build_model(name, num_classes=7, input_shape=shape)
+    outputs = model(rng.normal(size=(2, *shape)).astype(np.float32), training=False)
+    assert outputs["logits"].shape == (2, 7)
+    assert np.all(np.isfinite(outputs["logits"]))
+
+
+@pytest.mark.parametrize("name, smallest", [("lenet", 4), ("cifarnet", 4), ("vgg_a", 224)])
+def test_minimum_image_size_is_tight(name, smallest):
+    assert nets.NETS[name].image_size_limits()[0] == smallest
+    if smallest < 224:  # building the smallest VGG would cost a 130M-parameter model
+        model = nets.build_model(name, num_classes=3, input_shape=(smallest, smallest, 1))
+        assert model(np.zeros((1, smallest, smallest, 1), np.float32))["logits"].shape == (1, 3)
+    with pytest.raises(ValueError, match="needs height and width"):
+        nets.build_model(name, num_classes=3, input_shape=(smallest - 1, smallest, 1))
+
+
+def test_ufldl_cnn_valid_layout_is_the_exercise():
+    model = nets.build_model("ufldl_cnn", 10, (28, 28, 1), padding="VALID")
+    assert model.output["embedding"].shape == (None, 2000)  # 20 maps of 10x10
+    assert model.count_params() == 9 * 9 * 20 + 20 + 2000 * 10 + 10
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("name", SMALL_NETS + ["resnet56"])
+def test_mixed_precision(name, policy, rng):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = nets.build_model(name, num_classes=5, input_shape=(8, 8, 3), weight_decay=1e-4)
+        outputs = model(rng.normal(size=(2, 8, 8, 3)).astype(np.float32), training=True)
+        losses = model.losses
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert outputs["logits"].dtype == policy.split("_")[1]
+    assert {v.dtype for v in model.weights} == {"float32"}
+    for value in (outputs["logits"], outputs["embedding"], tf.add_n(losses)):
+        assert np.all(np.isfinite(tf.cast(value, tf.float32)))
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_sync_batch_norm_reaches_every_batch_norm(sync):
+    model = nets.build_model("resnet20", 10, (8, 8, 3), sync_batch_norm=sync)
+    batch_norms = [layer for layer in model._flatten_layers()
+                   if isinstance(layer, slim_layers.BatchNorm)]
+    assert len(batch_norms) == 19
+    assert {bn.synchronized for bn in batch_norms} == {sync}
+    assert {bn.epsilon for bn in batch_norms} == {1e-5}  # the net's own params still apply
+
+
+def test_is_training_pins_batch_norm_and_dropout(rng):
+    images = rng.normal(size=(4, 8, 8, 3)).astype(np.float32)
+    model = nets.build_model("resnet20", 10, (8, 8, 3), is_training=False)
+    np.testing.assert_array_equal(model(images, training=True)["logits"],
+                                  model(images, training=False)["logits"])
+    assert all(bn.is_training is False for bn in model._flatten_layers()
+               if isinstance(bn, slim_layers.BatchNorm))
+    model = nets.build_model("lenet", 10, (8, 8, 3), is_training=True)
+    first, second = (model(images, training=False)["logits"] for _ in range(2))
+    assert np.max(np.abs(first - second)) > 1e-3  # dropout stays on
+
+
+# ---------------------------------------------------------------- same numbers as tf-slim
+
+
+@pytest.mark.parametrize("name, shape", [("lenet", (28, 28, 1)), ("cifarnet", (32, 32, 3))])
+def test_forward_matches_slim_graph(name, shape, rng):
+    """slim's net (inference: no dropout) and ours on the same weights and images."""
+    images = rng.normal(size=(2, *shape)).astype(np.float32)
+    expected, values, _ = slim_reference.run_graph(_slim_graph(name, shape, 10), images)
+    model = nets.build_model(name, num_classes=10, input_shape=shape)
+    slim_reference.load_into(model, values)
+    np.testing.assert_allclose(model(images, training=False)["logits"], expected, rtol=1e-4,
+                               atol=1e-5 * np.max(np.abs(expected)))
+
+
+def test_resnet_v1_forward_matches_slim_graph(rng):
+    """resnet_v1_50 in both BN modes; 40x40 gives odd and even sizes down the strided path
+    (20, 10, 5, 3, 2, 2), where conv2d_same and 'SAME' differ."""
+    shape = (40, 40, 3)
+    images = rng.normal(size=(2, *shape)).astype(np.float32)
+    fn, arg_scope = slim_reference.resnet_v1("resnet_v1_50")
+
+    def build(x):
+        with slim_reference.slim().arg_scope(arg_scope()):
+            inference = fn(x, 10, is_training=False)[0]
+            training = fn(x, 10, is_training=True, reuse=True)[0]
+        return {"inference": inference[:, 0, 0, :], "training": training[:, 0, 0, :]}
+
+    expected, values, _ = slim_reference.run_graph(build, images, randomize_moving_stats=rng,
+                                                   run_updates=False)
+    model = nets.build_model("resnet_v1_50", num_classes=10, input_shape=shape)
+    slim_reference.load_into(model, values)
+    inference = model(images, training=False)["logits"]  # before training moves the stats
+    training = model(images, training=True)["logits"]
+    scale = np.max(np.abs(expected["inference"]))
+    np.testing.assert_allclose(inference, expected["inference"], rtol=1e-4, atol=1e-5 * scale)
+    # Batch statistics over few values amplify float32 rounding with depth: measured relative
+    # error 1e-7 after conv1 up to 2e-4 after block4 (2x2x2 = 8 values per channel). Using the
+    # moving statistics instead, or another epsilon, moves the logits by O(1).
+    scale = np.max(np.abs(expected["training"]))
+    np.testing.assert_allclose(training, expected["training"], rtol=1e-3, atol=2e-3 * scale)
