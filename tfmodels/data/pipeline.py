@@ -29,7 +29,7 @@ from tfmodels.data import resumable
 from tfmodels.data import streaming
 
 _INT64_MAX = np.iinfo(np.int64).max
-_CONSTANTS = {}  # id(numpy array) -> tf constant: one copy per process, not per pipeline build
+_CONSTANTS = {}  # id(array) -> (array, tf constant): one copy per process, not per build
 
 
 def steps_per_epoch(info, split, global_batch_size):
@@ -270,11 +270,11 @@ def _in_memory(spec, layout, pixels, labels):
 
 
 def _constant(array):
-    # The arrays live for the process (datasets.load_arrays caches them), so ids are stable.
+    # Keeping the array alive beside its tensor keeps its id from being reused.
     if id(array) not in _CONSTANTS:
         with tf.init_scope(), tf.device("/cpu:0"):
-            _CONSTANTS[id(array)] = tf.constant(array)
-    return _CONSTANTS[id(array)]
+            _CONSTANTS[id(array)] = (array, tf.constant(array))
+    return _CONSTANTS[id(array)][1]
 
 
 def _synthetic(spec, layout):
