@@ -205,6 +205,11 @@ class RefusingStrategy:
     """A strategy stand-in that fails if any distribution work starts."""
     num_replicas_in_sync = 3
 
+    class extended:  # noqa: N801 (mirrors tf.distribute.Strategy.extended)
+        @staticmethod
+        def _in_multi_worker_mode():
+            return False
+
     def distribute_datasets_from_function(self, *args, **kwargs):
         raise AssertionError("work started before argument checks")
 
@@ -213,6 +218,8 @@ class RefusingStrategy:
     (dict(global_batch_size=0), "global_batch_size=0"),
     (dict(global_batch_size=8.0), "global_batch_size=8.0"),
     (dict(training="yes"), "training='yes'"),
+    (dict(augment=1), "augment=1 must be True or False"),
+    (dict(in_memory="auto"), "in_memory='auto'"),
     (dict(seed=-1), "seed=-1"),
     (dict(start_step=-2), "start_step=-2"),
     (dict(deterministic=True, seed=None), "seed=None"),
@@ -238,6 +245,16 @@ def test_indivisible_global_batch_fails_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="unknown arguments"):
         data.distribute_dataset(RefusingStrategy(), "digits", "train", global_batch_size=6,
                                 training=True, shuffle=True)
+
+    class MultiWorker(RefusingStrategy):
+        class extended:  # noqa: N801
+            @staticmethod
+            def _in_multi_worker_mode():
+                return True
+    # Workers drawing their own seeds would each shuffle differently.
+    with pytest.raises(ValueError, match="seed=None: multi-worker"):
+        data.distribute_dataset(MultiWorker(), "digits", "train", global_batch_size=6,
+                                training=True)
 
 
 # ---- Under a real strategy over 1, 2, 3 logical CPU devices (one subprocess per count) ----

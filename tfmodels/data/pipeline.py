@@ -79,9 +79,8 @@ def make_dataset(name, split, *, global_batch_size, training, input_context=None
     """
     spec = _validate(name, split, global_batch_size=global_batch_size, training=training,
                      seed=seed, deterministic=deterministic, start_step=start_step,
-                     data_dir=data_dir, num_replicas=(input_context.num_replicas_in_sync
-                                                     if input_context else 1))
-    spec.update(augment=augment, in_memory=in_memory)
+                     data_dir=data_dir, augment=augment, in_memory=in_memory,
+                     num_replicas=(input_context.num_replicas_in_sync if input_context else 1))
     return _build(spec, input_context)
 
 
@@ -102,18 +101,22 @@ def distribute_dataset(strategy, name, split, *, global_batch_size, training, **
       ValueError: before any work, if `global_batch_size` is not divisible by the number of
         replicas, or for any bad argument `make_dataset` rejects.
     """
-    if "input_context" in kwargs:
-        raise ValueError("distribute_dataset got input_context; the strategy supplies it")
-    num_replicas = strategy.num_replicas_in_sync
-    spec = _validate(name, split, global_batch_size=global_batch_size, training=training,
-                     seed=kwargs.get("seed"), deterministic=kwargs.get("deterministic", False),
-                     start_step=kwargs.get("start_step", 0), data_dir=kwargs.get("data_dir"),
-                     num_replicas=num_replicas)
-    spec.update(augment=kwargs.get("augment", False), in_memory=kwargs.get("in_memory"))
     unknown = set(kwargs) - {"augment", "seed", "deterministic", "data_dir", "start_step",
                              "in_memory"}
     if unknown:
-        raise ValueError(f"distribute_dataset got unknown arguments {sorted(unknown)}")
+        raise ValueError(f"distribute_dataset got unknown arguments {sorted(unknown)}; "
+                         "the strategy supplies input_context")
+    multi_worker = getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
+    if training and multi_worker and kwargs.get("seed") is None:
+        # Each worker would draw its own seed, hence its own epoch order: examples would be
+        # repeated or skipped across workers.
+        raise ValueError("seed=None: multi-worker training needs an integer seed shared by all "
+                         "workers")
+    spec = _validate(name, split, global_batch_size=global_batch_size, training=training,
+                     seed=kwargs.get("seed"), deterministic=kwargs.get("deterministic", False),
+                     start_step=kwargs.get("start_step", 0), data_dir=kwargs.get("data_dir"),
+                     num_replicas=strategy.num_replicas_in_sync,
+                     augment=kwargs.get("augment", False), in_memory=kwargs.get("in_memory"))
     info = spec["info"]
     if _uses_memory(info, split, spec["in_memory"]):
         datasets.load_arrays(info, split)  # read once here, shared by every pipeline (cached)
@@ -136,14 +139,18 @@ def _check_batch(global_batch_size):
 
 
 def _validate(name, split, *, global_batch_size, training, seed, deterministic, start_step,
-              data_dir, num_replicas):
+              data_dir, augment, in_memory, num_replicas):
     """Checks every argument (cheap ones first) and returns the pipeline spec."""
     _check_batch(global_batch_size)
     if global_batch_size % num_replicas:
         raise ValueError(f"global_batch_size={global_batch_size} is not divisible by the "
                          f"number of replicas ({num_replicas}); use a multiple of {num_replicas}")
-    if not isinstance(training, bool):
-        raise ValueError(f"training={training!r} must be True or False")
+    for arg, value in (("training", training), ("augment", augment),
+                       ("deterministic", deterministic)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{arg}={value!r} must be True or False")
+    if in_memory not in (None, True, False):
+        raise ValueError(f"in_memory={in_memory!r} must be None (automatic), True or False")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
                              or not 0 <= seed < 2**63):
         raise ValueError(f"seed={seed!r} must be None or an int in [0, 2**63)")
@@ -153,14 +160,17 @@ def _validate(name, split, *, global_batch_size, training, seed, deterministic, 
         raise ValueError("seed=None: deterministic=True training needs an integer seed")
     info = datasets.get_dataset_info(name, data_dir=data_dir)
     datasets.check_split(info, split)
+    if any(d is None for d in info.image_shape):
+        raise ValueError(f"dataset {info.name!r} has images of varying size {info.image_shape};"
+                         " batching them needs a resize, which tfmodels.data does not do")
     if training:
         steps_per_epoch(info, split, global_batch_size)
     if seed is None:
         # One draw per pipeline build would desynchronise workers; draw once, here.
         seed = int(np.random.SeedSequence().entropy % 2**63)
     return dict(info=info, split=split, global_batch_size=int(global_batch_size),
-                training=training, seed=int(seed), deterministic=bool(deterministic),
-                start_step=int(start_step))
+                training=training, seed=int(seed), deterministic=deterministic,
+                start_step=int(start_step), augment=augment, in_memory=in_memory)
 
 
 def _layout(global_batch_size, input_context):
@@ -193,9 +203,6 @@ def _options(deterministic):
 
 def _build(spec, input_context):
     info, split = spec["info"], spec["split"]
-    if any(d is None for d in info.image_shape):
-        raise ValueError(f"dataset {info.name!r} has images of varying size {info.image_shape};"
-                         " batching them needs a resize, which tfmodels.data does not do")
     layout = _layout(spec["global_batch_size"], input_context)
     if info.source == "synthetic":
         ds = _synthetic(spec, layout)
