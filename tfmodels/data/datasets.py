@@ -219,7 +219,7 @@ def _tfds_builder(tfds_name, data_dir):
     if not builder.is_prepared():
         raise DatasetUnavailableError(
             f"Dataset {tfds_name!r} is not prepared in data_dir={data_dir or '(tfds default)'} "
-            f"(looked for {builder.data_dir}) and will not be downloaded (no network here). "
+            f"(looked for {builder.data_dir}); tfmodels does not download datasets. "
             f"Prepare it once on a machine with network: `python -c \"import tensorflow_datasets "
             f"as tfds; tfds.builder('{tfds_name}', data_dir='DIR').download_and_prepare()\"` "
             f"(or `tfds build {tfds_name} --data_dir=DIR`), then copy DIR/{tfds_name} here and "
