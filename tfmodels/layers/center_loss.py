@@ -81,10 +81,25 @@ class CenterLoss(keras.layers.Layer):
         diff = features - centers
         loss = 0.5 * tf.reduce_sum(tf.square(diff), axis=-1)
         if training and self.alpha > 0.0:
-            update = self._center_update(tf.stop_gradient(diff), labels)
             with tf.control_dependencies([loss]):
-                self.centers.assign_sub(update)
+                self._apply_update(tf.stop_gradient(diff), labels)
         return loss
+
+    def update_centers(self, features, labels):
+        """Only the center update of a training call (the loss computed without it first).
+
+        For callers that must separate the two, e.g. a forward pass compiled with XLA, which
+        cannot hold the cross-replica sum the update needs: `layer(x, y, training=False)`
+        inside, `layer.update_centers(x, y)` after; the result equals `training=True`.
+        """
+        if self.alpha == 0.0:
+            return
+        features = tf.stop_gradient(tf.cast(features, tf.float32))
+        labels = self._checked_labels(labels)
+        self._apply_update(features - tf.gather(self.centers, labels), labels)
+
+    def _apply_update(self, diff, labels):
+        self.centers.assign_sub(self._center_update(diff, labels))
 
     def _checked_labels(self, labels):
         labels = tf.cast(labels, tf.int32)

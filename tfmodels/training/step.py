@@ -93,7 +93,8 @@ class TrainStep:
             per_example = data_loss
             center = tf.zeros_like(data_loss)
             if self.center_loss is not None:
-                center = self.center_loss(outputs["embedding"], labels, training=True)
+                # The centers move after the gradients (see _replica_step).
+                center = self.center_loss(outputs["embedding"], labels, training=False)
                 per_example = per_example + self.center_loss_weight * center
             objective = tf.nn.compute_average_loss(
                 per_example, global_batch_size=self.global_batch_size)
@@ -103,11 +104,16 @@ class TrainStep:
                 objective += tf.nn.scale_regularization_loss(regularization)
             scaled = objective * self.loss_scale.scale if self.loss_scale else objective
         grads = tape.gradient(scaled, self.variables)
-        return grads, logits, data_loss, center, per_example + regularization
+        return grads, outputs["embedding"], logits, data_loss, center, per_example + regularization
 
     def _replica_step(self, batch):
         labels = batch["label"]
-        grads, logits, data_loss, center, total = self._forward_backward(batch["image"], labels)
+        grads, embedding, logits, data_loss, center, total = self._forward_backward(
+            batch["image"], labels)
+        if self.center_loss is not None:
+            # Outside the (possibly XLA-compiled) forward pass: the update sums per-class
+            # statistics over replicas. Same c_j^t and x_i^t as the loss used.
+            self.center_loss.update_centers(embedding, labels)
         context = tf.distribute.get_replica_context()
         grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
         if self.loss_scale is not None:

@@ -37,8 +37,11 @@ class ConfigError(ValueError):
     """Bad input found before any work started (nothing was written)."""
 
 
-def train(config):
+def train(config, strategy=None):
     """Train as `config` (a `TrainConfig`) says and return the final metrics (a dict).
+
+    `strategy`: an existing strategy to use instead of creating one from the config's
+    strategy options (which are then ignored).
 
     Raises:
       ConfigError: bad input, before any work (unknown model/dataset/optimizer, batch not
@@ -48,9 +51,10 @@ def train(config):
     """
     try:
         config.validate()
-        strategy_lib.configure_devices(config.virtual_devices)
-        strategy = strategy_lib.create_strategy(config.strategy, num_gpus=config.num_gpus,
-                                                all_reduce=config.all_reduce)
+        if strategy is None:
+            strategy_lib.configure_devices(config.virtual_devices)
+            strategy = strategy_lib.create_strategy(
+                config.strategy, num_gpus=config.num_gpus, all_reduce=config.all_reduce)
         info = data.get_dataset_info(config.dataset, data_dir=config.data_dir)
         resolved = config.resolve(info, strategy.num_replicas_in_sync)
         resume_from = checkpoints.check_model_dir(config.model_dir, resolved)
@@ -66,7 +70,7 @@ def train(config):
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    parts = _build(config, resolved, info, strategy)
+    parts = build_training(config, info, strategy, resolved["total_steps"])
     train_data = data.distribute_dataset(
         strategy, config.dataset, info.train_split, global_batch_size=config.global_batch_size,
         training=True, augment=config.augment, seed=config.seed,
@@ -97,7 +101,7 @@ def train(config):
         saver.close()
 
 
-class _Parts:
+class TrainingParts:
     """What lives under strategy.scope(): model, optimizer, centers, counters, averages."""
 
     def __init__(self, **kwargs):
@@ -117,7 +121,9 @@ class _Parts:
         return self.weight_average.swapped()
 
 
-def _build(config, resolved, info, strategy):
+def build_training(config, info, strategy, total_steps):
+    """Model, center loss, optimizer (built), step counter, EMA and loss scale, all created
+    under `strategy.scope()`, for a dataset described by `info` (classes, image shape)."""
     with strategy.scope():
         model = nets.build_model(
             config.model, info.num_classes, info.image_shape,
@@ -128,7 +134,7 @@ def _build(config, resolved, info, strategy):
             center_loss = CenterLoss(info.num_classes, model.output["embedding"].shape[-1],
                                      alpha=config.center_alpha)
         schedule = schedules.WarmupSchedule(
-            config.lr_schedule, config.learning_rate, resolved["total_steps"],
+            config.lr_schedule, config.learning_rate, total_steps,
             warmup_steps=config.warmup_steps, boundaries=config.lr_boundaries,
             decay_factor=config.lr_decay_factor)
         optimizer = optimizers.create_optimizer(
@@ -141,23 +147,51 @@ def _build(config, resolved, info, strategy):
                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         weight_average = (optimizers.WeightAverage(model.trainable_variables, config.ema_decay)
                           if config.ema_decay else None)
-        loss_scale = optimizers.DynamicLossScale() if resolved["loss_scaling"] else None
-    return _Parts(model=model, center_loss=center_loss, optimizer=optimizer,
+        loss_scale = (optimizers.DynamicLossScale() if config.mixed_precision == "float16"
+                      else None)
+    _check_xla_sync_batch_norm(config, strategy, model)
+    return TrainingParts(model=model, center_loss=center_loss, optimizer=optimizer,
                   schedule=schedule, step_counter=step_counter, weight_average=weight_average,
                   loss_scale=loss_scale,
                   loss_fn=per_example_loss_fn(config.loss, config.label_smoothing))
 
 
-def _train_loop(config, resolved, strategy, parts, iterator, saver, chief):
-    total = resolved["total_steps"]
-    step = int(parts.step_counter.numpy())
-    train_step = TrainStep(
+def _check_xla_sync_batch_norm(config, strategy, model):
+    """XLA cannot hold a cross-replica sum except on GPUs (TF skips merge_call only there)."""
+    devices = strategy.extended.worker_devices
+    if not (config.jit_compile and strategy.num_replicas_in_sync > 1
+            and not all("GPU" in d.upper() for d in devices)):
+        return
+    synced = [layer.name for layer in _all_layers(model)
+              if isinstance(layer, keras.layers.BatchNormalization) and layer.synchronized]
+    if synced:
+        raise ConfigError(
+            f"jit_compile with synchronized batch norm ({len(synced)} layers of {config.model}) "
+            f"needs GPUs; these replicas run on {', '.join(devices)}. Use --nojit_compile or "
+            "--nosync_bn.")
+
+
+def _all_layers(layer):
+    for sub in getattr(layer, "_layers", None) or ():
+        yield sub
+        yield from _all_layers(sub)
+
+
+def make_train_step(config, strategy, parts, iterator):
+    """The replicated step of `config` over `parts`, drawing batches from `iterator`."""
+    return TrainStep(
         strategy, model=parts.model, optimizer=parts.optimizer, loss_fn=parts.loss_fn,
         global_batch_size=config.global_batch_size, step_counter=parts.step_counter,
         iterator=iterator, center_loss=parts.center_loss,
         center_loss_weight=config.center_loss_weight, clip_grad_norm=config.clip_grad_norm,
         loss_scale=parts.loss_scale, weight_average=parts.weight_average,
         jit_compile=config.jit_compile)
+
+
+def _train_loop(config, resolved, strategy, parts, iterator, saver, chief):
+    total = resolved["total_steps"]
+    step = int(parts.step_counter.numpy())
+    train_step = make_train_step(config, strategy, parts, iterator)
     writer = (tf.summary.create_file_writer(os.path.join(config.model_dir, "train")) if chief
               else tf.summary.create_noop_writer())
     progress = Progress(total, step, config.global_batch_size)
