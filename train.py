@@ -16,9 +16,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+import common_flags  # noqa: E402
 from tfmodels import data, nets, training  # noqa: E402
 from tfmodels.training import config as config_lib  # noqa: E402
-from tfmodels.training import optimizers, schedules, step, strategy  # noqa: E402
+from tfmodels.training import optimizers, schedules, step  # noqa: E402
 
 # --- model and data ---
 flags.DEFINE_enum("model", "lenet", sorted(nets.NETS), "Network to train.")
@@ -63,13 +64,7 @@ flags.DEFINE_integer("steps_per_loop", 50, "Steps per tf.function call.", lower_
 flags.DEFINE_bool("jit_compile", False, "XLA-compile each replica's forward/backward pass.")
 flags.DEFINE_enum("mixed_precision", "none", config_lib.MIXED_PRECISION,
                   "Compute dtype; float16 adds dynamic loss scaling. Losses stay float32.")
-# --- distribution ---
-flags.DEFINE_enum("strategy", "auto", strategy.STRATEGIES,
-                  "auto: mirrored over all GPUs (or over --virtual_devices CPUs), else one CPU.")
-flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all visible).", lower_bound=0)
-flags.DEFINE_enum("all_reduce", "auto", strategy.ALL_REDUCE, "Cross-device all-reduce.")
-flags.DEFINE_integer("virtual_devices", 1, "Split each physical device into this many logical "
-                     "devices (simulates several GPUs).", lower_bound=1)
+# --- distribution (and common_flags.define_strategy_flags) ---
 flags.DEFINE_bool("sync_bn", True, "Batch-norm statistics over the global batch (needed for "
                   "N replicas to match one).")
 # --- checkpoints, logs, exports ---
@@ -77,6 +72,7 @@ flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.", low
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.", lower_bound=1)
 flags.DEFINE_integer("log_every", 100, "Steps between progress lines.", lower_bound=1)
 flags.DEFINE_bool("export", True, "Export a SavedModel and a .keras file at the end.")
+common_flags.define_strategy_flags()
 FLAGS = flags.FLAGS
 
 _RENAMED = {"global_batch_size": "batch_size"}

@@ -104,3 +104,58 @@ class CheckpointSaver:
     def close(self):
         if self._tmp_dir:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
+
+
+def read_config(model_dir):
+    """The config a run saved in `model_dir` (see CONFIG_FILE), or a clear error."""
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.isdir(model_dir):
+        raise ValueError(f"model_dir={model_dir!r} does not exist")
+    if not os.path.exists(path):
+        raise ValueError(f"model_dir={model_dir!r} has no {CONFIG_FILE}: it was not written by "
+                         "train.py or the porting CLI")
+    return read_json(path)
+
+
+def restore_model(config, checkpoint_path, *, use_average=True):
+    """Build the model a saved `config` describes and restore its weights.
+
+    Call it under the strategy's scope when evaluating with one. `config` needs `model`,
+    `num_classes` and `image_shape`; `center_loss` / `center_alpha` add the centers, `ema_decay_enabled` / `ema_decay` the averaged weights, which then replace the raw
+    ones when `use_average` (as train.py evaluates and exports).
+
+    Returns:
+      (model, center_loss or None).
+
+    Raises:
+      ValueError: the checkpoint is missing or holds another model (names what differs).
+    """
+    from tfmodels import nets
+    from tfmodels.layers import CenterLoss
+    from tfmodels.training.optimizers import WeightAverage
+
+    if not checkpoint_path or not tf.io.gfile.exists(checkpoint_path + ".index"):
+        raise ValueError(f"checkpoint {checkpoint_path!r} does not exist")
+    model = nets.build_model(config["model"], config["num_classes"],
+                             tuple(config["image_shape"]))
+    parts = {"model": model}
+    center_loss = None
+    if config.get("center_loss"):
+        center_loss = CenterLoss(config["num_classes"], model.output["embedding"].shape[-1],
+                                 alpha=config.get("center_alpha", 0.5))
+        parts["center_loss"] = center_loss
+    average = None
+    if use_average and config.get("ema_decay_enabled"):
+        average = WeightAverage(model.trainable_variables, config["ema_decay"])
+        parts["weight_average"] = average
+    try:
+        tf.train.Checkpoint(**parts).restore(checkpoint_path).expect_partial() \
+            .assert_existing_objects_matched()
+    except (AssertionError, ValueError) as err:
+        raise ValueError(
+            f"checkpoint {checkpoint_path!r} does not hold a {config['model']} with "
+            f"{config['num_classes']} classes and images {tuple(config['image_shape'])}: "
+            f"{str(err).splitlines()[0][:300]}") from None
+    if average is not None:
+        average.swap()  # keep the averaged weights in the model
+    return model, center_loss

@@ -103,13 +103,14 @@ class WeightAverage(tf.Module):
     @contextlib.contextmanager
     def swapped(self):
         """Within the block the model holds the averaged weights; its own come back after."""
-        self._swap()
+        self.swap()
         try:
             yield
         finally:
-            self._swap()
+            self.swap()
 
-    def _swap(self):
+    def swap(self):
+        """Exchange the model's weights and the averages."""
         for shadow, var in zip(self.shadows, self._variables):
             current = tf.identity(var.value if isinstance(var, keras.Variable) else var)
             var.assign(shadow)
