@@ -1,0 +1,25 @@
+"""Bring TF1 / tf-slim checkpoints (and our own TF2 ones) into tfmodels' Keras nets.
+
+    from tfmodels import nets, porting
+    model = nets.build_model("vgg_16", num_classes=1000, input_shape=(224, 224, 3))
+    plan = porting.map_checkpoint(model, "vgg_16.ckpt")     # names and shapes only
+    print(plan.table()); print(plan.report())
+    porting.load_checkpoint(model, "vgg_16.ckpt")           # strict: all or nothing
+
+Command line (writes a TF2 checkpoint, model.keras and config.json):
+
+    python -m tfmodels.porting --checkpoint=vgg_16.ckpt --model=vgg_16 --num_classes=1000 \
+        --output=runs/vgg_16-ported
+
+The name rules are in `rules`, the plan in `checkpoint_map`, its text in `report`; see
+docs/PORTING.md for the guide and docs/NAMING.md for the slim <-> Keras names.
+"""
+from tfmodels.porting.checkpoint_map import (Mapping, Match, PortingError, map_checkpoint,
+                                             resolve_checkpoint)
+from tfmodels.porting.port import check_output_dir, port_checkpoint, write_model_dir
+from tfmodels.porting.rules import load_overrides
+from tfmodels.porting.tf2_init import load_checkpoint, trainable_variables
+
+__all__ = ["Mapping", "Match", "PortingError", "check_output_dir", "load_checkpoint",
+           "load_overrides", "map_checkpoint", "port_checkpoint", "resolve_checkpoint",
+           "trainable_variables", "write_model_dir"]

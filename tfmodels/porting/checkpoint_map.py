@@ -1,0 +1,300 @@
+"""Plan how a checkpoint fills a Keras model: `map_checkpoint(model, path) -> Mapping`.
+
+Planning reads only names and shapes (and, for a TF2 checkpoint, restores its source model);
+nothing is assigned to `model`. Two kinds of checkpoint are accepted, told apart by the object
+graph TF2 writes into every `tf.train.Checkpoint`:
+
+- TF1 name-based (`tf.compat.v1.train.Saver`, slim, Estimator): keys are variable names,
+  mapped by `rules` (replica prefixes, `weights` -> `kernel`, ..., skipping optimizer slots).
+- TF2 object-based, written by train.py or the porting CLI: keys are object paths
+  (`model/layer_with_weights-0/...`) that say nothing about layer names, so the source model is
+  rebuilt from the `config.json` beside the checkpoint and restored, and its variables are
+  matched to the target's by `variable.path` (same exclude / override / strict rules).
+
+A model variable is filled from one checkpoint variable of the same shape. Precedence when
+several could fill it: an override, then (with `use_ema`) an EMA shadow, then the raw value;
+among copies of one variable in several towers the unprefixed or lowest-numbered one.
+"""
+import collections
+import dataclasses
+import difflib
+import os
+
+import tensorflow as tf
+
+from tfmodels.porting import report as report_lib
+from tfmodels.porting import rules
+
+_OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
+_REQUIRED_CONFIG = ("model", "num_classes", "image_shape")
+
+
+class PortingError(ValueError):
+    """A strict port found problems; `.mapping` holds the plan, the message its report.
+    Raised before any variable is assigned."""
+
+    def __init__(self, message, mapping=None):
+        super().__init__(message)
+        self.mapping = mapping
+
+
+@dataclasses.dataclass
+class Entry:
+    """One checkpoint variable that may fill a model variable."""
+    key: str            # as stored (TF1) or the source model's variable path (TF2)
+    shape: tuple
+    candidates: tuple   # model paths it may fill, most likely first
+    rank: tuple         # replica rank: () unprefixed, (0,) tower_0, ...
+    ema: bool = False   # a tf.train.ExponentialMovingAverage shadow
+    override: bool = False
+
+    @property
+    def priority(self):
+        return (0 if self.override else 1 if self.ema else 2, self.rank)
+
+
+@dataclasses.dataclass
+class Match:
+    path: str           # model variable path
+    key: str            # checkpoint variable it is filled from
+    shape: tuple
+    rule: str           # how the name was mapped
+
+
+@dataclasses.dataclass
+class Mapping:
+    """The plan: which checkpoint variable fills each model variable, and what does not fit.
+
+    `ok` is True when every model variable outside the excluded scopes has exactly one
+    checkpoint variable of its shape and every override was used. Checkpoint variables that
+    fill nothing (`unused`) are reported but do not fail: every model variable is still filled
+    from its own name. `read(key)` returns a checkpoint value as a NumPy array.
+    """
+    checkpoint: str
+    source_format: str                    # 'tf1' or 'tf2'
+    model_name: str
+    num_model_variables: int
+    num_checkpoint_variables: int
+    exclude_scopes: tuple
+    use_ema: bool
+    matched: list = dataclasses.field(default_factory=list)       # [Match]
+    excluded: list = dataclasses.field(default_factory=list)      # [model path]
+    unmatched: list = dataclasses.field(default_factory=list)     # [(path, shape, hint)]
+    mismatched: list = dataclasses.field(default_factory=list)    # [(path, shape, key, shape)]
+    ambiguous: list = dataclasses.field(default_factory=list)     # [(path, [keys])]
+    unused: list = dataclasses.field(default_factory=list)        # [(key, shape)]
+    skipped: dict = dataclasses.field(default_factory=dict)       # {reason: [key]}
+    unused_overrides: list = dataclasses.field(default_factory=list)
+    read: object = dataclasses.field(default=None, repr=False)
+
+    @property
+    def ok(self):
+        return not (self.unmatched or self.mismatched or self.ambiguous
+                    or self.unused_overrides)
+
+    def report(self):
+        """Counts, the problems by name, and a hint how to fix them (see report.py)."""
+        return report_lib.report(self)
+
+    def table(self):
+        """One line per model variable: its source, or why it has none (the dry run)."""
+        return report_lib.table(self)
+
+
+def resolve_checkpoint(checkpoint_path):
+    """(checkpoint prefix, 'tf1' | 'tf2') of a prefix or a directory (its latest checkpoint)."""
+    if not checkpoint_path or not isinstance(checkpoint_path, (str, os.PathLike)):
+        raise ValueError(f"checkpoint={checkpoint_path!r} must be a checkpoint prefix or a "
+                         "directory holding checkpoints")
+    path = os.fspath(checkpoint_path)
+    if tf.io.gfile.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            raise ValueError(f"checkpoint={path!r} is a directory without a checkpoint index "
+                             "file; pass a checkpoint prefix such as DIR/model.ckpt-1000")
+        path = latest
+    if not (tf.io.gfile.exists(path + ".index") or tf.io.gfile.exists(path)):
+        raise ValueError(f"checkpoint={path!r} does not exist (no {path}.index)")
+    keys = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    return path, ("tf2" if _OBJECT_GRAPH in keys else "tf1")
+
+
+def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
+                   use_ema=False):
+    """Plan filling `model` from a TF1 or TF2 checkpoint; assigns nothing.
+
+    Args:
+      model: a Keras model built with `nets.build_model` (variable paths mirror slim names).
+      checkpoint_path: checkpoint prefix, or a directory (its latest checkpoint).
+      exclude_scopes: scopes (comma-separated string or list) of model variables to leave
+        as initialised, e.g. 'vgg_16/fc8' to fine-tune to a new class count; checkpoint
+        variables under them are ignored too. Each must match a model variable.
+      overrides: {checkpoint key or regex: model path or None}, a JSON object string, or a
+        JSON file (see `rules.Overrides`).
+      use_ema: fill trainable variables from `<var>/ExponentialMovingAverage` shadows (each
+        must exist) and others from shadows where present (TF's `variables_to_restore()`);
+        for a TF2 checkpoint, its weight averages (train.py --ema_decay).
+
+    Returns:
+      A `Mapping`; check `.ok` and `.report()`.
+
+    Raises:
+      ValueError: bad arguments, a missing checkpoint, or a TF2 checkpoint without its config.
+      PortingError: use_ema with a TF2 checkpoint trained without weight averages.
+    """
+    path, source_format = resolve_checkpoint(checkpoint_path)
+    scopes = rules.parse_scopes(exclude_scopes, "exclude_scopes")
+    variables = {}
+    for variable in model.weights:
+        if variable.path in variables:
+            raise ValueError(f"model {model.name!r} has two variables with path "
+                             f"{variable.path!r}; build it with nets.build_model")
+        variables[variable.path] = variable
+    rules.check_scopes(scopes, list(variables), "exclude_scopes")
+    overrides = rules.Overrides(rules.load_overrides(overrides))
+
+    skipped = collections.defaultdict(list)
+    if source_format == "tf1":
+        reader = tf.train.load_checkpoint(path)
+        shapes = reader.get_variable_to_shape_map()
+        entries = _tf1_entries(shapes, overrides, use_ema, skipped)
+        read = reader.get_tensor
+    else:
+        source = {v.path: v for v in _restore_tf2_source(path, use_ema).weights}
+        shapes = {key: v.shape for key, v in source.items()}
+        entries = _tf2_entries(source, overrides, use_ema, skipped)
+        read = lambda key: source[key].numpy()  # noqa: E731
+    mapping = Mapping(path, source_format, model.name, len(variables),
+                      len([k for k in shapes if k != _OBJECT_GRAPH]), scopes, bool(use_ema),
+                      read=read)
+    _assign_entries(mapping, variables, entries, skipped,
+                    ema_required=bool(use_ema) and source_format == "tf1")
+    mapping.unused_overrides = overrides.unused()
+    mapping.skipped = {reason: sorted(keys) for reason, keys in skipped.items()}
+    return mapping
+
+
+def _tf1_entries(shapes, overrides, use_ema, skipped):
+    entries = []
+    for key in sorted(shapes):
+        shape = tuple(shapes[key])
+        stripped, rank = rules.strip_replica_prefix(key)
+        overridden, target = overrides.apply(key, stripped)
+        if overridden:
+            if target is None:
+                skipped["override: skip"].append(key)
+            else:
+                entries.append(Entry(key, shape, (target,), rank, override=True))
+            continue
+        base = rules.ema_base(stripped)
+        reason = rules.skip_reason(base if base is not None else stripped)
+        if reason is None and base is not None and not use_ema:
+            reason = "EMA shadow"
+        if reason is not None:
+            skipped[reason].append(key)
+            continue
+        entries.append(Entry(key, shape, rules.keras_candidates(base or stripped), rank,
+                             ema=base is not None))
+    return entries
+
+
+def _tf2_entries(source, overrides, use_ema, skipped):
+    entries = []
+    for key, variable in sorted(source.items()):
+        overridden, target = overrides.apply(key, key)
+        if overridden and target is None:
+            skipped["override: skip"].append(key)
+            continue
+        # restore_model(use_average=True) swapped the averages into the trainable variables.
+        entries.append(Entry(key, tuple(variable.shape), (target if overridden else key,), (),
+                             ema=bool(use_ema) and variable.trainable, override=overridden))
+    return entries
+
+
+def _restore_tf2_source(path, use_ema):
+    # Imported here: training uses porting (train.py --init_checkpoint), so a module-level
+    # import the other way would make the two packages import each other.
+    from tfmodels.training import checkpoints
+
+    directory = os.path.dirname(path)
+    try:
+        config = checkpoints.read_config(directory)
+    except ValueError as err:
+        raise ValueError(f"checkpoint={path!r} is a TF2 (object-based) checkpoint: its model "
+                         f"is rebuilt from {checkpoints.CONFIG_FILE} beside it, but "
+                         f"{err}") from None
+    missing = [key for key in _REQUIRED_CONFIG if key not in config]
+    if missing:
+        raise ValueError(f"{os.path.join(directory, checkpoints.CONFIG_FILE)} lacks {missing}; "
+                         f"it needs {list(_REQUIRED_CONFIG)} to rebuild the checkpoint's model")
+    if use_ema and not config.get("ema_decay_enabled"):
+        raise PortingError(f"use_ema=True but checkpoint {path!r} holds no weight averages "
+                           "(trained without --ema_decay); port it with use_ema=False")
+    model, _ = checkpoints.restore_model(config, path, use_average=bool(use_ema))
+    return model
+
+
+def _assign_entries(mapping, variables, entries, skipped, ema_required):
+    """Give each model variable its best entry; sort every other entry into a category."""
+    candidates = collections.defaultdict(list)
+    leftovers = []
+    for entry in entries:
+        target = next((c for c in entry.candidates if c in variables), None)
+        if target is None:
+            if any(rules.in_scope(entry.candidates[0], s) for s in mapping.exclude_scopes):
+                skipped["excluded scope"].append(entry.key)
+            else:
+                leftovers.append(entry)
+        else:
+            candidates[target].append(entry)
+
+    for path, variable in variables.items():
+        shape = tuple(variable.shape)
+        found = sorted(candidates.get(path, []), key=lambda e: e.priority)
+        if any(rules.in_scope(path, s) for s in mapping.exclude_scopes):
+            mapping.excluded.append(path)
+            skipped["excluded scope"].extend(e.key for e in found)
+            continue
+        if ema_required and variable.trainable and not any(e.ema or e.override
+                                                           for e in found):
+            mapping.unmatched.append((path, shape, "no ExponentialMovingAverage shadow"))
+            leftovers.extend(found)
+            continue
+        if not found:
+            mapping.unmatched.append((path, shape, None))
+            continue
+        best = [e for e in found if e.priority == found[0].priority]
+        if len(best) > 1:
+            mapping.ambiguous.append((path, [e.key for e in best]))
+            continue
+        chosen = best[0]
+        for other in found[1:]:
+            reason = ("other replica copy" if (other.override, other.ema) == (
+                chosen.override, chosen.ema) else "superseded by override" if chosen.override
+                else "raw value (EMA shadow used)")
+            skipped[reason].append(other.key)
+        if chosen.shape != shape:
+            mapping.mismatched.append((path, shape, chosen.key, chosen.shape))
+        else:
+            mapping.matched.append(Match(path, chosen.key, shape, _rule(chosen, path)))
+
+    mapping.unused = [(e.key, e.shape) for e in leftovers]
+    unused_keys = [e.key for e in leftovers]
+    mapping.unmatched = [(path, shape, hint or _closest(path, unused_keys))
+                         for path, shape, hint in mapping.unmatched]
+
+
+def _rule(entry, path):
+    parts = ["override"] if entry.override else []
+    if entry.rank:
+        parts.append("replica prefix stripped")
+    if entry.ema:
+        parts.append("EMA shadow")
+    if not entry.override and entry.key.rpartition("/")[2] != path.rpartition("/")[2]:
+        parts.append(f"{entry.key.rpartition('/')[2]}->{path.rpartition('/')[2]}")
+    return ", ".join(parts) or "same name"
+
+
+def _closest(path, keys):
+    close = difflib.get_close_matches(rules.slim_name(path), keys, n=1, cutoff=0.6)
+    return f"closest unused checkpoint variable: {close[0]}" if close else None

@@ -1,0 +1,116 @@
+"""Text of a porting plan: the report (counts, problems by name, a hint) and the dry-run table.
+
+    Porting TF1 checkpoint /ckpt/model.ckpt-0 (39 variables) into vgg_16 (32 variables)
+      matched       30 model variables (134,260,544 values)
+      excluded       2 model variables in scopes vgg_16/fc8 (they keep their initial values)
+      unmatched      0 ...
+    Result: FAILED (1 shape mismatch)
+    Shape mismatches (model variable shape <- checkpoint variable shape):
+      vgg_16/fc8/kernel (1, 1, 4096, 10) <- vgg_16/fc8/weights (1, 1, 4096, 1000)
+    Hint: ...
+"""
+import collections
+
+import numpy as np
+
+from tfmodels.porting import rules
+
+MAX_LISTED = 60  # per section of the report; the table always lists every variable
+
+
+def report(mapping):
+    """The report of a `checkpoint_map.Mapping` as text (see the module docstring)."""
+    values = sum(int(np.prod(m.shape)) for m in mapping.matched)
+    how = collections.Counter(kind for m in mapping.matched
+                              for kind in ("EMA shadow", "override") if kind in m.rule)
+    skipped = sum(len(keys) for keys in mapping.skipped.values())
+    lines = [
+        f"Porting {mapping.source_format.upper()} checkpoint {mapping.checkpoint} "
+        f"({mapping.num_checkpoint_variables} variables) into {mapping.model_name} "
+        f"({mapping.num_model_variables} variables)",
+        f"  matched    {len(mapping.matched):5d} model variables ({values:,} values; "
+        f"{how['EMA shadow']} from EMA shadows / weight averages, {how['override']} by "
+        "overrides)",
+        f"  excluded   {len(mapping.excluded):5d} model variables"
+        + (f" in scopes {', '.join(mapping.exclude_scopes)} (they keep their initial values)"
+           if mapping.exclude_scopes else ""),
+        f"  unmatched  {len(mapping.unmatched):5d} model variables with no checkpoint variable",
+        f"  mismatched {len(mapping.mismatched):5d} shapes",
+        f"  ambiguous  {len(mapping.ambiguous):5d} model variables with several equal "
+        "candidates",
+        f"  unused     {len(mapping.unused):5d} checkpoint variables that fill no model "
+        "variable",
+        f"  skipped    {skipped:5d} checkpoint variables"
+        + (": " + ", ".join(f"{reason} {len(keys)}" for reason, keys
+                            in sorted(mapping.skipped.items())) if skipped else ""),
+        f"Result: {'OK' if mapping.ok else 'FAILED (' + '; '.join(_problems(mapping)) + ')'}",
+    ]
+    lines += _section("Shape mismatches (model variable shape <- checkpoint variable shape)",
+                      [f"{p} {s} <- {k} {ks}" for p, s, k, ks in mapping.mismatched])
+    lines += _section("Model variables with no checkpoint variable",
+                      [f"{p} {s}: expected {_expected(mapping, p)}" + (f"; {h}" if h else "")
+                       for p, s, h in mapping.unmatched])
+    lines += _section("Model variables with several candidates (use overrides to choose)",
+                      [f"{p} <- {', '.join(keys)}" for p, keys in mapping.ambiguous])
+    lines += _section("Checkpoint variables that fill no model variable",
+                      [f"{k} {s}" for k, s in mapping.unused])
+    lines += _section("Overrides that matched no checkpoint variable",
+                      [repr(p) for p in mapping.unused_overrides])
+    if not mapping.ok:
+        lines.append(_hint(mapping))
+    return "\n".join(lines)
+
+
+def table(mapping):
+    """Every model variable with its source, sorted as the model holds them."""
+    rows = [(m.path, str(m.shape), f"<- {m.key}", m.rule) for m in mapping.matched]
+    rows += [(p, "", "excluded: keeps its initial value", "") for p in mapping.excluded]
+    rows += [(p, str(s), "MISSING", h or "") for p, s, h in mapping.unmatched]
+    rows += [(p, str(s), f"<- {k} {ks}", "SHAPE MISMATCH") for p, s, k, ks in mapping.mismatched]
+    rows += [(p, "", "AMBIGUOUS: " + ", ".join(keys), "") for p, keys in mapping.ambiguous]
+    widths = [max([len(r[i]) for r in rows] + [10]) for i in range(3)]
+    header = ("model variable", "shape", "checkpoint variable", "rule")
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths + [0])).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths + [0])).rstrip()
+              for row in sorted(rows)]
+    return "\n".join(lines)
+
+
+def _problems(mapping):
+    counts = [(len(mapping.unmatched), "model variable unmatched", "model variables unmatched"),
+              (len(mapping.mismatched), "shape mismatch", "shape mismatches"),
+              (len(mapping.ambiguous), "ambiguous variable", "ambiguous variables"),
+              (len(mapping.unused_overrides), "unused override", "unused overrides")]
+    return [f"{n} {one if n == 1 else many}" for n, one, many in counts if n]
+
+
+def _section(title, items):
+    if not items:
+        return []
+    shown = [f"  {item}" for item in items[:MAX_LISTED]]
+    if len(items) > MAX_LISTED:
+        shown.append(f"  ... and {len(items) - MAX_LISTED} more (the dry-run table lists all)")
+    return [f"{title}:"] + shown
+
+
+def _expected(mapping, path):
+    if mapping.source_format == "tf2":
+        return path
+    name = rules.slim_name(path)
+    return f"{name}/{rules.EMA_SUFFIX}" if mapping.use_ema else name
+
+
+def _hint(mapping):
+    """Concrete fixes: scopes to exclude for mismatched layers, overrides for renamed ones."""
+    scopes = sorted({path.rpartition("/")[0].removesuffix("/BatchNorm")
+                     for path, *_ in mapping.mismatched})
+    hints = []
+    if scopes:
+        hints.append("to re-initialise the mismatched layers instead (e.g. a new class count), "
+                     f"exclude their scopes: exclude_scopes={','.join(scopes)} "
+                     "(train.py --checkpoint_exclude_scopes, porting CLI --exclude_scopes)")
+    if mapping.unmatched or mapping.ambiguous:
+        hints.append("to map differently named variables pass overrides "
+                     "{checkpoint key or regex: model variable path} (docs/PORTING.md); "
+                     "the dry run (--dry_run) prints the full table")
+    return "Hint: " + "; ".join(hints) if hints else "Hint: see docs/PORTING.md"

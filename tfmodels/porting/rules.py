@@ -1,0 +1,195 @@
+"""Name rules between TF1 checkpoint keys and Keras 3 variable paths (pure string functions).
+
+A TF1 / tf-slim checkpoint key becomes a `tfmodels` variable path by (docs/NAMING.md):
+
+1. stripping replica prefixes at its start (`tower_0/`, `clone_1/`, nested too): multi-tower
+   TF1 code puts variables made with `tf.Variable` or Keras-in-TF1 layers under the tower's
+   name scope, while the variables themselves are (or should be) shared;
+2. renaming the last component: `weights` -> `kernel`, `biases` -> `bias`,
+   `depthwise_weights` -> `kernel` (slim's depthwise conv, Keras `DepthwiseConv2D`) or
+   `depthwise_kernel` (Keras `SeparableConv2D`), `pointwise_weights` -> `pointwise_kernel`;
+   everything else (`BatchNorm/beta`, `gamma`, `moving_mean`, `moving_variance`, ...) is kept.
+
+Keys that are not model variables are classified and skipped: optimizer slots
+(`<var>/Momentum`, `<var>/Adam_1`, ...), bookkeeping (`global_step`, `beta1_power`, the
+`moving_mean/biased` and `local_step` of zero-debiased moving averages) and
+`tf.train.ExponentialMovingAverage` shadows (`<var>/ExponentialMovingAverage`, used instead of
+the raw values with `use_ema=True`).
+"""
+import json
+import os
+import re
+
+EMA_SUFFIX = "ExponentialMovingAverage"  # tf.train.ExponentialMovingAverage's default name
+# Slot names TF1 optimizers give per variable: `<var>/<OptimizerName>[_k]` (Adam's second
+# moment is `Adam_1`, RMSProp's momentum `RMSProp_1`); BERT's AdamWeightDecay uses adam_m/v.
+_SLOT = re.compile(r"(Momentum|Adam|AdamW|LazyAdam|Nadam|RMSProp|Adagrad|AdagradDA|"
+                   r"ProximalAdagrad|Adadelta|Ftrl|LARS|LAMB|Lamb)(_\d+)?|adam_[mv]|"
+                   r"gradient_accumulator|gradient_squared_accumulator")
+# Whole-key or last-component bookkeeping: step counters, Adam's beta powers, the extra
+# variables of zero-debiased moving averages, TF1 loss scaling and TF2's save counter.
+_BOOKKEEPING = frozenset({"global_step", "beta1_power", "beta2_power", "local_step", "biased",
+                          "sync_rep_local_step", "current_loss_scale", "good_steps",
+                          "save_counter", "_CHECKPOINTABLE_OBJECT_GRAPH"})
+_REPLICA = re.compile(r"(tower|clone)_(\d+)/")
+_LEAF_RENAMES = {
+    "weights": ("kernel",),
+    "biases": ("bias",),
+    "depthwise_weights": ("kernel", "depthwise_kernel"),
+    "pointwise_weights": ("pointwise_kernel",),
+}
+_LEAF_TO_SLIM = {"kernel": "weights", "bias": "biases", "depthwise_kernel": "depthwise_weights",
+                 "pointwise_kernel": "pointwise_weights"}
+
+
+def strip_replica_prefix(key):
+    """(key without leading `tower_N/` / `clone_N/` components, replica rank).
+
+    The rank orders copies of one variable: () for an unprefixed key, then (0,), (1,), ...:
+    the unprefixed or lowest-numbered copy is the one to port (TF also saves replica 0).
+    """
+    rank = []
+    while True:
+        match = _REPLICA.match(key)
+        if not match:
+            return key, tuple(rank)
+        rank.append(int(match.group(2)))
+        key = key[match.end():]
+
+
+def skip_reason(key):
+    """Why a checkpoint key is not a model variable ('optimizer slot' / 'bookkeeping'), or
+    None. EMA shadows are handled separately (see `ema_base`)."""
+    leaf = key.rpartition("/")[2]
+    if key in _BOOKKEEPING or leaf in _BOOKKEEPING:
+        return "bookkeeping"
+    if "/" in key and _SLOT.fullmatch(leaf):
+        return "optimizer slot"
+    return None
+
+
+def ema_base(key, suffix=EMA_SUFFIX):
+    """The averaged variable's key if `key` is an EMA shadow `<var>/<suffix>`, else None."""
+    scope, _, leaf = key.rpartition("/")
+    return scope if scope and leaf == suffix else None
+
+
+def keras_candidates(key):
+    """Keras variable paths a (replica-stripped) slim key may map to, most likely first."""
+    scope, _, leaf = key.rpartition("/")
+    leaves = _LEAF_RENAMES.get(leaf, (leaf,))
+    return tuple(f"{scope}/{new}" if scope else new for new in leaves)
+
+
+def slim_name(path):
+    """The slim spelling of a Keras path (`.../kernel` -> `.../weights`), for scope matching
+    and hints; depthwise kernels cannot be told apart by name and keep `weights`."""
+    scope, _, leaf = path.rpartition("/")
+    leaf = _LEAF_TO_SLIM.get(leaf, leaf)
+    return f"{scope}/{leaf}" if scope else leaf
+
+
+# ---------------------------------------------------------------- scopes
+
+
+def parse_scopes(scopes, argument):
+    """A comma-separated string or an iterable of scopes -> tuple without trailing '/'."""
+    if scopes is None:
+        return ()
+    if isinstance(scopes, str):
+        scopes = scopes.split(",")
+    try:
+        items = [s.strip().rstrip("/") for s in scopes]
+    except (TypeError, AttributeError):
+        raise ValueError(f"{argument}={scopes!r} must be a comma-separated string or a list "
+                         "of scope strings") from None
+    return tuple(s for s in items if s)
+
+
+def in_scope(path, scope):
+    """True if `scope` is `path` or a leading run of its components ('a/b' covers 'a/b/c',
+    not 'a/bc'), on the Keras path or its slim spelling.
+
+    slim's train_image_classifier uses a plain `startswith`; whole components avoid
+    `vgg_16/fc8` silently also excluding a `vgg_16/fc8b`.
+    """
+    return any(name == scope or name.startswith(scope + "/") for name in (path, slim_name(path)))
+
+
+def check_scopes(scopes, paths, argument):
+    """Raise ValueError if a scope covers none of `paths` (a typo would otherwise silently
+    exclude or train nothing)."""
+    for scope in scopes:
+        if not any(in_scope(path, scope) for path in paths):
+            tops = sorted({"/".join(p.split("/")[:2]) for p in paths})
+            raise ValueError(
+                f"{argument}: scope {scope!r} matches no variable of the model; scopes are "
+                f"leading path components, e.g. {', '.join(tops[:12])}"
+                f"{' ...' if len(tops) > 12 else ''}")
+
+
+# ---------------------------------------------------------------- overrides
+
+
+class Overrides:
+    """User renames for nets that do not follow slim naming.
+
+    `mapping` is {pattern: target} in priority order. A pattern is an exact checkpoint key or
+    a regular expression that must match the whole key (tried on the raw key, then on the key
+    without replica prefixes); the target is the model variable path, may use the regex's
+    groups (`\\1`, `\\g<name>`), and is taken as is (no further renaming). A target of None or
+    "" skips that checkpoint variable.
+    """
+
+    def __init__(self, mapping=None):
+        self.rules = []
+        for pattern, target in (mapping or {}).items():
+            if not isinstance(pattern, str) or not (target is None or isinstance(target, str)):
+                raise ValueError(f"overrides: {pattern!r}: {target!r} must map a string pattern "
+                                 "to a model variable path (a string) or null to skip")
+            try:
+                regex = re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"overrides: pattern {pattern!r} is not a valid regular "
+                                 f"expression ({err})") from None
+            self.rules.append((pattern, regex, target or None))
+        self.used = set()
+
+    def apply(self, key, stripped):
+        """(matched, target or None) for a checkpoint key; records which patterns were used."""
+        for pattern, regex, target in self.rules:
+            for name in (key, stripped):
+                match = regex.fullmatch(name)
+                # An exact key holding regex characters (e.g. '+') may not match itself.
+                if match is None and name != pattern:
+                    continue
+                self.used.add(pattern)
+                if target is None:
+                    return True, None
+                return True, (match.expand(target) if match is not None else target)
+        return False, None
+
+    def unused(self):
+        return [pattern for pattern, _, _ in self.rules if pattern not in self.used]
+
+
+def load_overrides(spec):
+    """Overrides from a dict, a JSON object string, or a path to a JSON file holding one."""
+    if spec is None or isinstance(spec, dict):
+        return dict(spec or {})
+    if not isinstance(spec, str):
+        raise ValueError(f"overrides={spec!r} must be a dict, a JSON object or a JSON file path")
+    text = spec
+    if not spec.lstrip().startswith("{"):
+        if not os.path.isfile(spec):
+            raise ValueError(f"overrides={spec!r} is neither a JSON object nor an existing file")
+        with open(spec) as f:
+            text = f.read()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"overrides={spec!r}: not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"overrides={spec!r} must hold a JSON object {{pattern: target}}, "
+                         f"got {type(value).__name__}")
+    return value

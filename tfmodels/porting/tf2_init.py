@@ -1,0 +1,85 @@
+"""Initialise a TF2 Keras model from a TF1 or TF2 checkpoint, and choose what to train.
+
+    model = nets.build_model("vgg_16", num_classes=5, input_shape=(224, 224, 3))
+    porting.load_checkpoint(model, "vgg_16.ckpt", exclude_scopes="vgg_16/fc8")
+    train_vars = porting.trainable_variables(model, "vgg_16/fc7,vgg_16/fc8")
+
+These are the library side of train.py's `--init_checkpoint`, `--checkpoint_exclude_scopes`
+and `--trainable_scopes` (slim's train_image_classifier flags).
+"""
+import numpy as np
+from absl import logging
+
+from tfmodels.porting import rules
+from tfmodels.porting.checkpoint_map import PortingError, map_checkpoint
+
+
+def load_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
+                    use_ema=False, strict=True):
+    """Fill `model`'s variables from a checkpoint as `map_checkpoint` plans it.
+
+    The whole plan is checked before the first assignment, so a strict failure leaves the
+    model untouched (never a partial load). Values are assigned in cross-replica context:
+    under a `MirroredStrategy` scope `variable.assign` writes every replica's copy (see
+    tests/test_porting.py's replica scenario).
+
+    Args:
+      model: Keras model from `nets.build_model` (possibly built under a strategy scope).
+      checkpoint_path, exclude_scopes, overrides, use_ema: see `map_checkpoint`.
+      strict: if True (default), any unmatched model variable, shape mismatch, ambiguity or
+        unused override raises; if False, the variables that do match are loaded and the
+        report is logged as a warning.
+
+    Returns:
+      The `Mapping` that was applied.
+
+    Raises:
+      PortingError: strict and the plan has problems (message: the report).
+      ValueError: bad arguments or a missing checkpoint (see `map_checkpoint`).
+    """
+    mapping = map_checkpoint(model, checkpoint_path, exclude_scopes=exclude_scopes,
+                             overrides=overrides, use_ema=use_ema)
+    if strict and not mapping.ok:
+        raise PortingError(mapping.report() + "\nNothing was assigned to the model.", mapping)
+    if not mapping.ok:
+        logging.warning("loading only the matching variables:\n%s", mapping.report())
+    variables = {v.path: v for v in model.weights}
+    for match in mapping.matched:
+        variable = variables[match.path]
+        # One variable at a time: VGG-16's 138M values would double peak memory if read at once.
+        variable.assign(np.asarray(mapping.read(match.key), dtype=variable.dtype))
+    logging.info("initialised %d of %d variables of %s from %s (%s)%s",
+                 len(mapping.matched), mapping.num_model_variables, mapping.model_name,
+                 mapping.checkpoint, mapping.source_format,
+                 f"; kept initial values under {', '.join(mapping.exclude_scopes)}"
+                 if mapping.exclude_scopes else "")
+    if mapping.unused:
+        logging.warning("%d checkpoint variables fill no model variable: %s",
+                        len(mapping.unused), ", ".join(k for k, _ in mapping.unused[:20]))
+    return mapping
+
+
+def trainable_variables(model, trainable_scopes=()):
+    """The variables the optimizer should update, as slim's `--trainable_scopes`.
+
+    Only the list changes: the rest stay `trainable` for Keras, so their batch norms keep
+    batch statistics in training (a Keras `trainable=False` BatchNormalization would switch to
+    its moving statistics, which slim's frozen scopes never did).
+
+    Args:
+      model: a Keras model.
+      trainable_scopes: comma-separated string or list of scopes (leading components of
+        variable paths, either spelling: `vgg_16/fc8`); empty means all trainable variables.
+
+    Returns:
+      A list of `model.trainable_variables` in model order.
+
+    Raises:
+      ValueError: a scope that covers no trainable variable.
+    """
+    scopes = rules.parse_scopes(trainable_scopes, "trainable_scopes")
+    variables = list(model.trainable_variables)
+    if not scopes:
+        return variables
+    rules.check_scopes(scopes, [v.path for v in variables], "trainable_scopes")
+    return [v for v in variables if any(rules.in_scope(v.path, s) for s in scopes)]
