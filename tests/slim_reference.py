@@ -101,16 +101,7 @@ def run_graph(build, images, randomize_moving_stats=None, seed=0, run_updates=Tr
         updates = (tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)
                    if run_updates else [])
         variables = {v.op.name: v for v in tf.compat.v1.global_variables()}
-        assignments = []
-        if randomize_moving_stats is not None:
-            for name, v in variables.items():
-                if name.endswith("moving_mean"):
-                    value = randomize_moving_stats.normal(0, 0.5, v.shape)
-                elif name.endswith("moving_variance"):
-                    value = randomize_moving_stats.uniform(0.5, 2.0, v.shape)
-                else:
-                    continue
-                assignments.append(v.assign(value.astype(np.float32)))
+        assignments = _moving_stats_assignments(variables, randomize_moving_stats)
         # One session.run per phase: fetching 267 variables one by one took 4 s here.
         with tf.compat.v1.Session() as session:
             session.run(tf.compat.v1.global_variables_initializer())
@@ -119,6 +110,63 @@ def run_graph(build, images, randomize_moving_stats=None, seed=0, run_updates=Tr
             result = session.run([output, updates], {placeholder: images})[0]
             after = session.run(variables)
     return result, values, after
+
+
+def _moving_stats_assignments(variables, rng):
+    """Ops setting BN moving means ~ N(0, 0.5) and variances ~ U(0.5, 2) (none without rng)."""
+    assignments = []
+    if rng is None:
+        return assignments
+    for name, v in variables.items():
+        if name.endswith("moving_mean"):
+            value = rng.normal(0, 0.5, v.shape)
+        elif name.endswith("moving_variance"):
+            value = rng.uniform(0.5, 2.0, v.shape)
+        else:
+            continue
+        assignments.append(v.assign(value.astype(np.float32)))
+    return assignments
+
+
+def save_checkpoint(build, images, path, randomize_moving_stats=None, seed=0, setup=None,
+                    restore=None):
+    """Builds `build(images_placeholder) -> output` in a fresh graph, initialises it (seeded,
+    random BN moving statistics with a Generator), runs it on `images` and saves every global
+    variable with `tf.compat.v1.train.Saver` at `path` (a TF1 name-based checkpoint).
+
+    `setup()`, called in the graph after `build`, may add variables (optimizer slots, EMA
+    shadows) and returns a list of ops (or op lists) run one after the other after
+    initialisation, before the forward pass and the save.
+    `restore()`, if given, returns a Saver var_list (e.g. `ema.variables_to_restore()`): a
+    second session restores the saved checkpoint through it and runs the output again, as a
+    TF1 evaluation script would.
+
+    Returns:
+      (output as NumPy, output after `restore` or None, the saved checkpoint prefix).
+    """
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.set_random_seed(seed)
+        placeholder = tf.compat.v1.placeholder(tf.float32, (None, *images.shape[1:]))
+        output = build(placeholder)
+        setup_ops = setup() if setup is not None else []
+        variables = {v.op.name: v for v in tf.compat.v1.global_variables()}
+        assignments = _moving_stats_assignments(variables, randomize_moving_stats)
+        restore_saver = (tf.compat.v1.train.Saver(restore()) if restore is not None
+                         else None)
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            session.run(assignments)
+            for ops in setup_ops:
+                session.run(ops)
+            result = session.run(output, {placeholder: images})
+            saved = tf.compat.v1.train.Saver().save(session, path)
+        restored = None
+        if restore_saver is not None:
+            with tf.compat.v1.Session() as session:
+                restore_saver.restore(session, saved)
+                restored = session.run(output, {placeholder: images})
+    return result, restored, saved
 
 
 def load_into(model, values):
