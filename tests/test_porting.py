@@ -316,6 +316,35 @@ def test_plan_skips_slots_and_assigns_nothing(lenet_checkpoint):
     assert "Result: OK" in report and "skipped        9" in report
 
 
+def test_checkpoint_of_slim_learning_train_ports(tmp_path):
+    """A legacy training loop (slim.learning.train: Supervisor threads, needs
+    compat.enable_tf_slim's third fix on TF 2.x) writes the checkpoint; slim's graph restored
+    from it is the reference."""
+    slim = slim_reference.slim()
+    rng = np.random.default_rng(31)
+    images = rng.normal(size=(4, 28, 28, 1)).astype(np.float32)
+    with tf.Graph().as_default():
+        tf.compat.v1.set_random_seed(0)
+        logits = slim_reference.lenet(tf.constant(images), 10, is_training=True)
+        slim.losses.softmax_cross_entropy(logits, tf.one_hot([1, 2, 3, 4], 10))
+        train_op = slim.learning.create_train_op(
+            slim.losses.get_total_loss(), tf.compat.v1.train.MomentumOptimizer(0.01, 0.9))
+        slim.learning.train(train_op, str(tmp_path), number_of_steps=3,
+                            save_summaries_secs=10 ** 6, log_every_n_steps=10 ** 6)
+    path = tf.train.latest_checkpoint(str(tmp_path))
+    assert path.endswith("model.ckpt-3")
+    with tf.Graph().as_default():
+        logits = slim_reference.lenet(tf.constant(images), 10, is_training=False)
+        with tf.compat.v1.Session() as session:
+            tf.compat.v1.train.Saver().restore(session, path)
+            expected = session.run(logits)
+    model = nets.build_model("lenet", 10, (28, 28, 1))
+    mapping = porting.load_checkpoint(model, str(tmp_path))
+    assert mapping.skipped["bookkeeping"] == ["global_step"]
+    assert len(mapping.skipped["optimizer slot"]) == 8
+    assert relative_error(model(images, training=False)["logits"], expected) <= RTOL
+
+
 # ---------------------------------------------------------------- towers and EMA
 
 

@@ -1,9 +1,9 @@
-"""Make tf-slim 1.1.0's graph-mode layers run on TensorFlow 2.16+.
+"""Make tf-slim 1.1.0's graph-mode layers and training loop run on TensorFlow 2.16+.
 
 tf-slim is used here only as a *reference* (to build a legacy graph, read its variable names,
 or run a TF1 model being ported) and through `tf_slim.arg_scope` / `add_arg_scope`, which need
-no fix. Two things in tf-slim's layers broke when Keras moved out of TensorFlow (measured on
-TF 2.21 / tf-slim 1.1.0, see /work/shared/PITFALLS.md):
+no fix. Three things broke when Keras moved out of TensorFlow and eager became the default
+(measured on TF 2.21 / tf-slim 1.1.0, see /work/shared/PITFALLS.md):
 
 1. `slim.batch_norm` goes through `tensorflow.python.layers.normalization`, which lazily imports
    `tf_keras.legacy_tf_layers.normalization`; tf-keras ships that package as
@@ -12,6 +12,12 @@ TF 2.21 / tf-slim 1.1.0, see /work/shared/PITFALLS.md):
 2. The `updates_collections=None` and `zero_debias_moving_mean=True` paths test
    `isinstance(x, ops.Tensor)`; TF 2.21's `tensorflow.python.framework.ops` no longer has
    `Tensor` -> AttributeError. We set `ops.Tensor = tf.Tensor` when it is missing.
+3. `slim.learning.train` runs `tf.compat.v1.train.Supervisor`, whose background threads
+   (step counter, periodic checkpoints, summaries) are `coordinator.LooperThread`s. Graph
+   defaults are thread-local and TF2 threads start eager, so they call `.numpy()` on the graph's
+   global step ("global_step:0 ... is out of scope") and `Saver.save` takes its eager path
+   ("Can only save/restore ResourceVariables when executing eagerly"). We run each such thread
+   inside the graph that was the default where it was created, as TF1 did implicitly.
 
     from tfmodels import compat
     compat.enable_tf_slim()
@@ -28,7 +34,7 @@ _SUBMODULES = ("base", "convolutional", "core", "normalization", "pooling",
 
 
 def enable_tf_slim():
-    """Applies both fixes; safe to call any number of times (a no-op after the first).
+    """Applies the three fixes; safe to call any number of times (a no-op after the first).
 
     Returns:
       None.
@@ -56,3 +62,31 @@ def enable_tf_slim():
 
     if not hasattr(ops, "Tensor"):
         ops.Tensor = tf.Tensor
+
+    from tensorflow.python.training import coordinator
+
+    if not getattr(coordinator.LooperThread, "_tfmodels_in_graph", False):
+        _run_looper_threads_in_their_graph(coordinator.LooperThread)
+
+
+def _run_looper_threads_in_their_graph(looper):
+    """Patch `looper` (coordinator.LooperThread) to remember the creating thread's graph."""
+    import tensorflow as tf
+
+    init, run = looper.__init__, looper.run
+
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        # Created in graph mode (a Supervisor under `graph.as_default()`): remember the graph.
+        self._tfmodels_graph = (None if tf.executing_eagerly()
+                                else tf.compat.v1.get_default_graph())
+
+    def run_in_graph(self):
+        graph = getattr(self, "_tfmodels_graph", None)
+        if graph is None:
+            return run(self)
+        with graph.as_default():  # also enters graph mode on this thread
+            return run(self)
+
+    looper.__init__, looper.run = __init__, run_in_graph
+    looper._tfmodels_in_graph = True
