@@ -55,11 +55,9 @@ def main(argv):
             FLAGS.output, exclude_scopes=FLAGS.exclude_scopes,
             overrides=porting.load_overrides(FLAGS.overrides), use_ema=FLAGS.use_ema,
             dataset=FLAGS.dataset, seed=FLAGS.seed, dry_run=FLAGS.dry_run)
-    except porting.PortingError as err:
-        print(err, file=sys.stderr)
+    except ValueError as err:  # PortingError (with its report) or a bad flag value
+        print(f"error: {err}", file=sys.stderr)
         return 1
-    except ValueError as err:
-        raise app.UsageError(str(err)) from None
     if FLAGS.dry_run:
         print(mapping.table())
         print(mapping.report())

@@ -71,7 +71,9 @@ def port_checkpoint(checkpoint_path, model_name, num_classes, input_shape, outpu
     config = {
         "model": model_name, "num_classes": int(num_classes),
         "image_shape": [int(d) for d in input_shape],
-        "ported_from": mapping.checkpoint,
+        # Absolute, so the record stays meaningful wherever the directory is read from.
+        "ported_from": (mapping.checkpoint if "://" in mapping.checkpoint
+                        else os.path.abspath(mapping.checkpoint)),
         "porting": {"source_format": mapping.source_format,
                     "exclude_scopes": list(mapping.exclude_scopes),
                     "use_ema": mapping.use_ema, "matched": len(mapping.matched),

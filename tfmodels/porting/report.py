@@ -29,8 +29,7 @@ def report(mapping):
         f"({mapping.num_checkpoint_variables} variables) into {mapping.model_name} "
         f"({mapping.num_model_variables} variables)",
         f"  matched    {len(mapping.matched):5d} model variables ({values:,} values; "
-        f"{how['EMA shadow']} from EMA shadows / weight averages, {how['override']} by "
-        "overrides)",
+        f"{how['EMA shadow']} averaged, {how['override']} by overrides)",
         f"  excluded   {len(mapping.excluded):5d} model variables"
         + (f" in scopes {', '.join(mapping.exclude_scopes)} (they keep their initial values)"
            if mapping.exclude_scopes else ""),

@@ -1,0 +1,173 @@
+"""The porting CLI and guide end to end.
+
+docs/PORTING.md's worked example runs as written (a slim LeNet trained by `slim.learning.train`,
+`python -m tfmodels.porting` dry run and port, the logits compared with the legacy graph); then
+the output directory is checked against `restore_model`, `model.keras` and the library, the CLI
+must refuse a directory in use and fail a bad port with exit status 1 and the report, and a
+checkpoint written by the real trainer ports to a new class count.
+"""
+import contextlib
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfmodels import nets, porting
+from tfmodels.training import checkpoints
+
+pytestmark = pytest.mark.filterwarnings("ignore:`(layer.apply|tf.layers.flatten)`:UserWarning")
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "PORTING.md"
+
+
+def worked_example_blocks():
+    """[(language, code)] of the python/sh blocks of the guide's worked example, in order."""
+    section = DOC.read_text().split("## Worked example", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(python|sh)\n(.*?)```", section, re.S)
+
+
+def run(command, cwd):
+    """Run a shell command with this interpreter first on PATH (so `python` is ours)."""
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+               PYTHONPATH=str(ROOT))
+    return subprocess.run(["bash", "-e", "-c", command], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def cli(args, cwd):
+    return run("python -m tfmodels.porting " + " ".join(args), cwd)
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    """Runs the worked example in a scratch directory; returns (directory, shell outputs).
+
+    A python block starting with `# <name>.py:` is a file the next shell block runs; other
+    python blocks run here, in the directory, as a reader would paste them."""
+    directory = tmp_path_factory.mktemp("example")
+    blocks = worked_example_blocks()
+    assert [language for language, _ in blocks] == ["python", "sh", "sh", "sh", "python"]
+    outputs = []
+    for language, code in blocks:
+        if language == "sh":
+            result = run(code, directory)
+            assert result.returncode == 0, f"{code}\n{result.stdout[-2000:]}{result.stderr[-4000:]}"
+            outputs.append(result.stdout)
+            continue
+        script = re.match(r"# (\w+\.py):", code)
+        if script:
+            (directory / script.group(1)).write_text(code)
+            continue
+        sys.path.insert(0, str(directory))
+        try:
+            with contextlib.chdir(directory):
+                exec(compile(code, str(DOC), "exec"), {"__name__": "porting_example"})
+        finally:
+            sys.path.remove(str(directory))
+            sys.modules.pop("legacy_lenet", None)
+    return directory, outputs
+
+
+def test_worked_example(example):
+    directory, (_, dry_run, port) = example
+    assert "Result: OK" in dry_run and "skipped        9" in dry_run
+    assert ["LeNet/fc4/kernel", "(1024,", "10)", "<-", "LeNet/fc4/weights",
+            "weights->kernel"] in [line.split() for line in dry_run.splitlines()]
+    assert "wrote ported_lenet: ckpt-1, model.keras, config.json" in port
+
+
+def test_output_directory(example):
+    """config.json, the TF2 checkpoint and model.keras hold the same model, equal to what the
+    library loads from the TF1 checkpoint in this process."""
+    directory, _ = example
+    output = str(directory / "ported_lenet")
+    legacy = tf.train.latest_checkpoint(str(directory / "legacy_lenet"))
+    config = checkpoints.read_config(output)
+    assert config["model"] == "lenet" and config["num_classes"] == 10
+    assert config["image_shape"] == [28, 28, 1] and config["dataset"] == "mnist"
+    assert config["ported_from"] == os.path.abspath(legacy)
+    assert config["porting"]["source_format"] == "tf1"
+    latest = tf.train.latest_checkpoint(output)
+    assert os.path.basename(latest) == "ckpt-1"
+
+    restored, _ = checkpoints.restore_model(config, latest)
+    direct = nets.build_model("lenet", 10, (28, 28, 1))
+    porting.load_checkpoint(direct, legacy)
+    reloaded = keras.models.load_model(os.path.join(output, "model.keras"))
+    images = np.random.default_rng(0).normal(size=(3, 28, 28, 1)).astype(np.float32)
+    expected = direct(images, training=False)["logits"]
+    np.testing.assert_array_equal(restored(images, training=False)["logits"], expected)
+    np.testing.assert_array_equal(reloaded(images, training=False)["logits"], expected)
+
+
+def test_cli_refuses_a_directory_in_use(example):
+    directory, _ = example
+    output = directory / "ported_lenet"
+    before = {p.name: p.stat().st_mtime_ns for p in output.iterdir()}
+    result = cli(["--checkpoint=legacy_lenet", "--model=lenet", "--num_classes=10",
+                  "--image_size=28", "--channels=1", "--output=ported_lenet"], directory)
+    assert result.returncode == 1
+    assert ("error: output='ported_lenet' already holds checkpoint, config.json, model.keras, "
+            "ckpt-1.index; nothing was written") in result.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in output.iterdir()} == before
+
+
+def test_cli_failing_port_writes_nothing_then_exclude_scopes(example, tmp_path):
+    directory, _ = example
+    result = cli(["--checkpoint=legacy_lenet", "--model=lenet", "--num_classes=5",
+                  "--image_size=28", "--channels=1", f"--output={tmp_path / 'lenet5'}"],
+                 directory)
+    assert result.returncode == 1
+    assert "Result: FAILED (2 shape mismatches)" in result.stderr
+    assert "LeNet/fc4/kernel (1024, 5) <- LeNet/fc4/weights (1024, 10)" in result.stderr
+    assert "exclude_scopes=LeNet/fc4" in result.stderr
+    assert not (tmp_path / "lenet5").exists()
+
+    legacy = str(directory / "legacy_lenet")
+    mapping = porting.port_checkpoint(legacy, "lenet", 5, (28, 28, 1), str(tmp_path / "lenet5"),
+                                      exclude_scopes="LeNet/fc4", seed=3)
+    assert mapping.excluded == ["LeNet/fc4/kernel", "LeNet/fc4/bias"]
+    config = checkpoints.read_config(str(tmp_path / "lenet5"))
+    assert config["porting"]["excluded"] == mapping.excluded and "dataset" not in config
+    model, _ = checkpoints.restore_model(config, tf.train.latest_checkpoint(
+        str(tmp_path / "lenet5")))
+    reader = tf.train.load_checkpoint(legacy)
+    weights = {v.path: v.numpy() for v in model.weights}
+    np.testing.assert_array_equal(weights["LeNet/fc3/kernel"],
+                                  reader.get_tensor("LeNet/fc3/weights"))
+    assert weights["LeNet/fc4/kernel"].shape == (1024, 5)
+
+
+def test_checkpoint_written_by_the_trainer(tmp_path):
+    """A real train() model_dir (object-based checkpoint with optimizer, centers and weight
+    averages) initialises a LeNet with another class count, averaged weights included."""
+    from tfmodels import training
+
+    model_dir = str(tmp_path / "run")
+    training.train(training.TrainConfig(
+        model_dir=model_dir, model="lenet", dataset="digits", train_steps=2, steps_per_loop=1,
+        global_batch_size=16, export=False, ema_decay=0.9, center_loss_weight=0.01))
+    config = checkpoints.read_config(model_dir)
+    source, _ = checkpoints.restore_model(config, tf.train.latest_checkpoint(model_dir),
+                                          use_average=True)
+    target = nets.build_model("lenet", 5, tuple(config["image_shape"]))
+    with pytest.raises(porting.PortingError, match="exclude_scopes=LeNet/fc4"):
+        porting.load_checkpoint(target, model_dir, use_ema=True)
+    mapping = porting.load_checkpoint(target, model_dir, exclude_scopes="LeNet/fc4",
+                                      use_ema=True)
+    assert mapping.source_format == "tf2" and len(mapping.matched) == 6
+    expected = {v.path: v.numpy() for v in source.weights}
+    for variable in target.weights[:-2]:
+        np.testing.assert_array_equal(variable, expected[variable.path])
+    raw, _ = checkpoints.restore_model(config, tf.train.latest_checkpoint(model_dir),
+                                       use_average=False)
+    assert not np.array_equal(raw.weights[0].numpy(), expected[raw.weights[0].path])
