@@ -279,8 +279,7 @@ def _assign_entries(mapping, variables, entries, skipped, ema_required):
             mapping.matched.append(Match(path, chosen.key, shape, _rule(chosen, path)))
 
     mapping.unused = [(e.key, e.shape) for e in leftovers]
-    unused_keys = [e.key for e in leftovers]
-    mapping.unmatched = [(path, shape, hint or _closest(path, unused_keys))
+    mapping.unmatched = [(path, shape, hint or _closest(path, shape, mapping.unused))
                          for path, shape, hint in mapping.unmatched]
 
 
@@ -295,6 +294,10 @@ def _rule(entry, path):
     return ", ".join(parts) or "same name"
 
 
-def _closest(path, keys):
-    close = difflib.get_close_matches(rules.slim_name(path), keys, n=1, cutoff=0.6)
-    return f"closest unused checkpoint variable: {close[0]}" if close else None
+def _closest(path, shape, unused):
+    """A hint for an override: the unused checkpoint variable of the same shape, or the one
+    of that shape whose name is closest."""
+    keys = [key for key, key_shape in unused if key_shape == shape]
+    close = keys if len(keys) == 1 else difflib.get_close_matches(
+        rules.slim_name(path), keys, n=1, cutoff=0.4)
+    return f"unused checkpoint variable of that shape: {close[0]}" if close else None

@@ -116,14 +116,14 @@ def in_scope(path, scope):
     return any(name == scope or name.startswith(scope + "/") for name in (path, slim_name(path)))
 
 
-def check_scopes(scopes, paths, argument):
+def check_scopes(scopes, paths, argument, what="variable"):
     """Raise ValueError if a scope covers none of `paths` (a typo would otherwise silently
-    exclude or train nothing)."""
+    exclude or train nothing); `what` names the paths in the message."""
     for scope in scopes:
         if not any(in_scope(path, scope) for path in paths):
             tops = sorted({"/".join(p.split("/")[:2]) for p in paths})
             raise ValueError(
-                f"{argument}: scope {scope!r} matches no variable of the model; scopes are "
+                f"{argument}: scope {scope!r} matches no {what} of the model; scopes are "
                 f"leading path components, e.g. {', '.join(tops[:12])}"
                 f"{' ...' if len(tops) > 12 else ''}")
 

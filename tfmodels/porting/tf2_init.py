@@ -81,5 +81,6 @@ def trainable_variables(model, trainable_scopes=()):
     variables = list(model.trainable_variables)
     if not scopes:
         return variables
-    rules.check_scopes(scopes, [v.path for v in variables], "trainable_scopes")
+    rules.check_scopes(scopes, [v.path for v in variables], "trainable_scopes",
+                       what="trainable variable")
     return [v for v in variables if any(rules.in_scope(v.path, s) for s in scopes)]
