@@ -316,6 +316,7 @@ def test_plan_skips_slots_and_assigns_nothing(lenet_checkpoint):
     assert "Result: OK" in report and "skipped        9" in report
 
 
+@pytest.mark.filterwarnings("ignore:Attempting to use a closed FileWriter:UserWarning")
 def test_checkpoint_of_slim_learning_train_ports(tmp_path):
     """A legacy training loop (slim.learning.train: Supervisor threads, needs
     compat.enable_tf_slim's third fix on TF 2.x) writes the checkpoint; slim's graph restored
