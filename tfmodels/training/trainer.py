@@ -158,9 +158,10 @@ def build_training(config, info, strategy, total_steps):
 
 def _check_xla_sync_batch_norm(config, strategy, model):
     """XLA cannot hold a cross-replica sum except on GPUs (TF skips merge_call only there)."""
+    if not config.jit_compile or strategy.num_replicas_in_sync == 1:
+        return
     devices = strategy.extended.worker_devices
-    if not (config.jit_compile and strategy.num_replicas_in_sync > 1
-            and not all("GPU" in d.upper() for d in devices)):
+    if all("GPU" in d.upper() for d in devices):
         return
     synced = [layer.name for layer in _all_layers(model)
               if isinstance(layer, keras.layers.BatchNormalization) and layer.synchronized]

@@ -1,0 +1,157 @@
+"""Benchmark the trainer: images/s vs Keras `model.fit` vs a minimal tf.function loop.
+
+    python bench/trainer.py                      # LeNets++ 28x28 and ResNet-20 32x32, batch 128
+    python bench/trainer.py --replicas 1 2 4     # + step time with N logical CPU replicas
+
+Same model, same synthetic batch (repeated: no input cost), same optimizer (SGD + momentum),
+same steps per tf.function call, measured interleaved in one process. Replica counts run in one
+subprocess each (a process hosts one MirroredStrategy device count).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+CASES = {"lenet_pp": ((28, 28, 1), 128), "resnet20": ((32, 32, 3), 128)}
+
+
+def _parts(model_name, image_shape, batch, strategy):
+    """Our trainer's objects for a synthetic dataset of this shape."""
+    from tfmodels import data
+    from tfmodels.training import TrainConfig
+    from tfmodels.training.trainer import build_training
+
+    info = data.DatasetInfo(name="bench", image_shape=image_shape, num_classes=10,
+                            splits={"train": batch * 1000})
+    config = TrainConfig(model_dir="unused", model=model_name, global_batch_size=batch,
+                         train_steps=10_000, lr_schedule="constant", learning_rate=0.01,
+                         optimizer="momentum")
+    return config, build_training(config, info, strategy, 10_000)
+
+
+def _batch(image_shape, batch):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return {"image": rng.standard_normal((batch, *image_shape)).astype(np.float32),
+            "label": rng.integers(0, 10, batch).astype(np.int32)}
+
+
+def compare_loops(model_name, steps_per_loop, repeats):
+    """Ours vs model.fit vs a minimal loop, one device; returns a table row."""
+    import keras
+    import tensorflow as tf
+
+    from timing import time_calls
+    from tfmodels.training.trainer import make_train_step
+
+    image_shape, batch = CASES[model_name]
+    arrays = _batch(image_shape, batch)
+    dataset = tf.data.Dataset.from_tensors(arrays).repeat()
+    strategy = tf.distribute.get_strategy()
+    n = tf.constant(steps_per_loop, tf.int64)
+
+    config, ours = _parts(model_name, image_shape, batch, strategy)
+    step = make_train_step(config, strategy, ours, iter(dataset))
+
+    # The minimal loop: forward, mean cross-entropy + regularization, gradient, apply.
+    _, plain = _parts(model_name, image_shape, batch, strategy)
+    plain_model, plain_opt = plain.model, keras.optimizers.SGD(0.01, momentum=0.9)
+    plain_opt.build(plain_model.trainable_variables)
+    plain_iter = iter(dataset)
+
+    @tf.function
+    def minimal(num_steps):
+        for _ in tf.range(num_steps):
+            b = next(plain_iter)
+            with tf.GradientTape() as tape:
+                logits = plain_model(b["image"], training=True)["logits"]
+                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    b["label"], logits)) + tf.add_n(plain_model.losses or [0.0])
+            plain_opt.apply(tape.gradient(loss, plain_model.trainable_variables))
+
+    # model.fit on a single-output model with the same layers.
+    _, fit_parts = _parts(model_name, image_shape, batch, strategy)
+    fit_model = keras.Model(fit_parts.model.input, fit_parts.model.output["logits"])
+    fit_model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      steps_per_execution=steps_per_loop)
+    fit_data = dataset.map(lambda b: (b["image"], b["label"]))
+
+    def fit():
+        fit_model.fit(fit_data, steps_per_epoch=steps_per_loop, epochs=1, verbose=0)
+
+    times = time_calls({"ours": lambda: step.loop(n), "minimal": lambda: minimal(n),
+                        "model.fit": fit}, repeats=repeats, number=1, warmup=2)
+    per_sec = {k: steps_per_loop * batch / v for k, v in times.items()}
+    return {"model": model_name, "batch": batch, "ours img/s": per_sec["ours"],
+            "minimal img/s": per_sec["minimal"], "model.fit img/s": per_sec["model.fit"],
+            "ours/minimal": per_sec["ours"] / per_sec["minimal"],
+            "ours/model.fit": per_sec["ours"] / per_sec["model.fit"]}
+
+
+def replica_step_time(num_replicas, model_name, steps_per_loop, repeats):
+    """Seconds per step of our trainer with `num_replicas` logical CPU replicas."""
+    import tensorflow as tf
+
+    from timing import time_calls
+    from tfmodels.training.strategy import configure_devices, create_strategy
+    from tfmodels.training.trainer import make_train_step
+
+    configure_devices(num_replicas)
+    strategy = create_strategy("auto")
+    image_shape, batch = CASES[model_name]
+    config, parts = _parts(model_name, image_shape, batch, strategy)
+    dataset = tf.data.Dataset.from_tensors(_batch(image_shape, batch)).repeat()
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    step = make_train_step(config, strategy, parts, iterator)
+    n = tf.constant(steps_per_loop, tf.int64)
+    seconds = time_calls({"ours": lambda: step.loop(n)}, repeats=repeats, number=1)["ours"]
+    return seconds / steps_per_loop
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--steps_per_loop", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--replicas", nargs="*", type=int, default=[])
+    parser.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)  # replicas, model
+    args = parser.parse_args()
+
+    if args._child:
+        seconds = replica_step_time(int(args._child[0]), args._child[1], args.steps_per_loop,
+                                    args.repeats)
+        print(json.dumps({"seconds_per_step": seconds}))
+        return
+
+    from timing import print_table
+
+    rows = [compare_loops(m, args.steps_per_loop, args.repeats) for m in args.models]
+    print_table("Trainer images/s, one CPU device (ours vs minimal tf.function loop vs "
+                "model.fit)", rows, list(rows[0]))
+    if args.replicas:
+        rows = []
+        for model in args.models:
+            times = {}
+            for n in args.replicas:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--_child", str(n), model,
+                     "--steps_per_loop", str(args.steps_per_loop),
+                     "--repeats", str(args.repeats)],
+                    capture_output=True, text=True, check=True)
+                times[n] = json.loads(out.stdout.strip().splitlines()[-1])["seconds_per_step"]
+            for n in args.replicas:
+                rows.append({"model": model, "replicas": n, "ms/step": 1e3 * times[n],
+                             f"vs {args.replicas[0]} replica": times[n] / times[args.replicas[0]]})
+        print_table("Step time with N logical CPU replicas (same global batch)", rows,
+                    list(rows[0]))
+
+
+if __name__ == "__main__":
+    main()
