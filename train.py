@@ -72,6 +72,15 @@ flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.", low
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.", lower_bound=1)
 flags.DEFINE_integer("log_every", 100, "Steps between progress lines.", lower_bound=1)
 flags.DEFINE_bool("export", True, "Export a SavedModel and a .keras file at the end.")
+# --- starting from another checkpoint (used only when --model_dir has none) ---
+flags.DEFINE_string("init_checkpoint", None, "TF1 / tf-slim or TF2 checkpoint (or directory) "
+                    "to initialise the model from; see docs/PORTING.md.")
+flags.DEFINE_bool("init_checkpoint_use_ema", False, "Take the checkpoint's "
+                  "ExponentialMovingAverage shadows instead of the raw weights.")
+flags.DEFINE_list("checkpoint_exclude_scopes", [], "Variable scopes not taken from "
+                  "--init_checkpoint, e.g. vgg_16/fc8 to fine-tune to a new class count.")
+flags.DEFINE_list("trainable_scopes", [], "Train only variables under these scopes (default: "
+                  "all).")
 common_flags.define_strategy_flags()
 FLAGS = flags.FLAGS
 
@@ -85,6 +94,8 @@ def config_from_flags():
         if name in FLAGS:
             values[field.name] = FLAGS[name].value
     values["lr_boundaries"] = tuple(int(b) for b in FLAGS.lr_boundaries)
+    for name in ("checkpoint_exclude_scopes", "trainable_scopes"):
+        values[name] = tuple(FLAGS[name].value)
     if FLAGS.train_steps is None and FLAGS.epochs is None:
         values["epochs"] = 30.0
     values["model_dir"] = FLAGS.model_dir or os.path.join(

@@ -18,7 +18,7 @@ METRICS_FILE = "metrics.json"
 # Config keys that decide which variables a checkpoint holds: a model_dir whose config differs
 # in one of them holds a checkpoint of another model and must not be resumed or overwritten.
 IDENTITY_KEYS = ("model", "num_classes", "image_shape", "center_loss", "optimizer",
-                 "ema_decay_enabled", "loss_scaling")
+                 "ema_decay_enabled", "loss_scaling", "trainable_scopes")
 
 
 def write_json_atomic(path, obj):

@@ -64,6 +64,11 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 100
     export: bool = True
+    # Initialisation from another checkpoint (TF1 / tf-slim or TF2), used when model_dir has none.
+    init_checkpoint: Optional[str] = None
+    init_checkpoint_use_ema: bool = False
+    checkpoint_exclude_scopes: Tuple[str, ...] = ()
+    trainable_scopes: Tuple[str, ...] = ()
 
     def validate(self):
         """Raise ValueError naming the option, its value and what is allowed; no TF work."""
@@ -105,6 +110,10 @@ class TrainConfig:
         if self.strategy == "one_device" and self.virtual_devices > 1:
             raise ValueError(f"virtual_devices={self.virtual_devices} with strategy='one_device' "
                              "would use one of them; use strategy='mirrored' or 'auto'")
+        if not self.init_checkpoint and (self.checkpoint_exclude_scopes
+                                         or self.init_checkpoint_use_ema):
+            raise ValueError("checkpoint_exclude_scopes / init_checkpoint_use_ema apply to "
+                             "init_checkpoint, which is not set")
         # The schedule's own checks (total steps are known after resolve()).
         schedules.check_schedule(self.lr_schedule, self.learning_rate, max(self.warmup_steps, 1),
                                  self.warmup_steps, self.lr_boundaries, self.lr_decay_factor)
@@ -132,6 +141,8 @@ class TrainConfig:
         resolved = dataclasses.asdict(self)
         resolved.update(
             lr_boundaries=list(self.lr_boundaries),
+            checkpoint_exclude_scopes=list(self.checkpoint_exclude_scopes),
+            trainable_scopes=list(self.trainable_scopes),
             num_classes=info.num_classes, image_shape=list(info.image_shape),
             train_split=info.train_split, eval_split=info.eval_split,
             num_replicas=num_replicas,

@@ -61,8 +61,8 @@ class TrainStep:
     All objects must have been created inside `strategy.scope()`; the optimizer must be built.
     """
 
-    def __init__(self, strategy, *, model, optimizer, loss_fn, global_batch_size, step_counter,
-                 iterator, center_loss=None, center_loss_weight=0.0, clip_grad_norm=None,
+    def __init__(self, strategy, *, model, variables, optimizer, loss_fn, global_batch_size,
+                 step_counter, iterator, center_loss=None, center_loss_weight=0.0, clip_grad_norm=None,
                  loss_scale=None, weight_average=None, jit_compile=False):
         self.strategy = strategy
         self.model = model
@@ -76,7 +76,7 @@ class TrainStep:
         self.clip_grad_norm = clip_grad_norm
         self.loss_scale = loss_scale
         self.weight_average = weight_average
-        self.variables = model.trainable_variables
+        self.variables = variables  # what the optimizer trains (trainable_scopes)
         with strategy.scope():
             self.metrics = TrainMetrics()
         # XLA compiles each replica's forward/backward; the all-reduce and the update stay

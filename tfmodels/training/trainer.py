@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfmodels import data, nets
+from tfmodels import data, nets, porting
 from tfmodels.evaluation.metrics import classification_metrics
 from tfmodels.evaluation.predict import collect_outputs
 from tfmodels.layers import CenterLoss
@@ -58,6 +58,9 @@ def train(config, strategy=None):
         info = data.get_dataset_info(config.dataset, data_dir=config.data_dir)
         resolved = config.resolve(info, strategy.num_replicas_in_sync)
         resume_from = checkpoints.check_model_dir(config.model_dir, resolved)
+        init_from = None
+        if config.init_checkpoint and not resume_from:  # model_dir > init_checkpoint > scratch
+            init_from, _ = porting.resolve_checkpoint(config.init_checkpoint)
     except ValueError as err:
         if isinstance(err, ConfigError):
             raise
@@ -70,7 +73,7 @@ def train(config, strategy=None):
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    parts = build_training(config, info, strategy, resolved["total_steps"])
+    parts = build_training(config, info, strategy, resolved["total_steps"], init_from=init_from)
     train_data = data.distribute_dataset(
         strategy, config.dataset, info.train_split, global_batch_size=config.global_batch_size,
         training=True, augment=config.augment, seed=config.seed,
@@ -85,6 +88,8 @@ def train(config, strategy=None):
             saver.restore(resume_from)
             logging.info("resuming from step %d (%s)", int(parts.step_counter.numpy()),
                          resume_from)
+        elif not init_from:
+            logging.info("training from scratch")
         if chief:
             checkpoints.write_json_atomic(
                 os.path.join(config.model_dir, checkpoints.CONFIG_FILE), resolved)
@@ -121,14 +126,30 @@ class TrainingParts:
         return self.weight_average.swapped()
 
 
-def build_training(config, info, strategy, total_steps):
+def build_training(config, info, strategy, total_steps, init_from=None):
     """Model, center loss, optimizer (built), step counter, EMA and loss scale, all created
-    under `strategy.scope()`, for a dataset described by `info` (classes, image shape)."""
+    under `strategy.scope()`, for a dataset described by `info` (classes, image shape).
+
+    `init_from`: a TF1 or TF2 checkpoint to initialise the model from (strict, with the
+    config's exclude scopes; see tfmodels.porting) before anything else reads its weights.
+    """
     with strategy.scope():
         model = nets.build_model(
             config.model, info.num_classes, info.image_shape,
             weight_decay=0.0 if config.decoupled_weight_decay else config.weight_decay,
             sync_batch_norm=config.sync_bn)
+        if init_from:
+            try:
+                mapping = porting.load_checkpoint(
+                    model, init_from, exclude_scopes=config.checkpoint_exclude_scopes,
+                    use_ema=config.init_checkpoint_use_ema)
+            except ValueError as err:  # PortingError: nothing was assigned or written
+                raise ConfigError(str(err)) from err
+            logging.info("initialised from %s\n%s", init_from, mapping.report())
+        try:
+            train_variables = porting.trainable_variables(model, config.trainable_scopes)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
         center_loss = None
         if config.center_loss_weight > 0:
             center_loss = CenterLoss(info.num_classes, model.output["embedding"].shape[-1],
@@ -141,8 +162,8 @@ def build_training(config, info, strategy, total_steps):
             config.optimizer, schedule, momentum=config.momentum, nesterov=config.nesterov,
             weight_decay=config.weight_decay if config.decoupled_weight_decay else 0.0)
         if config.decoupled_weight_decay and config.weight_decay:
-            optimizers.exclude_from_weight_decay(optimizer, model.trainable_variables)
-        optimizer.build(model.trainable_variables)
+            optimizers.exclude_from_weight_decay(optimizer, train_variables)
+        optimizer.build(train_variables)
         step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         weight_average = (optimizers.WeightAverage(model.trainable_variables, config.ema_decay)
@@ -150,7 +171,8 @@ def build_training(config, info, strategy, total_steps):
         loss_scale = (optimizers.DynamicLossScale() if config.mixed_precision == "float16"
                       else None)
     _check_xla_sync_batch_norm(config, strategy, model)
-    return TrainingParts(model=model, center_loss=center_loss, optimizer=optimizer,
+    return TrainingParts(model=model, train_variables=train_variables,
+                         center_loss=center_loss, optimizer=optimizer,
                   schedule=schedule, step_counter=step_counter, weight_average=weight_average,
                   loss_scale=loss_scale,
                   loss_fn=per_example_loss_fn(config.loss, config.label_smoothing))
@@ -181,7 +203,8 @@ def _all_layers(layer):
 def make_train_step(config, strategy, parts, iterator):
     """The replicated step of `config` over `parts`, drawing batches from `iterator`."""
     return TrainStep(
-        strategy, model=parts.model, optimizer=parts.optimizer, loss_fn=parts.loss_fn,
+        strategy, model=parts.model, variables=parts.train_variables,
+        optimizer=parts.optimizer, loss_fn=parts.loss_fn,
         global_batch_size=config.global_batch_size, step_counter=parts.step_counter,
         iterator=iterator, center_loss=parts.center_loss,
         center_loss_weight=config.center_loss_weight, clip_grad_norm=config.clip_grad_norm,
