@@ -1,0 +1,78 @@
+"""Evaluate a trained (or ported) classifier: metrics, embedding k-NN, center statistics, plots.
+
+    python eval.py --model_dir=runs/lenet_pp-mnist                      # latest checkpoint
+    python eval.py --model_dir=runs/r20 --checkpoint=ckpt-2000 --split=train
+    python eval.py --model_dir=runs/r20 --continuous --timeout=1800     # beside train.py
+    python eval.py --model_dir=ported/vgg16 --dataset=tfds:imagenette --knn_k=
+
+The model and the data come from the config.json train.py saved in --model_dir; flags given
+here override it. Every example of the split is counted once with any number of replicas.
+Results go to --output (JSON), TensorBoard scalars to <model_dir>/eval/, pictures to --plot_dir.
+"""
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+import common_flags  # noqa: E402
+from tfmodels import data  # noqa: E402
+from tfmodels.evaluation import evaluator  # noqa: E402
+
+flags.DEFINE_string("model_dir", None, "Directory train.py (or the porting CLI) wrote: "
+                    "config.json and checkpoints.")
+flags.DEFINE_string("checkpoint", None, "Checkpoint path or name in --model_dir (ckpt-2000); "
+                    "default: the latest.")
+flags.DEFINE_string("split", None, "Split to evaluate (default: the run's eval split).")
+flags.DEFINE_string("dataset", None, "Override the run's dataset (required when config.json "
+                    "names none, e.g. ported checkpoints).")
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets directory (default: the run's).")
+flags.DEFINE_integer("batch_size", None, "Global batch (examples per step), split across "
+                     "replicas (default: the run's, rounded up to a multiple of the replicas).",
+                     lower_bound=1)
+flags.DEFINE_list("top_k", ["5"], "k values of top-k accuracy (k >= classes is skipped).")
+flags.DEFINE_list("knn_k", ["1", "5"], "k values of k-NN accuracy of the embeddings against "
+                  "the training split's; empty disables k-NN.")
+flags.DEFINE_string("gallery_split", None, "k-NN gallery split (default: the run's train "
+                    "split).")
+flags.DEFINE_bool("use_average", True, "Use the EMA weights when the run kept them.")
+flags.DEFINE_string("output", None, "Results JSON (default: <model_dir>/eval_<split>.json).")
+flags.DEFINE_string("plot_dir", None, "PNG pictures (default: <model_dir>/plots; empty: none).")
+flags.DEFINE_bool("continuous", False, "Evaluate each new checkpoint until the run's final "
+                  "step.")
+flags.DEFINE_float("timeout", 3600.0, "--continuous: seconds to wait for a new checkpoint "
+                   "before stopping.")
+common_flags.define_strategy_flags()
+flags.mark_flag_as_required("model_dir")
+FLAGS = flags.FLAGS
+
+
+def _ints(name):
+    try:
+        return tuple(int(v) for v in FLAGS[name].value)
+    except ValueError:
+        raise app.UsageError(f"--{name}={','.join(FLAGS[name].value)} must be a comma-separated "
+                             "list of positive ints") from None
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config = evaluator.EvalConfig(
+        model_dir=FLAGS.model_dir, checkpoint=FLAGS.checkpoint, split=FLAGS.split,
+        dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, global_batch_size=FLAGS.batch_size,
+        top_k=_ints("top_k"), knn_k=_ints("knn_k"), gallery_split=FLAGS.gallery_split,
+        use_average=FLAGS.use_average, output=FLAGS.output, plot_dir=FLAGS.plot_dir,
+        continuous=FLAGS.continuous, timeout=FLAGS.timeout, strategy=FLAGS.strategy,
+        num_gpus=FLAGS.num_gpus, all_reduce=FLAGS.all_reduce,
+        virtual_devices=FLAGS.virtual_devices)
+    try:
+        history = evaluator.evaluate(config)
+    except (evaluator.EvalConfigError, data.DatasetUnavailableError) as err:
+        raise app.UsageError(str(err)) from None
+    print(json.dumps([evaluator.summary(results) for results in history], indent=2))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,294 @@
+"""Evaluate the checkpoints of a model_dir: metrics, embedding k-NN and statistics, outputs.
+
+    from tfmodels.evaluation.evaluator import EvalConfig, evaluate
+    [results] = evaluate(EvalConfig(model_dir="runs/lenet_pp-mnist"))        # latest checkpoint
+    history = evaluate(EvalConfig(model_dir=..., continuous=True, timeout=600))
+
+The model is rebuilt from the `config.json` that train.py (or the porting CLI) saved in the
+model_dir; EvalConfig's dataset / data_dir / batch size, when given, override it. Per checkpoint:
+every example of the split counted exactly once (`collect_outputs`), classification metrics,
+k-NN accuracy of the embeddings against the training split's embeddings, intra/inter-class
+distance statistics relative to the centers, then (on the chief only) a JSON file, TensorBoard
+scalars at the checkpoint's step and the PNG pictures.
+"""
+import collections
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tfmodels import data
+from tfmodels.evaluation import embedding_stats, knn, plots
+from tfmodels.evaluation.eval_config import EvalConfig, EvalConfigError, resolve
+from tfmodels.evaluation.metrics import classification_metrics
+from tfmodels.evaluation.predict import collect_outputs
+from tfmodels.training import checkpoints
+from tfmodels.training import strategy as strategy_lib
+from tfmodels.training.step import per_example_loss_fn
+
+__all__ = ["EvalConfig", "EvalConfigError", "Evaluation", "checkpoint_step", "evaluate",
+           "evaluate_checkpoint", "evaluate_model", "summary"]
+
+Evaluation = collections.namedtuple("Evaluation", "results outputs gallery centers")
+
+
+def evaluate(config, strategy=None):
+    """Evaluate one checkpoint, or (`config.continuous`) each new one until the final step.
+
+    Continuous mode waits for checkpoints with `tf.train.checkpoints_iterator` (polling every
+    second) and stops after evaluating one whose step is >= the run's `total_steps` (re-read
+    from config.json each time, since a resumed run may extend it), or when `config.timeout`
+    seconds pass without a new checkpoint. A checkpoint deleted by the trainer's
+    `keep_checkpoints` before it could be read is skipped with a warning.
+
+    Args:
+      config: an `EvalConfig`.
+      strategy: an existing strategy to use instead of creating one from the config's strategy
+        options (which are then ignored).
+
+    Returns:
+      A list with one results dict per evaluated checkpoint (see `evaluate_checkpoint`).
+
+    Raises:
+      EvalConfigError: bad input, before any evaluation (missing/empty model_dir, unknown split,
+        no dataset, a checkpoint of another model, ...).
+      data.DatasetUnavailableError: the dataset is not prepared under data_dir.
+    """
+    try:
+        config.validate()
+        saved = checkpoints.read_config(config.model_dir)
+        if strategy is None:
+            strategy_lib.configure_devices(config.virtual_devices)
+            strategy = strategy_lib.create_strategy(
+                config.strategy, num_gpus=config.num_gpus, all_reduce=config.all_reduce)
+        plan = resolve(config, saved, strategy.num_replicas_in_sync)
+        if config.continuous and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Each worker would poll on its own and could pick a different checkpoint, and
+            # the collectives of the evaluation would then mismatch.
+            raise EvalConfigError("continuous=True runs on one worker; use strategy='mirrored' "
+                                  "or 'one_device' for continuous evaluation")
+    except ValueError as err:
+        if isinstance(err, EvalConfigError):
+            raise
+        raise EvalConfigError(str(err)) from err
+    chief = strategy_lib.is_chief(strategy)
+    logging.info("evaluating %s", {k: v for k, v in plan.items() if k != "saved"})
+    logging.info("strategy: %s; global batch %d = %d replica(s) x %d",
+                 strategy_lib.describe(strategy), plan["global_batch_size"],
+                 strategy.num_replicas_in_sync,
+                 plan["global_batch_size"] // strategy.num_replicas_in_sync)
+    writer = _ScalarWriter(plan["summary_dir"] if chief else None)
+    try:
+        if not config.continuous:
+            return [evaluate_checkpoint(plan, strategy, plan["checkpoint"], writer, chief)]
+        return _evaluate_continuously(plan, strategy, writer, chief, config.timeout)
+    finally:
+        writer.close()
+
+
+def _evaluate_continuously(plan, strategy, writer, chief, timeout):
+    history = []
+    for path in tf.train.checkpoints_iterator(plan["model_dir"], timeout=timeout):
+        try:
+            results = evaluate_checkpoint(plan, strategy, path, writer, chief)
+        except (EvalConfigError, tf.errors.NotFoundError):
+            if tf.io.gfile.exists(path + ".index"):
+                raise
+            logging.warning("checkpoint %s was deleted before it could be evaluated; skipped",
+                            path)
+            continue
+        history.append(results)
+        total = _total_steps(plan)
+        if total is not None and results["step"] >= total:
+            logging.info("evaluated the final checkpoint (step %d >= total_steps %d); done",
+                         results["step"], total)
+            break
+    else:
+        logging.info("no new checkpoint in %s for %s s; stopping after %d evaluation(s)",
+                     plan["model_dir"], timeout, len(history))
+    return history
+
+
+def _total_steps(plan):
+    try:
+        return checkpoints.read_config(plan["model_dir"]).get("total_steps")
+    except (ValueError, OSError):
+        return plan["saved"].get("total_steps")
+
+
+def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
+    """Restore one checkpoint, evaluate it and (chief) write JSON, scalars and PNGs.
+
+    Returns:
+      The results of `evaluate_model` plus 'step', 'checkpoint', 'split', 'dataset', 'model',
+      'weights' ('ema' or 'raw'), 'num_replicas', 'global_batch_size', 'output' and 'plots'.
+    """
+    saved = plan["saved"]
+    try:
+        with strategy.scope():
+            model, center_loss = checkpoints.restore_model(saved, checkpoint_path,
+                                                           use_average=plan["use_average"])
+    except ValueError as err:
+        raise EvalConfigError(str(err)) from err
+    step = checkpoint_step(checkpoint_path)
+    evaluation = evaluate_model(
+        strategy, model, dataset=plan["dataset"], split=plan["split"],
+        global_batch_size=plan["global_batch_size"], data_dir=plan["data_dir"],
+        loss_fn=per_example_loss_fn(saved.get("loss", "cross_entropy"),
+                                    saved.get("label_smoothing", 0.0)),
+        center_loss=center_loss, top_k=plan["top_k"], knn_k=plan["knn_k"],
+        gallery_split=plan["gallery_split"])
+    results = dict(evaluation.results)
+    results.update(
+        step=step, checkpoint=checkpoint_path, split=plan["split"], dataset=plan["dataset"],
+        model=saved["model"], num_replicas=strategy.num_replicas_in_sync,
+        global_batch_size=plan["global_batch_size"], output=plan["output"],
+        weights="ema" if plan["use_average"] and saved.get("ema_decay_enabled") else "raw",
+        plots={})
+    if chief:
+        if plan["plot_dir"]:
+            results["plots"] = _write_plots(plan, evaluation, step)
+        writer.write(step, _scalars(results))
+        checkpoints.write_json_atomic(plan["output"], _jsonable(results))
+    logging.info("evaluated: %s", summary(results))
+    return results
+
+
+def evaluate_model(strategy, model, *, dataset, split, global_batch_size, data_dir=None,
+                   loss_fn=None, center_loss=None, top_k=(5,), knn_k=(1, 5), gallery_split=None):
+    """Metrics, k-NN accuracy and embedding statistics of `model` on one split.
+
+    Args:
+      strategy: the strategy the model was built (restored) under.
+      model: maps images to {'logits', 'embedding'}.
+      dataset, split, data_dir: what to evaluate (`tfmodels.data` names).
+      global_batch_size: examples per step over all replicas (a multiple of them).
+      loss_fn: per-example loss `fn(labels, logits)`; adds 'loss'.
+      center_loss: the run's `CenterLoss` (its centers) or None.
+      top_k: k values of 'top_<k>_accuracy' (k >= classes skipped).
+      knn_k: k values of 'knn_<k>_accuracy' (empty: no k-NN).
+      gallery_split: the split whose embeddings are the k-NN gallery and, without a center
+        loss, give the class means; None skips both. Equal to `split`: leave-one-out k-NN.
+
+    Returns:
+      `Evaluation(results, outputs, gallery, centers)`: results holds classification_metrics'
+      keys, 'knn_<k>_accuracy', 'gallery_split', 'gallery_count' and 'embedding_stats'
+      (embedding_stats.embedding_stats plus 'center_source': 'learned' or
+      'train_class_means'); outputs/gallery are collect_outputs' arrays; centers [K, D].
+    """
+    def collect(name):
+        split_data = data.distribute_dataset(strategy, dataset, name,
+                                             global_batch_size=global_batch_size,
+                                             training=False, data_dir=data_dir)
+        return collect_outputs(strategy, model, split_data, loss_fn=loss_fn)
+
+    outputs = collect(split)
+    num_classes = outputs["logits"].shape[1]
+    results = classification_metrics(outputs["label"], outputs["logits"], outputs.get("loss"),
+                                     top_k=top_k)
+    if not np.isfinite(outputs["embedding"]).all():
+        # A diverged checkpoint: report what can be computed rather than fail on it.
+        logging.warning("the embeddings hold inf/NaN: no k-NN or embedding statistics")
+        return Evaluation(results, outputs, None, None)
+    gallery = None
+    if gallery_split is not None:
+        gallery = outputs if gallery_split == split else collect(gallery_split)
+        results.update(gallery_split=gallery_split, gallery_count=len(gallery["label"]))
+        if knn_k:
+            accuracy = knn.knn_accuracy(outputs["embedding"], outputs["label"],
+                                        gallery["embedding"], gallery["label"], ks=knn_k,
+                                        num_classes=num_classes,
+                                        exclude_self=gallery_split == split)
+            results.update({f"knn_{k}_accuracy": v for k, v in accuracy.items()})
+    centers, source = None, None
+    if center_loss is not None:
+        centers, source = np.asarray(center_loss.centers.numpy(), np.float64), "learned"
+    elif gallery is not None:
+        centers = embedding_stats.class_means(gallery["embedding"], gallery["label"],
+                                              num_classes)
+        source = "train_class_means" if gallery_split != split else f"{split}_class_means"
+    if centers is not None:
+        stats = embedding_stats.embedding_stats(outputs["embedding"], outputs["label"], centers)
+        results["embedding_stats"] = dict(stats, center_source=source)
+    return Evaluation(results, outputs, gallery, centers)
+
+
+def checkpoint_step(checkpoint_path):
+    """The training step a checkpoint holds (its `step` variable, as the trainer saves it);
+    else the number in its name (`ckpt-<n>`, e.g. a ported checkpoint's save count); else 0."""
+    reader = tf.train.load_checkpoint(checkpoint_path)
+    if reader.has_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"):
+        return int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+    suffix = os.path.basename(checkpoint_path).rsplit("-", 1)[-1]
+    return int(suffix) if suffix.isdigit() else 0
+
+
+def _write_plots(plan, evaluation, step):
+    """The confusion matrix and (for finite embeddings) the embedding scatter; their paths."""
+    title = f"{plan['saved']['model']} on {plan['dataset']}:{plan['split']}, step {step}"
+    outputs, split = evaluation.outputs, plan["split"]
+    paths = {"confusion_matrix": plots.plot_confusion_matrix(
+        os.path.join(plan["plot_dir"], f"confusion_{split}.png"),
+        evaluation.results["confusion_matrix"], title=f"confusion, {title}")}
+    if np.isfinite(outputs["embedding"]).all():
+        paths["embedding"] = plots.plot_embeddings(
+            os.path.join(plan["plot_dir"], f"embedding_{split}.png"), outputs["embedding"],
+            outputs["label"], evaluation.centers, title=f"embeddings, {title}")
+    return paths
+
+
+def summary(results):
+    """The scalar part of `results` (no per-class arrays), for logs and the console."""
+    head = {k: results[k] for k in ("step", "split", "count", "weights", "checkpoint", "output")
+            if k in results}
+    return dict(head, **_scalars(results))
+
+
+def _scalars(results):
+    """The scalar metrics, flat: 'loss', 'accuracy', 'top_5_accuracy', 'knn_1_accuracy',
+    'embedding/intra_mean', ... (NaN ones left out)."""
+    found = {k: v for k, v in results.items()
+             if k in ("loss", "accuracy") or k.endswith("_accuracy") and k != "per_class_accuracy"}
+    for name, value in results.get("embedding_stats", {}).items():
+        if isinstance(value, float):
+            found[f"embedding/{name}"] = value
+    return {k: float(v) for k, v in found.items() if math.isfinite(v)}
+
+
+class _ScalarWriter:
+    """TensorBoard scalars in `directory` (None: write nothing), created at the first write so
+    that an evaluation failing on bad input leaves no empty event file behind."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self._writer = None
+
+    def write(self, step, scalars):
+        if self.directory is None:
+            return
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.directory)
+        with self._writer.as_default(step=step):
+            for name, value in scalars.items():
+                tf.summary.scalar(name, value)
+        self._writer.flush()
+
+    def close(self):
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _jsonable(value):
+    """NumPy arrays/scalars to lists/numbers; NaN and inf to None (JSON has neither)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray)
+                                       else value)]
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
