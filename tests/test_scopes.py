@@ -11,6 +11,7 @@ import tf_slim
 from tests import slim_reference
 from tfmodels import compat, scopes
 from tfmodels.layers import slim_layers
+from tfmodels.layers.dropout import Dropout
 from tfmodels.losses import l2_regularizer
 
 # tf_slim's graph layers call deprecated TF1 layer APIs; not ours to fix.
@@ -399,7 +400,7 @@ def _layers_to_roundtrip():
         slim_layers.BatchNorm(is_training=False, activation="relu", name="bn"),
         slim_layers.PReLU(channel_shared=True, name="prelu"),
         slim_layers.LocalResponseNormalization(2, alpha=0.1, name="lrn"),
-        slim_layers.Dropout(0.5, is_training=False, name="dropout"),
+        Dropout(0.5, is_training=False, name="dropout"),
     ]
 
 

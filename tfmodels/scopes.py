@@ -34,6 +34,7 @@ import tensorflow as tf
 import tf_slim
 
 from tfmodels.layers import slim_layers
+from tfmodels.layers.dropout import Dropout
 
 add_arg_scope = tf_slim.add_arg_scope
 current_arg_scope = tf_slim.current_arg_scope
@@ -247,8 +248,8 @@ def dropout(inputs, keep_prob=0.5, noise_shape=None, is_training=None, seed=None
         raise ValueError(f"keep_prob={keep_prob} must be in (0, 1]")
     if is_training is False or keep_prob == 1.0:
         return inputs
-    return slim_layers.Dropout(1.0 - keep_prob, noise_shape=noise_shape, seed=seed,
-                               is_training=is_training, name=scope)(inputs)
+    return Dropout(1.0 - keep_prob, noise_shape=noise_shape, seed=seed,
+                   is_training=is_training, name=scope)(inputs)
 
 
 @_layer_builder("BatchNorm")

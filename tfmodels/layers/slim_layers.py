@@ -267,23 +267,6 @@ class BatchNorm(keras.layers.BatchNormalization):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class Dropout(keras.layers.Dropout):
-    """Keras Dropout whose mode can be pinned on (`is_training=True`: dropout at every call)."""
-
-    def __init__(self, rate, noise_shape=None, seed=None, is_training=None, **kwargs):
-        super().__init__(rate, noise_shape=noise_shape, seed=seed, **kwargs)
-        self.is_training = is_training
-
-    def call(self, inputs, training=False):
-        if self.is_training is not None:
-            training = self.is_training
-        return super().call(inputs, training=training)
-
-    def get_config(self):
-        return {**super().get_config(), "is_training": self.is_training}
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
 class PReLU(keras.layers.Layer):
     """Parametric ReLU (He et al. 2015): f(x) = max(0, x) + alpha * min(0, x).
 
