@@ -1,6 +1,7 @@
 """N replicas on a split global batch train exactly as one device on the whole batch.
 
-Each case targets traps that silently break this (../shared/PITFALLS.md): the loss averaged
+Each case targets traps that silently break this (../shared/PITFALLS.md, and Keras dropout drawing the same
+mask on every replica): the loss averaged
 over the local instead of the global batch, regularization counted once per replica,
 unsynchronised BatchNorm, gradients clipped per replica before the all-reduce, float16 overflow
 tested on one replica's local gradients, XLA over several devices, center updates with local
@@ -21,6 +22,8 @@ CASES = {
     # float16 with loss scaling; step 2 overflows on one replica's examples only.
     "lenet_pp_float16_overflow": dict(
         model="lenet_pp", mixed_precision="float16", optimizer="momentum", learning_rate=0.05),
+    # Dropout: every example keeps its mask however the batch is split.
+    "lenet_dropout": dict(model="lenet", learning_rate=0.05),
     # XLA per replica, AdamW with decoupled decay, center loss.
     "two_layer_net_xla_adamw_center": dict(
         model="two_layer_net", jit_compile=True, optimizer="adamw", weight_decay=1e-2,

@@ -22,11 +22,10 @@ ALL_REDUCE = ("auto", "nccl", "hierarchical_copy", "one_device")
 def configure_devices(virtual_devices=1, gpu_memory_mb=None):
     """Split each physical device into `virtual_devices` logical devices.
 
-    Must run before TensorFlow initialises its runtime (before any op or strategy). A GPU is
-    split into parts of `gpu_memory_mb` MB each (required for GPUs; TF needs a memory limit).
-
-    Returns:
-      The logical devices TensorFlow now exposes, e.g. ['/device:CPU:0', '/device:CPU:1'].
+    Must run before TensorFlow initialises its runtime (before any op or strategy), and does
+    not initialise it itself: MultiWorkerMirroredStrategy must still be able to configure
+    collective ops afterwards. A GPU is split into parts of `gpu_memory_mb` MB each (required
+    for GPUs; TF needs a memory limit).
     """
     if isinstance(virtual_devices, bool) or not isinstance(virtual_devices, int) \
             or virtual_devices < 1:
@@ -46,7 +45,6 @@ def configure_devices(virtual_devices=1, gpu_memory_mb=None):
                 raise RuntimeError(
                     "virtual devices must be configured before TensorFlow runs any op; "
                     f"call configure_devices() first ({err})") from None
-    return [d.name for d in tf.config.list_logical_devices()]
 
 
 def create_strategy(name="auto", *, num_gpus=None, all_reduce="auto", tpu_address=None):

@@ -114,6 +114,13 @@ class TrainingParts:
 
     def trackables(self):
         found = dict(model=self.model, optimizer=self.optimizer, step=self.step_counter)
+        # Random-number states (dropout's SeedGenerator) are model variables outside `weights`
+        # that TensorFlow's object-graph checkpoint does not reach: save them explicitly so a
+        # resumed run draws the same masks.
+        weights = {id(v) for v in self.model.weights}
+        states = [v.value for v in self.model.variables if id(v) not in weights]
+        if states:
+            found["random_states"] = states
         for name in ("center_loss", "weight_average", "loss_scale"):
             if getattr(self, name) is not None:
                 found[name] = getattr(self, name)

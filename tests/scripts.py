@@ -1,0 +1,28 @@
+"""Run the repository's scripts (train.py, eval.py, python -m ...) in a fresh interpreter."""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def script_env(**extra):
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def run(script, *args, timeout=600, **env):
+    """`python <script> args...` from the repository root; returns the CompletedProcess."""
+    command = [sys.executable, *(script.split() if script.startswith("-m ") else
+                                 [os.path.join(ROOT, script)]), *args]
+    return subprocess.run(command, cwd=ROOT, env=script_env(**env), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def start(script, *args, **env):
+    """Like `run` but returns the running Popen (stdout/stderr to pipes)."""
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT,
+                            env=script_env(**env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)

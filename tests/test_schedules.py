@@ -1,0 +1,56 @@
+"""Learning-rate schedules against their closed forms."""
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from tfmodels.training.schedules import WarmupSchedule
+
+
+def rates(schedule, steps):
+    return np.array([float(schedule(t)) for t in steps])
+
+
+def test_constant_with_warmup():
+    s = WarmupSchedule("constant", 0.4, total_steps=100, warmup_steps=4)
+    np.testing.assert_allclose(rates(s, [0, 1, 2, 3, 4, 50, 99]),
+                               [0.1, 0.2, 0.3, 0.4, 0.4, 0.4, 0.4], rtol=1e-6)
+
+
+def test_piecewise():
+    s = WarmupSchedule("piecewise", 1.0, total_steps=100, boundaries=(10, 20), decay_factor=0.1)
+    np.testing.assert_allclose(rates(s, [0, 9, 10, 19, 20, 99]),
+                               [1, 1, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.1])
+def test_cosine_after_warmup(alpha):
+    total, warmup, base = 110, 10, 0.2
+    s = WarmupSchedule("cosine", base, total_steps=total, warmup_steps=warmup, alpha=alpha)
+    steps = np.arange(total)
+    u = np.clip((steps - warmup) / (total - warmup), 0, 1)
+    expected = base * (alpha + (1 - alpha) * 0.5 * (1 + np.cos(math.pi * u)))
+    expected[:warmup] = expected[warmup] * (steps[:warmup] + 1) / warmup
+    np.testing.assert_allclose(rates(s, steps), expected, rtol=1e-5, atol=1e-8)
+
+
+def test_serialization_round_trip():
+    s = WarmupSchedule("piecewise", 0.1, 1000, warmup_steps=5, boundaries=(100, 500))
+    restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(s))
+    np.testing.assert_allclose(rates(restored, [0, 3, 100, 700]), rates(s, [0, 3, 100, 700]))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(kind="linear"), "lr_schedule='linear'"),
+    (dict(base_learning_rate=0.0), "learning_rate=0.0"),
+    (dict(warmup_steps=200), r"warmup_steps=200 must be in \[0, 100\]"),
+    (dict(kind="piecewise"), "needs lr_boundaries"),
+    (dict(kind="piecewise", boundaries=(50, 20)), "increasing"),
+    (dict(decay_factor=0.0), "lr_decay_factor=0.0"),
+])
+def test_bad_arguments(kwargs, match):
+    args = dict(kind="constant", base_learning_rate=0.1, total_steps=100)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        WarmupSchedule(**args)

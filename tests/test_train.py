@@ -1,0 +1,250 @@
+"""train.py end to end: outputs, exports, resume, exact resume after SIGKILL, the non-finite loss
+guard, bad input, a mocked tfds dataset, and two workers on localhost."""
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests import scripts
+
+FAST = ["--train_steps=30", "--checkpoint_every=10", "--steps_per_loop=10", "--log_every=10",
+        "--keep_checkpoints=2"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("train") / "lenet")
+    proc = scripts.run("train.py", f"--model_dir={model_dir}", *FAST)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return model_dir, proc
+
+
+def _read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _checkpoint_values(prefix):
+    reader = tf.train.load_checkpoint(prefix)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if k != "_CHECKPOINTABLE_OBJECT_GRAPH" and not k.startswith("save_counter")}
+
+
+def test_outputs_of_a_run(trained):
+    model_dir, proc = trained
+    metrics = _read(os.path.join(model_dir, "metrics.json"))
+    assert json.loads(proc.stdout) == metrics  # printed and written
+    assert metrics["steps"] == 30 and metrics["test_examples"] == 359
+    assert metrics["num_replicas"] == 1 and metrics["global_batch_size"] == 64
+    assert 0.5 < metrics["test_accuracy"] <= 1.0 and metrics["images_per_sec"] > 0
+    config = _read(os.path.join(model_dir, "config.json"))
+    assert (config["model"], config["dataset"], config["total_steps"]) == ("lenet", "digits", 30)
+    assert config["per_replica_batch_size"] == 64
+    assert os.path.basename(tf.train.latest_checkpoint(model_dir)) == "ckpt-30"
+    assert sorted(f for f in os.listdir(model_dir) if f.endswith(".index")) == \
+        ["ckpt-20.index", "ckpt-30.index"]  # --keep_checkpoints=2
+    assert any(f.startswith("events.out") for f in os.listdir(os.path.join(model_dir, "train")))
+    assert "global batch 64 = 1 replica(s) x per-replica batch 64" in proc.stderr
+    assert "training from scratch" in proc.stderr
+
+
+def _restored_test_outputs(model_dir):
+    from tfmodels import data
+    from tfmodels.data.preprocessing import normalize
+    from tfmodels.training import checkpoints
+
+    model, _ = checkpoints.restore_model(checkpoints.read_config(model_dir),
+                                         tf.train.latest_checkpoint(model_dir))
+    info = data.get_dataset_info("digits")
+    pixels, labels = data.load_arrays(info, "test")
+    images = normalize(pixels, pixel_max=info.pixel_max, mean=info.mean, std=info.std)
+    return model, pixels, labels, model(images, training=False)["logits"].numpy()
+
+
+def test_metrics_equal_numpy_on_the_restored_model(trained):
+    model_dir, _ = trained
+    _, _, labels, logits = _restored_test_outputs(model_dir)
+    logits = logits.astype(np.float64)
+    log_p = logits - logits.max(1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+    metrics = _read(os.path.join(model_dir, "metrics.json"))
+    assert metrics["test_accuracy"] == np.mean(logits.argmax(1) == labels)
+    np.testing.assert_allclose(metrics["test_loss"], -log_p[np.arange(len(labels)), labels].mean(),
+                               rtol=1e-5)
+
+
+def test_exports_serve_probabilities(trained):
+    import keras
+
+    model_dir, _ = trained
+    model, pixels, _, logits = _restored_test_outputs(model_dir)
+    serve = tf.saved_model.load(os.path.join(model_dir, "saved_model")).signatures[
+        "serving_default"]
+    out = serve(pixels=tf.constant(pixels[:16], tf.float32))  # raw pixels, as stored
+    probs = out["probabilities"].numpy()
+    expected = np.exp(logits[:16] - logits[:16].max(1, keepdims=True))
+    np.testing.assert_allclose(probs, expected / expected.sum(1, keepdims=True), atol=1e-6)
+    np.testing.assert_array_equal(out["classes"].numpy(), logits[:16].argmax(1))
+    reloaded = keras.models.load_model(os.path.join(model_dir, "model.keras"))
+    images = (pixels[:16] / 16.0).astype(np.float32)
+    np.testing.assert_allclose(reloaded(images, training=False)["logits"].numpy(), logits[:16],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_resume_continues_from_the_latest_checkpoint(trained, tmp_path):
+    model_dir = str(tmp_path / "copy")
+    shutil.copytree(trained[0], model_dir)
+    proc = scripts.run("train.py", f"--model_dir={model_dir}", "--noexport",
+                       *[f for f in FAST if not f.startswith("--train_steps")], "--train_steps=40")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "resuming from step 30" in proc.stderr
+    assert _read(os.path.join(model_dir, "metrics.json"))["steps"] == 40
+
+
+def test_exact_resume_after_sigkill(tmp_path):
+    """Killed at an arbitrary moment (checkpoints every 2 steps: often while saving), then
+    restarted: the final weights equal an uninterrupted run's, bit for bit."""
+    flags = ["--deterministic", "--augment", "--train_steps=40", "--checkpoint_every=2",
+             "--steps_per_loop=2", "--log_every=2", "--keep_checkpoints=2", "--noexport"]
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    proc = scripts.run("train.py", f"--model_dir={straight}", *flags)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    victim = scripts.start("train.py", f"--model_dir={resumed}", *flags)
+    deadline = time.time() + 300
+    while not (os.path.isdir(resumed) and tf.train.latest_checkpoint(resumed)):
+        assert victim.poll() is None and time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    time.sleep(random.Random(os.getpid()).uniform(0.0, 1.0))
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    killed_at = tf.train.latest_checkpoint(resumed)
+    assert killed_at is not None and not killed_at.endswith("ckpt-40"), killed_at
+
+    proc = scripts.run("train.py", f"--model_dir={resumed}", *flags)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "resuming from step" in proc.stderr
+    a = _checkpoint_values(os.path.join(straight, "ckpt-40"))
+    b = _checkpoint_values(os.path.join(resumed, "ckpt-40"))
+    assert a.keys() == b.keys() and len(a) > 10
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    model_dir = str(tmp_path / "nan")
+    steps = ["--checkpoint_every=5", "--steps_per_loop=5", "--noexport"]
+    assert scripts.run("train.py", f"--model_dir={model_dir}", "--train_steps=10",
+                       *steps).returncode == 0
+    proc = scripts.run("train.py", f"--model_dir={model_dir}", "--train_steps=30",
+                       "--learning_rate=1e12", *steps)
+    assert proc.returncode != 0
+    assert "the training loss became nan between step 10 and step 15" in proc.stderr
+    assert "the last good checkpoint is" in proc.stderr
+    latest = tf.train.latest_checkpoint(model_dir)
+    assert latest.endswith("ckpt-10")
+    assert all(np.all(np.isfinite(v)) for v in _checkpoint_values(latest).values()
+               if np.issubdtype(np.asarray(v).dtype, np.floating))
+
+
+def _snapshot(model_dir):
+    return {f: (os.path.getmtime(os.path.join(model_dir, f)),
+                open(os.path.join(model_dir, f), "rb").read())
+            for f in os.listdir(model_dir) if os.path.isfile(os.path.join(model_dir, f))}
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model=alexnet"], "value should be one of <cifarnet|lenet|lenet_pp"),
+    (["--virtual_devices=3", "--batch_size=64"],
+     "global_batch_size=64 is not divisible by the 3 replicas; use a multiple of 3"),
+    (["--batch_size=0"], "flag --batch_size=0: 0 is not a positive integer"),
+    (["--dataset=imagenet_fake"], "dataset name='imagenet_fake'"),
+])
+def test_bad_flags_fail_before_any_work(tmp_path, flags, message):
+    model_dir = str(tmp_path / "never")
+    proc = scripts.run("train.py", f"--model_dir={model_dir}", *flags)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert not os.path.exists(model_dir)
+
+
+def test_model_dir_of_another_model_is_left_untouched(trained, tmp_path):
+    model_dir = str(tmp_path / "other")
+    shutil.copytree(trained[0], model_dir)
+    before = _snapshot(model_dir)
+    proc = scripts.run("train.py", f"--model_dir={model_dir}", "--model=lenet_pp")
+    assert proc.returncode != 0
+    assert "holds a checkpoint of a different model (model: checkpoint has 'lenet', this run " \
+           "'lenet_pp')" in proc.stderr
+    assert _snapshot(model_dir) == before
+
+
+def test_in_process_errors_before_any_work(tmp_path):
+    from tfmodels import data
+    from tfmodels.training import ConfigError, TrainConfig, train
+
+    with pytest.raises(ConfigError, match=r"num_gpus=2 but only 0 GPU\(s\) are visible"):
+        train(TrainConfig(model_dir=str(tmp_path / "a"), train_steps=1, num_gpus=2))
+    start = time.time()
+    with pytest.raises(data.DatasetUnavailableError, match="mnist"):
+        train(TrainConfig(model_dir=str(tmp_path / "b"), train_steps=1, dataset="mnist",
+                          data_dir=str(tmp_path / "tfds")))
+    assert time.time() - start < 60  # no download retries
+    assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
+
+
+def test_mocked_tfds_dataset_end_to_end(tmp_path):
+    from tfmodels.data import fake_tfds
+    from tfmodels.training import TrainConfig, train
+
+    data_dir, model_dir = str(tmp_path / "tfds"), str(tmp_path / "run")
+    with fake_tfds.fake_prepared({"mnist": {"train": 256, "test": 100}}, data_dir):
+        metrics = train(TrainConfig(model_dir=model_dir, model="softmax_regression",
+                                    dataset="mnist", data_dir=data_dir, train_steps=8,
+                                    global_batch_size=32, steps_per_loop=4, export=False))
+    assert metrics["test_examples"] == 100 and metrics["steps"] == 8
+    config = _read(os.path.join(model_dir, "config.json"))
+    assert config["image_shape"] == [28, 28, 1] and config["steps_per_epoch"] == 8
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_on_localhost_match_two_local_replicas(tmp_path):
+    flags = ["--model=lenet", "--train_steps=6", "--batch_size=32", "--steps_per_loop=3",
+             "--checkpoint_every=3", "--log_every=3", "--noexport", "--seed=3"]
+    local = str(tmp_path / "mirrored")
+    proc = scripts.run("train.py", f"--model_dir={local}", "--strategy=mirrored",
+                       "--virtual_devices=2", *flags)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    shared = str(tmp_path / "workers")
+    cluster = {"worker": [f"localhost:{p}" for p in _free_ports(2)]}
+    workers = [scripts.start("train.py", f"--model_dir={shared}", "--strategy=multi_worker",
+                             *flags, TF_CONFIG=json.dumps({"cluster": cluster,
+                                                           "task": {"type": "worker",
+                                                                    "index": i}}))
+               for i in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    for w, (_, err) in zip(workers, outputs):
+        assert w.returncode == 0, err[-4000:]
+    assert os.path.exists(os.path.join(shared, "metrics.json"))  # written by the chief only
+    a = _checkpoint_values(os.path.join(local, "ckpt-6"))
+    b = _checkpoint_values(os.path.join(shared, "ckpt-6"))
+    assert a.keys() == b.keys() and len(a) > 10  # weights, optimizer slots, step, input position
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], rtol=0, atol=1e-5, err_msg=key)

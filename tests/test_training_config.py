@@ -1,0 +1,65 @@
+"""TrainConfig validation (before any work) and resolution against a dataset."""
+import dataclasses
+
+import pytest
+
+from tfmodels import data
+from tfmodels.training import TrainConfig
+
+INFO = data.DatasetInfo(name="toy", image_shape=(8, 8, 1), num_classes=10,
+                        splits={"train": 1000, "test": 100})
+
+
+def config(**kwargs):
+    values = dict(model_dir="/tmp/unused", train_steps=10)
+    values.update(kwargs)
+    return TrainConfig(**values)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(model="alexnet"), "model='alexnet' is not one of: cifarnet, lenet"),
+    (dict(optimizer="rmsprop"), "optimizer='rmsprop' is not one of: sgd, momentum"),
+    (dict(loss="l2"), "loss='l2' is not one of"),
+    (dict(mixed_precision="fp8"), "mixed_precision='fp8'"),
+    (dict(global_batch_size=0), "global_batch_size=0 must be a positive int"),
+    (dict(steps_per_loop=-1), "steps_per_loop=-1"),
+    (dict(train_steps=None), "exactly one of train_steps=None and epochs=None"),
+    (dict(epochs=3.0), "exactly one of train_steps=10 and epochs=3.0"),
+    (dict(train_steps=0), "train_steps=0 must be a positive int"),
+    (dict(center_alpha=1.5), r"center_alpha=1.5 must be in \[0.0, 1.0\]"),
+    (dict(center_loss_weight=-0.1), "center_loss_weight=-0.1 must be >= 0"),
+    (dict(clip_grad_norm=0.0), "clip_grad_norm=0.0 must be > 0"),
+    (dict(loss="hinge", label_smoothing=0.1), "applies to loss='cross_entropy' only"),
+    (dict(strategy="one_device", virtual_devices=2), "virtual_devices=2 with strategy='one_dev"),
+    (dict(checkpoint_exclude_scopes=("LeNet/fc4",)), "init_checkpoint, which is not set"),
+    (dict(lr_schedule="piecewise"), "needs lr_boundaries"),
+    (dict(model_dir=""), "model_dir is required"),
+])
+def test_validate_names_the_option(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        config(**kwargs).validate()
+
+
+def test_resolve_epochs_replicas_and_batch():
+    resolved = config(train_steps=None, epochs=2.5, global_batch_size=64).resolve(INFO, 4)
+    assert resolved["steps_per_epoch"] == 1000 // 64
+    assert resolved["total_steps"] == 38  # ceil(2.5 * 15)
+    assert resolved["per_replica_batch_size"] == 16 and resolved["num_replicas"] == 4
+    assert resolved["num_classes"] == 10 and resolved["image_shape"] == [8, 8, 1]
+    assert set(f.name for f in dataclasses.fields(TrainConfig)) <= set(resolved)
+
+
+def test_resolve_rejects_uneven_and_oversized_batches():
+    with pytest.raises(ValueError, match="global_batch_size=64 is not divisible by the 3 "
+                                         "replicas; use a multiple of 3"):
+        config(global_batch_size=64).resolve(INFO, 3)
+    with pytest.raises(ValueError, match="larger than the 1000 training examples"):
+        config(global_batch_size=2048).resolve(INFO, 1)
+    with pytest.raises(ValueError, match=r"warmup_steps=20 must be in \[0, 10\]"):
+        config(warmup_steps=20).resolve(INFO, 1)
+
+
+def test_weight_decay_type():
+    assert config(optimizer="adamw").decoupled_weight_decay
+    assert not config(optimizer="momentum").decoupled_weight_decay
+    assert config(optimizer="momentum", weight_decay_type="decoupled").decoupled_weight_decay
