@@ -1,0 +1,39 @@
+"""Every preset in configs/ parses with train.py's flags and resolves against its dataset."""
+import glob
+import os
+
+import pytest
+
+from tests import scripts
+
+PRESETS = sorted(glob.glob(os.path.join(scripts.ROOT, "configs", "*.flags")))
+SPLITS = {"mnist": {"train": 60000, "test": 10000}, "cifar10": {"train": 50000, "test": 10000}}
+
+
+@pytest.fixture(scope="module")
+def train_script():
+    import importlib
+    import sys
+
+    sys.path.insert(0, scripts.ROOT)
+    module = importlib.import_module("train")  # defines train.py's flags once per session
+    yield module
+    sys.path.remove(scripts.ROOT)
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=os.path.basename)
+def test_preset_resolves(train_script, preset, tmp_path):
+    from absl import flags
+
+    from tfmodels import data
+    from tfmodels.data import fake_tfds
+
+    flags.FLAGS.unparse_flags()  # back to the defaults: presets must not leak into each other
+    flags.FLAGS(["train.py", f"--flagfile={preset}", f"--model_dir={tmp_path}"])
+    config = train_script.config_from_flags()
+    config.validate()
+    with fake_tfds.fake_prepared({config.dataset: SPLITS[config.dataset]}, tmp_path):
+        info = data.get_dataset_info(config.dataset, data_dir=str(tmp_path))
+    resolved = config.resolve(info, num_replicas=1)
+    assert all(b < resolved["total_steps"] for b in config.lr_boundaries)
+    assert resolved["total_steps"] >= 1000  # presets train for real
