@@ -8,17 +8,15 @@ without a strategy and compute every metric in NumPy/scikit-learn.
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix
 
+from tests import scripts
 from tests.test_knn import brute_force_knn
 from tests.test_plots import _png_size
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_TEST, NUM_TRAIN, NUM_CLASSES = 359, 1438, 10
 
 
@@ -262,16 +260,10 @@ def test_bad_input_is_a_clear_error(trained_dir, tmp_path, case, match):
         assert not any(name.startswith("eval") for name in os.listdir(model_dir))
 
 
-def _eval_py(*args):
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, os.path.join(ROOT, "eval.py"), *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600)
-
-
 def test_eval_py_on_three_replicas(trained_dir, latest, tmp_path):
     """The script end to end, on 3 logical devices: the same numbers as one replica."""
     output = str(tmp_path / "cli.json")
-    proc = _eval_py(f"--model_dir={trained_dir}", f"--output={output}",
+    proc = scripts.run("eval.py", f"--model_dir={trained_dir}", f"--output={output}",
                     f"--plot_dir={tmp_path / 'plots'}", "--virtual_devices=3",
                     "--strategy=mirrored", "--knn_k=5,1", "--top_k=5")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -293,6 +285,6 @@ def test_eval_py_on_three_replicas(trained_dir, latest, tmp_path):
 
 
 def test_eval_py_bad_input_is_a_usage_error(tmp_path):
-    proc = _eval_py(f"--model_dir={tmp_path / 'nowhere'}")
+    proc = scripts.run("eval.py", f"--model_dir={tmp_path / 'nowhere'}")
     assert proc.returncode == 1
     assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
