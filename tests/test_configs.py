@@ -13,12 +13,15 @@ SPLITS = {"mnist": {"train": 60000, "test": 10000}, "cifar10": {"train": 50000, 
 @pytest.fixture(scope="module")
 def train_script():
     import importlib
+    import logging
     import sys
 
+    absl_level = logging.getLogger("absl").level  # parsing --verbosity sets it; put it back
     sys.path.insert(0, scripts.ROOT)
     module = importlib.import_module("train")  # defines train.py's flags once per session
     yield module
     sys.path.remove(scripts.ROOT)
+    logging.getLogger("absl").setLevel(absl_level)
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=os.path.basename)

@@ -111,6 +111,7 @@ def test_timeout_stops_without_a_final_checkpoint(staged, tmp_path, caplog):
     from tfmodels.evaluation.evaluator import EvalConfig, evaluate
 
     caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="absl")  # parsing flags in-process sets it to WARNING
     model_dir = _model_dir(tmp_path / "run")
     _publish(staged, model_dir, 1)
     history = evaluate(EvalConfig(model_dir=model_dir, continuous=True, timeout=1.0,
