@@ -35,7 +35,8 @@ _CIFAR10_MEAN, _CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 _CIFAR100_MEAN, _CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 
 # name -> (tfds name, mean, std, crop padding, horizontal flips). Digits are not mirror
-# symmetric, so MNIST does not flip; clothes and CIFAR objects are.
+# symmetric, so MNIST does not flip; clothes and CIFAR objects are. Other tfds datasets do not
+# flip: whether a mirrored image keeps its label is not known (SVHN digits would not).
 _TFDS_ALIASES = {
     "mnist": ("mnist", None, None, 4, False),
     "fashion_mnist": ("fashion_mnist", None, None, 4, True),
@@ -227,7 +228,7 @@ def _tfds_builder(tfds_name, data_dir):
     return builder
 
 
-def _tfds_info(name, tfds_name, data_dir, *, mean=None, std=None, crop_padding=4, flip=True):
+def _tfds_info(name, tfds_name, data_dir, *, mean=None, std=None, crop_padding=4, flip=False):
     import tensorflow_datasets as tfds
 
     builder = _tfds_builder(tfds_name, data_dir)
