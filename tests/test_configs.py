@@ -40,3 +40,16 @@ def test_preset_resolves(train_script, preset, tmp_path):
     resolved = config.resolve(info, num_replicas=1)
     assert all(b < resolved["total_steps"] for b in config.lr_boundaries)
     assert resolved["total_steps"] >= 1000  # presets train for real
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=os.path.basename)
+def test_preset_pins_its_recipe(preset):
+    """train.py's defaults are the digits recipe; a preset must not inherit them silently."""
+    with open(preset) as f:
+        names = {line.split("=")[0].strip().lstrip("-") for line in f
+                 if line.strip().startswith("--")}
+    names = {name[2:] if name in ("noaugment",) else name for name in names}
+    required = {"model", "dataset", "augment", "label_smoothing", "weight_decay",
+                "learning_rate", "lr_schedule", "batch_size"}
+    assert required <= names, f"{os.path.basename(preset)} leaves {sorted(required - names)} " \
+                              "to train.py's defaults"
