@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tests import scripts
 
-FAST = ["--train_steps=30", "--checkpoint_every=10", "--steps_per_loop=10", "--log_every=10",
+FAST = ["--model=lenet", "--train_steps=30", "--checkpoint_every=10", "--steps_per_loop=10", "--log_every=10",
         "--keep_checkpoints=2"]
 
 
@@ -111,8 +111,9 @@ def test_resume_continues_from_the_latest_checkpoint(trained, tmp_path):
 def test_exact_resume_after_sigkill(tmp_path):
     """Killed at an arbitrary moment (checkpoints every 2 steps: often while saving), then
     restarted: the final weights equal an uninterrupted run's, bit for bit."""
-    flags = ["--deterministic", "--augment", "--train_steps=40", "--checkpoint_every=2",
-             "--steps_per_loop=2", "--log_every=2", "--keep_checkpoints=2", "--noexport"]
+    flags = ["--model=lenet", "--deterministic", "--augment", "--train_steps=40",  # dropout
+             "--checkpoint_every=2", "--steps_per_loop=2", "--log_every=2", "--keep_checkpoints=2",
+             "--noexport"]
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
     proc = scripts.run("train.py", f"--model_dir={straight}", *flags)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -140,7 +141,7 @@ def test_exact_resume_after_sigkill(tmp_path):
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     model_dir = str(tmp_path / "nan")
-    steps = ["--checkpoint_every=5", "--steps_per_loop=5", "--noexport"]
+    steps = ["--model=lenet", "--checkpoint_every=5", "--steps_per_loop=5", "--noexport"]
     assert scripts.run("train.py", f"--model_dir={model_dir}", "--train_steps=10",
                        *steps).returncode == 0
     proc = scripts.run("train.py", f"--model_dir={model_dir}", "--train_steps=30",
