@@ -2,6 +2,7 @@
 
     python bench/trainer.py                      # LeNets++ 28x28 and ResNet-20 32x32, batch 128
     python bench/trainer.py --replicas 1 2 4     # + step time with N logical CPU replicas
+    python bench/trainer.py --replicas 1 2 4 --skip_loops --repeats 3   # only that table
 
 Same model, same synthetic batch (repeated: no input cost), same optimizer (SGD + momentum),
 same steps per tf.function call, measured interleaved in one process. Replica counts run in one
@@ -95,7 +96,7 @@ def compare_loops(model_name, steps_per_loop, repeats):
             "ours/model.fit": per_sec["ours"] / per_sec["model.fit"]}
 
 
-def replica_step_time(num_replicas, model_name, steps_per_loop, repeats):
+def replica_step_time(num_replicas, model_name, steps_per_loop, repeats, strategy_name="auto"):
     """Seconds per step of our trainer with `num_replicas` logical CPU replicas."""
     import tensorflow as tf
 
@@ -104,7 +105,7 @@ def replica_step_time(num_replicas, model_name, steps_per_loop, repeats):
     from tfmodels.training.trainer import make_train_step
 
     configure_devices(num_replicas)
-    strategy = create_strategy("auto")
+    strategy = create_strategy(strategy_name)
     image_shape, batch = CASES[model_name]
     config, parts = _parts(model_name, image_shape, batch, strategy)
     dataset = tf.data.Dataset.from_tensors(_batch(image_shape, batch)).repeat()
@@ -121,34 +122,46 @@ def main():
     parser.add_argument("--steps_per_loop", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--replicas", nargs="*", type=int, default=[])
-    parser.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)  # replicas, model
+    parser.add_argument("--skip_loops", action="store_true",
+                        help="only the replica table (with --replicas)")
+    parser.add_argument("--mirrored_baseline", action="store_true",
+                        help="add MirroredStrategy over one device (auto uses the default "
+                             "strategy there)")
+    parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)  # replicas, model, strategy
     args = parser.parse_args()
 
     if args._child:
         seconds = replica_step_time(int(args._child[0]), args._child[1], args.steps_per_loop,
-                                    args.repeats)
+                                    args.repeats, args._child[2])
         print(json.dumps({"seconds_per_step": seconds}))
         return
 
     from timing import print_table
 
-    rows = [compare_loops(m, args.steps_per_loop, args.repeats) for m in args.models]
-    print_table("Trainer images/s, one CPU device (ours vs minimal tf.function loop vs "
-                "model.fit)", rows, list(rows[0]))
+    if not args.skip_loops:
+        rows = [compare_loops(m, args.steps_per_loop, args.repeats) for m in args.models]
+        print_table("Trainer images/s, one CPU device (ours vs minimal tf.function loop vs "
+                    "model.fit)", rows, list(rows[0]))
     if args.replicas:
         rows = []
+        runs = [(n, "auto") for n in args.replicas]
+        if args.mirrored_baseline:
+            runs.insert(1, (1, "mirrored"))
         for model in args.models:
             times = {}
-            for n in args.replicas:
+            for n, strategy in runs:
                 out = subprocess.run(
-                    [sys.executable, __file__, "--_child", str(n), model,
+                    [sys.executable, __file__, "--_child", str(n), model, strategy,
                      "--steps_per_loop", str(args.steps_per_loop),
                      "--repeats", str(args.repeats)],
                     capture_output=True, text=True, check=True)
-                times[n] = json.loads(out.stdout.strip().splitlines()[-1])["seconds_per_step"]
-            for n in args.replicas:
-                rows.append({"model": model, "replicas": n, "ms/step": 1e3 * times[n],
-                             f"vs {args.replicas[0]} replica": times[n] / times[args.replicas[0]]})
+                times[n, strategy] = json.loads(
+                    out.stdout.strip().splitlines()[-1])["seconds_per_step"]
+            first = times[runs[0]]
+            for (n, strategy), seconds in times.items():
+                rows.append({"model": model, "replicas": n,
+                             "strategy": "default" if (n, strategy) == (1, "auto") else "mirrored",
+                             "ms/step": 1e3 * seconds, "vs first row": seconds / first})
         print_table("Step time with N logical CPU replicas (same global batch)", rows,
                     list(rows[0]))
 
