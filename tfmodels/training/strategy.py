@@ -7,8 +7,8 @@
 when the CPU was split into several; with a single device it uses TensorFlow's default strategy
 (ops placed as without tf.distribute, like Keras `fit` without a strategy): measured here,
 `OneDeviceStrategy`'s input layer keeps a core busy prefetching and doubled the step time of a
-small net on 2 cores (17.7 vs 8.5 ms). `one_device` still gives `OneDeviceStrategy`. The same code runs on real GPUs:
-`--virtual_devices` only simulates towers where there are none.
+small net on 2 cores (17.7 vs 8.5 ms). `one_device` still gives `OneDeviceStrategy`. The same
+code runs on real GPUs: `--virtual_devices` only simulates towers where there are none.
 """
 import json
 import os
