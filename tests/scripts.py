@@ -13,16 +13,19 @@ def script_env(**extra):
     return env
 
 
+def _command(script, args):
+    """`script` is a path under the repository root or `-m module`."""
+    target = script.split() if script.startswith("-m ") else [os.path.join(ROOT, script)]
+    return [sys.executable, *target, *args]
+
+
 def run(script, *args, timeout=600, **env):
     """`python <script> args...` from the repository root; returns the CompletedProcess."""
-    command = [sys.executable, *(script.split() if script.startswith("-m ") else
-                                 [os.path.join(ROOT, script)]), *args]
-    return subprocess.run(command, cwd=ROOT, env=script_env(**env), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(_command(script, args), cwd=ROOT, env=script_env(**env),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def start(script, *args, **env):
     """Like `run` but returns the running Popen (stdout/stderr to pipes)."""
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT,
-                            env=script_env(**env), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(_command(script, args), cwd=ROOT, env=script_env(**env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

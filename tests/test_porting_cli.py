@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import scripts
 from tfmodels import nets, porting
 from tfmodels.training import checkpoints
 
 pytestmark = pytest.mark.filterwarnings("ignore:`(layer.apply|tf.layers.flatten)`:UserWarning")
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(scripts.ROOT)
 DOC = ROOT / "docs" / "PORTING.md"
 
 
@@ -36,9 +37,9 @@ def worked_example_blocks():
 
 def run(command, cwd):
     """Run a shell command with this interpreter first on PATH (so `python` is ours)."""
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2",
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
-               PYTHONPATH=str(ROOT))
+    env = scripts.script_env(
+        PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+        PYTHONPATH=str(ROOT))
     return subprocess.run(["bash", "-e", "-c", command], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
 
