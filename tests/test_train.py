@@ -112,22 +112,32 @@ def test_resume_continues_from_the_latest_checkpoint(trained, tmp_path):
     assert _read(os.path.join(model_dir, "metrics.json"))["steps"] == 40
 
 
+def _latest_step(model_dir):
+    latest = os.path.isdir(model_dir) and tf.train.latest_checkpoint(model_dir)
+    return int(latest.rsplit("-", 1)[1]) if latest else 0
+
+
 def test_exact_resume_after_sigkill(tmp_path):
-    """Killed at an arbitrary moment (checkpoints every 2 steps: often while saving), then
+    """Killed at an arbitrary step (checkpoints every 2 steps: often while saving), then
     restarted: the final weights equal an uninterrupted run's, bit for bit."""
-    flags = ["--model=lenet", "--deterministic", "--augment", "--train_steps=40",  # dropout
-             "--checkpoint_every=2", "--steps_per_loop=2", "--log_every=2", "--keep_checkpoints=2",
-             "--noexport"]
+    flags = ["--model=lenet", "--learning_rate=0.05", "--deterministic", "--augment",  # dropout
+             "--train_steps=40", "--checkpoint_every=2", "--steps_per_loop=2", "--log_every=2",
+             "--keep_checkpoints=2", "--noexport"]
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
     proc = scripts.run("train.py", f"--model_dir={straight}", *flags)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
+    # Kill by progress, not by wall time (a fast machine would finish before a timed kill):
+    # once checkpoint `target` exists, within the next save or two.
+    rng = random.Random(os.getpid())
+    target = 2 * rng.randint(1, 15)
     victim = scripts.start("train.py", f"--model_dir={resumed}", *flags)
     deadline = time.time() + 300
-    while not (os.path.isdir(resumed) and tf.train.latest_checkpoint(resumed)):
-        assert victim.poll() is None and time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
-    time.sleep(random.Random(os.getpid()).uniform(0.0, 1.0))
+    while _latest_step(resumed) < target:
+        assert victim.poll() is None and time.time() < deadline, \
+            f"no checkpoint {target} appeared"
+        time.sleep(0.005)
+    time.sleep(rng.uniform(0.0, 0.02))
     victim.send_signal(signal.SIGKILL)
     victim.communicate()
     killed_at = tf.train.latest_checkpoint(resumed)
