@@ -101,6 +101,7 @@ def replica_step_time(num_replicas, model_name, steps_per_loop, repeats, strateg
     import tensorflow as tf
 
     from timing import time_calls
+    from tfmodels import data
     from tfmodels.training.strategy import configure_devices, create_strategy
     from tfmodels.training.trainer import make_train_step
 
@@ -108,8 +109,10 @@ def replica_step_time(num_replicas, model_name, steps_per_loop, repeats, strateg
     strategy = create_strategy(strategy_name)
     image_shape, batch = CASES[model_name]
     config, parts = _parts(model_name, image_shape, batch, strategy)
-    dataset = tf.data.Dataset.from_tensors(_batch(image_shape, batch)).repeat()
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    # The trainer's own input path (one repeated random batch per replica).
+    synthetic = "synthetic:{}x{}x{}:10".format(*image_shape)
+    iterator = iter(data.distribute_dataset(strategy, synthetic, "train", global_batch_size=batch,
+                                            training=True, seed=0))
     step = make_train_step(config, strategy, parts, iterator)
     n = tf.constant(steps_per_loop, tf.int64)
     seconds = time_calls({"ours": lambda: step.loop(n)}, repeats=repeats, number=1)["ours"]

@@ -320,6 +320,48 @@ def digits_train_resume(strategy):
             "checkpoint_bytes": np.array(checkpoint_files_size(folder))}
 
 
+@replicas.scenario(1, 2, 3)
+def input_paths(strategy):
+    """The input path our pipelines choose, and TF's default one (what GPU replicas use).
+
+    MirroredStrategy rewrites its input workers for good once asked for PER_REPLICA input, so
+    the default path runs on a fresh strategy over the same devices.
+    """
+    from tfmodels.data import pipeline
+
+    options = pipeline.input_options(strategy)
+    out = {"per_replica": np.array(options is not None and options.experimental_replication_mode
+                                   == tf.distribute.InputReplicationMode.PER_REPLICA),
+           "fetch_to_device": np.array(options is not None
+                                       and options.experimental_fetch_to_device)}
+    if strategy.num_replicas_in_sync == 1:
+        return out
+    fresh = tf.distribute.MirroredStrategy(strategy.extended.worker_devices)
+    chosen, pipeline.input_options = pipeline.input_options, lambda strategy: None
+    try:
+        iterator = iter(data.distribute_dataset(fresh, "digits", "train", global_batch_size=48,
+                                                training=True, augment=True, seed=5))
+        batches = [next(iterator) for _ in range(3)]
+    finally:
+        pipeline.input_options = chosen
+    return out | {key: np.stack([np.concatenate(local(fresh, b[key])) for b in batches])
+                  for key in ("image", "label")}
+
+
+@pytest.mark.parametrize("num_replicas", [1, 2, 3])
+def test_input_path_per_replica_on_cpu_and_tf_default_gives_the_same_batches(
+        replica_runner, num_replicas):
+    out = replica_runner.run(input_paths, num_replicas)
+    # One device: TF's default strategy path; CPU replicas: one pipeline per replica.
+    assert bool(out["per_replica"]) == (num_replicas > 1)
+    assert not bool(out["fetch_to_device"])
+    if num_replicas > 1:
+        reference = numpy_batches(data.make_dataset("digits", "train", global_batch_size=48,
+                                                    training=True, augment=True, seed=5), 3)
+        np.testing.assert_array_equal(out["image"], np.stack([b["image"] for b in reference]))
+        np.testing.assert_array_equal(out["label"], np.stack([b["label"] for b in reference]))
+
+
 @pytest.mark.parametrize("num_replicas", [1, 2, 3])
 def test_distributed_eval_counts_each_example_once(replica_runner, num_replicas):
     out = replica_runner.run(digits_eval, num_replicas)
