@@ -1,7 +1,7 @@
 """tf-slim graph references for the tests: slim's LeNet / CifarNet layouts and graph runners.
 
 tf_slim 1.1.0 ships vgg and resnet_v1 but not models/research/slim's LeNet and CifarNet, so
-those two are written here with tf_slim ops in the same layout (scopes, shapes, initializers
+those two (and our SmallCNN) are written here with tf_slim ops in the same layout (scopes, shapes, initializers
 are irrelevant: weights are copied). Everything runs in its own `tf.Graph` with `tf.compat.v1`.
 """
 import numpy as np
@@ -42,6 +42,19 @@ def lenet(images, num_classes=10, is_training=False, dropout_keep_prob=0.5, scop
         net = s.fully_connected(net, 1024, scope="fc3")
         net = s.dropout(net, dropout_keep_prob, is_training=is_training, scope="dropout3")
         return s.fully_connected(net, num_classes, activation_fn=None, scope="fc4")
+
+
+def small_cnn(images, num_classes=10, scope="SmallCNN"):
+    """tfmodels' SmallCNN layout in tf_slim graph ops (VGG-style `slim.repeat` names)."""
+    s = slim()
+    with tf.compat.v1.variable_scope(scope, "SmallCNN", [images]):
+        net = s.repeat(images, 2, s.conv2d, 32, [3, 3], scope="conv1")
+        net = s.max_pool2d(net, [2, 2], 2, scope="pool1")
+        net = s.repeat(net, 1, s.conv2d, 64, [3, 3], scope="conv2")
+        net = s.max_pool2d(net, [2, 2], 2, scope="pool2")
+        net = s.flatten(net)
+        net = s.fully_connected(net, 128, scope="fc3")
+        return s.fully_connected(net, num_classes, activation_fn=None, scope="logits")
 
 
 def cifarnet(images, num_classes=10, is_training=False, dropout_keep_prob=0.5,

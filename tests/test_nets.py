@@ -20,8 +20,8 @@ from tfmodels.layers import slim_layers
 pytestmark = pytest.mark.filterwarnings("ignore:`(layer.apply|tf.layers.flatten)`:UserWarning")
 
 WEIGHT_DECAY = 1e-3
-SMALL_NETS = ["softmax_regression", "two_layer_net", "ufldl_cnn", "lenet", "lenet_pp",
-              "cifarnet", "resnet20"]
+SMALL_NETS = ["softmax_regression", "two_layer_net", "ufldl_cnn", "small_cnn", "lenet",
+              "lenet_pp", "cifarnet", "resnet20"]
 
 # name: (input shape, num_classes, embedding size, (total, trainable) parameters).
 # vgg / resnet_v1 with 1000 classes: tf-slim's graph counts (vgg_16 138,357,544; resnet_v1_50
@@ -33,6 +33,8 @@ REFERENCE = {
     "softmax_regression": ((28, 28, 1), 10, 784, (7850,) * 2),  # 784*10 + 10
     "two_layer_net": ((32, 32, 3), 10, 100, (308310,) * 2),  # 3072*100+100 + 100*10+10
     "ufldl_cnn": ((28, 28, 1), 10, 3920, (40850,) * 2),  # 9*9*20+20 + 14*14*20*10+10
+    # 3*3*1*32+32 + 3*3*32*32+32 + 3*3*32*64+64 + 2*2*64*128+128 + 128*10+10 (8x8 digits)
+    "small_cnn": ((8, 8, 1), 10, 128, (62250,) * 2),
     "lenet": ((28, 28, 1), 10, 1024, (3274634,) * 2),  # slim's LeNet on MNIST
     "lenet_pp": ((28, 28, 1), 10, 2, (799426,) * 2),  # see test_lenet_pp_closed_form
     "cifarnet": ((32, 32, 3), 10, 192, (1756426,) * 2),  # slim's CifarNet on CIFAR-10
@@ -138,7 +140,7 @@ def test_build_model_rejects_bad_arguments_before_building(name, kwargs, error, 
 def _slim_graph(name, input_shape, num_classes):
     """(build function for slim_reference.graph_variables) or None if slim lacks the net."""
     slim = slim_reference.slim
-    if name in ("lenet", "cifarnet"):
+    if name in ("lenet", "cifarnet", "small_cnn"):
         return lambda x: getattr(slim_reference, name)(x, num_classes)
     if name.startswith(("vgg", "resnet_v1")):
         fn, arg_scope = (slim_reference.vgg if name.startswith("vgg")
@@ -250,6 +252,8 @@ def _expected_end_points(name):
         return common | slim_style | {"fc1"}
     if name == "ufldl_cnn":
         return common | slim_style | {"conv1", "pool1"}
+    if name == "small_cnn":
+        return common | slim_style | {"conv1", "pool1", "conv2", "pool2", "fc3"}
     if name == "lenet":
         return common | slim_style | {"conv1", "pool1", "conv2", "pool2", "fc3", "dropout3",
                                       "Predictions"}
@@ -358,7 +362,8 @@ def test_small_nets_run_on_digits_mnist_and_cifar_sizes(name, shape, rng):
     assert np.all(np.isfinite(outputs["logits"]))
 
 
-@pytest.mark.parametrize("name, smallest", [("lenet", 4), ("cifarnet", 4), ("vgg_a", 224)])
+@pytest.mark.parametrize("name, smallest", [("small_cnn", 4), ("lenet", 4), ("cifarnet", 4),
+                                           ("vgg_a", 224)])
 def test_minimum_image_size_is_tight(name, smallest):
     assert nets.NETS[name].image_size_limits()[0] == smallest
     if smallest < 224:  # building the smallest VGG would cost a 130M-parameter model
@@ -416,7 +421,8 @@ def test_is_training_pins_batch_norm_and_dropout(rng):
 # ---------------------------------------------------------------- same numbers as tf-slim
 
 
-@pytest.mark.parametrize("name, shape", [("lenet", (28, 28, 1)), ("cifarnet", (32, 32, 3))])
+@pytest.mark.parametrize("name, shape", [("lenet", (28, 28, 1)), ("cifarnet", (32, 32, 3)),
+                                         ("small_cnn", (8, 8, 1)), ("small_cnn", (28, 28, 1))])
 def test_forward_matches_slim_graph(name, shape, rng):
     """slim's net (inference: no dropout) and ours on the same weights and images."""
     images = rng.normal(size=(2, *shape)).astype(np.float32)

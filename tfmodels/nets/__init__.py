@@ -16,7 +16,8 @@ from typing import Callable, Optional, Union
 import keras
 
 from tfmodels import scopes
-from tfmodels.nets import cifarnet, lenet, linear, resnet_cifar, resnet_v1, ufldl_cnn, vgg
+from tfmodels.nets import (cifarnet, lenet, linear, resnet_cifar, resnet_v1, small_cnn,
+                           ufldl_cnn, vgg)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,9 @@ _SPECS = [
     NetSpec("ufldl_cnn", ufldl_cnn.ufldl_cnn, ufldl_cnn.ufldl_cnn_arg_scope, 28,
             min_image_size=ufldl_cnn.min_image_size,
             description="UFLDL conv -> mean/max pool -> softmax"),
+    NetSpec("small_cnn", small_cnn.small_cnn, small_cnn.small_cnn_arg_scope, 8,
+            min_image_size=4,
+            description="VGG-style 3x3 convs for small images (the digits default)"),
     NetSpec("lenet", lenet.lenet, lenet.lenet_arg_scope, 28, min_image_size=4,
             description="tf-slim's LeNet"),
     NetSpec("lenet_pp", lenet.lenet_pp, lenet.lenet_pp_arg_scope, 28,
