@@ -1,8 +1,8 @@
 """tf-slim graph references for the tests: slim's LeNet / CifarNet layouts and graph runners.
 
 tf_slim 1.1.0 ships vgg and resnet_v1 but not models/research/slim's LeNet and CifarNet, so
-those two (and our SmallCNN) are written here with tf_slim ops in the same layout (scopes, shapes, initializers
-are irrelevant: weights are copied). Everything runs in its own `tf.Graph` with `tf.compat.v1`.
+those two (and our SmallCNN) are written here with tf_slim ops in the same layout (scopes,
+shapes; initializers are irrelevant: weights are copied). Everything runs in its own `tf.Graph` with `tf.compat.v1`.
 """
 import numpy as np
 import tensorflow as tf

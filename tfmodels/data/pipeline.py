@@ -133,12 +133,12 @@ def distribute_dataset(strategy, name, split, *, global_batch_size, training, **
 
 
 def input_options(strategy):
-    """How `strategy` should serve our pipelines: `tf.distribute.InputOptions` or None (TF's default).
+    """`tf.distribute.InputOptions` for our pipelines under `strategy`, or None (TF's default).
 
     MirroredStrategy over CPU devices gets one pipeline per replica (`PER_REPLICA`, no fetch to
     device): TF's default there, a MultiDeviceIterator per worker, made every training step
-    1.5-1.7x slower on CPU devices with LeNets++ (measured; the compute itself ran slower, not
-    the input). GPUs keep the default, which prefetches each replica's batch onto its device.
+    1.5-1.9x slower (LeNets++, ResNet-20; measured: the training ops themselves ran slower, the
+    input was not the cost). GPUs keep the default, which prefetches each replica's batch onto its device.
     The layout is global, so the batches are the same either way (`input_context` then names
     one replica per pipeline). MultiWorkerMirroredStrategy supports only the default.
     """
