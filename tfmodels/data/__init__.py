@@ -9,14 +9,16 @@
     batch = next(iterator)    # {'image': float32 [B,H,W,C], 'label': int32 [B]} per replica
 
 Evaluation elements add `mask` (float32 [B], 0 for padding); run `data.num_eval_steps(...)`
-steps and weight every metric by the mask. See docs/DATA.md.
+steps and weight every metric by the mask. See docs/DATA.md; data sources are registered in
+`datasets.SOURCES`.
 """
-from tfmodels.data.datasets import (DATASET_NAMES, IN_MEMORY_LIMIT_BYTES, DatasetInfo,
-                                    DatasetUnavailableError, get_dataset_info, list_datasets,
+from tfmodels.data.datasets import (DATASET_NAMES, get_dataset_info, list_datasets,
                                     load_arrays)
 from tfmodels.data.pipeline import (distribute_dataset, make_dataset, num_eval_steps,
                                     steps_per_epoch)
 from tfmodels.data.resumable import DistributedData, ResumableIterator
+from tfmodels.data.specs import DatasetInfo, DatasetUnavailableError
+from tfmodels.data.tfds_source import IN_MEMORY_LIMIT_BYTES
 
 __all__ = [
     "DATASET_NAMES", "IN_MEMORY_LIMIT_BYTES", "DatasetInfo", "DatasetUnavailableError",

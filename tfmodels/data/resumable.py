@@ -35,10 +35,6 @@ class DistributedData:
             self._dataset = self._build(self._start_step)
         return self._dataset
 
-    @property
-    def element_spec(self):
-        return self.distributed_dataset.element_spec
-
     def __iter__(self):
         return ResumableIterator(self._build, start_step=self._start_step)
 
@@ -65,10 +61,6 @@ class ResumableIterator(tf.__internal__.tracking.Trackable):
         """Global steps drawn so far (including `start_step`)."""
         return int(self._position.numpy())
 
-    @property
-    def element_spec(self):
-        return self._iterator.element_spec
-
     def __iter__(self):
         return self
 
@@ -81,13 +73,6 @@ class ResumableIterator(tf.__internal__.tracking.Trackable):
         batch = next(self._iterator)
         self._position.assign_add(1)
         return batch
-
-    def get_next_as_optional(self):
-        """Like the tf.distribute iterator's: an Optional, empty after the last step."""
-        self._used_in_function |= tf.inside_function()
-        optional = self._iterator.get_next_as_optional()
-        self._position.assign_add(tf.cast(optional.has_value(), tf.int64))
-        return optional
 
     def _serialize_to_tensors(self):
         return {"position": tf.identity(self._position)}

@@ -12,59 +12,56 @@ import math
 
 import tensorflow as tf
 
-from tfmodels.data import datasets
+from tfmodels.data import layout as layout_lib
 from tfmodels.data import preprocessing
 
 SHUFFLE_BUFFER = 10_000
 
 
-def streaming_dataset(info, split, *, global_batch_size, layout, input_context, training,
-                      augment, seed, start_step, options):
+def pipeline(spec, layout, input_context, builder):
     """Builds one streaming input pipeline (per-replica batches, see `pipeline.make_dataset`).
 
     Args:
-      info, split: a tfds `DatasetInfo` and one of its splits.
-      global_batch_size: examples per step over all replicas.
-      layout: (per-replica batch B, replicas fed by this pipeline R, global index of its first
-        replica), from `pipeline._layout`.
+      spec: the checked `PipelineSpec` (a tfds dataset).
+      layout: this pipeline's `layout.Layout`.
       input_context: `tf.distribute.InputContext` or None (one pipeline).
-      training, augment, seed, start_step: as `pipeline.make_dataset`.
-      options: `tf.data.Options` for reading the records (must be deterministic).
+      builder: the prepared tfds builder of `spec.info`.
 
     Returns:
       A `tf.data.Dataset` of `{'image', 'label'}` (+ `'mask'` at evaluation) per-replica batches.
     """
     import tensorflow_datasets as tfds
 
+    info, split, seed = spec.info, spec.split, spec.seed
     per_replica, replicas, first = layout
     pipelines = input_context.num_input_pipelines if input_context else 1
-    pipeline = input_context.input_pipeline_id if input_context else 0
-    builder = datasets._tfds_builder(info.tfds_name, info.data_dir)  # pylint: disable=protected-access
-    read_config = tfds.ReadConfig(shuffle_seed=seed, options=options)
-    records = builder.as_dataset(split=split, shuffle_files=training, read_config=read_config)
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
+    # Element-wise sharding needs every pipeline to read records in the same order.
+    read_config = tfds.ReadConfig(shuffle_seed=seed, options=layout_lib.ordered_options())
+    records = builder.as_dataset(split=split, shuffle_files=spec.training,
+                                 read_config=read_config)
     records = records.map(lambda ex: (ex[info.image_key], tf.cast(ex[info.label_key], tf.int32)),
                           num_parallel_calls=tf.data.AUTOTUNE)
-    records = records.shard(pipelines, pipeline)
-    if training:
+    records = records.shard(pipelines, pipeline_id)
+    if spec.training:
         buffer = min(SHUFFLE_BUFFER, info.splits[split])
         records = records.repeat().shuffle(buffer, seed=seed)
         batches = records.batch(per_replica, drop_remainder=True).enumerate()
-        batches = batches.skip(start_step * replicas)
+        batches = batches.skip(spec.start_step * replicas)
 
         def train_batch(u, batch):
             pixels, labels = batch
             offsets, flips = None, None
-            if augment:
-                offsets, flips = preprocessing.replica_draws(
-                    seed, u // replicas, global_batch_size, first + u % replicas, per_replica,
-                    padding=info.crop_padding, flip=info.flip)
+            if spec.augment:
+                offsets, flips = layout_lib.augmentation_rows(spec, u // replicas,
+                                                              first + u % replicas, per_replica)
             image = preprocessing.preprocess_batch(pixels, info, offsets=offsets, flips=flips)
             return {"image": image, "label": labels}
         return batches.map(train_batch, num_parallel_calls=tf.data.AUTOTUNE)
 
     num_examples = info.splits[split]
-    mine = len(range(pipeline, num_examples, pipelines))
-    target = math.ceil(num_examples / global_batch_size) * replicas * per_replica
+    mine = len(range(pipeline_id, num_examples, pipelines))
+    target = math.ceil(num_examples / spec.global_batch_size) * replicas * per_replica
     zero = (tf.zeros(info.image_shape, tf.uint8), tf.constant(0, tf.int32))
     padding = tf.data.Dataset.from_tensors(zero).repeat(target - mine)
     examples = records.map(lambda x, y: (x, y, 1.0)).concatenate(

@@ -1,0 +1,84 @@
+"""Pipelines over a split held in memory (digits, and tfds splits that fit).
+
+Training: epoch `e = s // steps_per_epoch` visits the split in the order
+`tf.random.experimental.index_shuffle(position, seed=f(seed, e))`, a stateless bijection, and
+drops the last `n mod G` positions of the epoch's order (different examples each epoch).
+Augmentation draws come from `f(seed, s)`. The stream is a pure function of (seed, step), so an
+iterator's state is just its position: a tf.data checkpoint with
+`experimental_symbolic_checkpoint` is a few hundred bytes (~0.5 kB measured) and holds no
+shuffle buffer or prefetched images; `start_step` starts the stream anywhere.
+
+Evaluation: `ceil(n / G)` steps on every pipeline; positions >= n are padding (zero images,
+label 0, `mask` 0), so every replica gets a full batch at every step and every example is
+counted exactly once when metrics are weighted by `mask`.
+"""
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from tfmodels.data import layout as layout_lib
+from tfmodels.data import preprocessing
+
+_INT64_MAX = np.iinfo(np.int64).max
+_CONSTANTS = {}  # id(array) -> (array, tf constant): one copy per process, not per build
+
+
+def pipeline(spec, layout, pixels, labels):
+    """Per-replica batches of `spec` (a `PipelineSpec`) from the split's arrays.
+
+    Args:
+      spec: the checked request.
+      layout: this pipeline's `layout.Layout`.
+      pixels, labels: the whole split, uint8 [N, H, W, C] and int32 [N].
+
+    Returns:
+      A `tf.data.Dataset` of {'image', 'label'} (+ 'mask' at evaluation) per-replica batches.
+    """
+    info, split, g = spec.info, spec.split, spec.global_batch_size
+    n = info.splits[split]
+    if len(labels) != n:
+        raise RuntimeError(f"{info.name!r} split {split!r} yielded {len(labels)} examples but its "
+                           f"info says {n}; the prepared data is inconsistent")
+    pixels_t, labels_t = (_constant(pixels), _constant(labels))
+    augment = spec.training and spec.augment
+
+    @tf.autograph.experimental.do_not_convert
+    def train_batch(u):
+        step, replica, offset = layout_lib.positions(u, layout)
+        steps_per_epoch = n // g
+        epoch_seed = preprocessing.derive_seed(spec.seed, preprocessing.SHUFFLE_SALT,
+                                               step // steps_per_epoch)
+        index = tf.random.experimental.index_shuffle((step % steps_per_epoch) * g + offset,
+                                                     seed=epoch_seed, max_index=n - 1)
+        draws = (layout_lib.augmentation_rows(spec, step, replica, layout.per_replica)
+                 if augment else (None, None))
+        image = preprocessing.preprocess_batch(tf.gather(pixels_t, index), info,
+                                               offsets=draws[0], flips=draws[1])
+        return {"image": image, "label": tf.gather(labels_t, index)}
+
+    @tf.autograph.experimental.do_not_convert
+    def eval_batch(u):
+        step, _, offset = layout_lib.positions(u, layout)
+        position = step * g + offset
+        valid = position < n
+        index = tf.minimum(position, n - 1)
+        batch = tf.where(valid[:, None, None, None], tf.gather(pixels_t, index),
+                         tf.zeros([], pixels_t.dtype))
+        return {"image": preprocessing.preprocess_batch(batch, info),
+                "label": tf.where(valid, tf.gather(labels_t, index), 0),
+                "mask": tf.cast(valid, tf.float32)}
+
+    if spec.training:
+        elements = tf.data.Dataset.range(spec.start_step * layout.replicas, _INT64_MAX)
+        return elements.map(train_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    elements = tf.data.Dataset.range(math.ceil(n / g) * layout.replicas)
+    return elements.map(eval_batch, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _constant(array):
+    # Keeping the array alive beside its tensor keeps its id from being reused.
+    if id(array) not in _CONSTANTS:
+        with tf.init_scope(), tf.device("/cpu:0"):
+            _CONSTANTS[id(array)] = (array, tf.constant(array))
+    return _CONSTANTS[id(array)][1]

@@ -1,0 +1,74 @@
+"""`synthetic[:HxWxC[:CLASSES[:TRAIN[:TEST]]]]`: random images and labels made once and repeated,
+for benchmarking without an input bottleneck (tf_cnn_benchmarks' synthetic input); default
+`synthetic:28x28x1:10:60000:10000`."""
+import math
+import re
+
+import tensorflow as tf
+
+from tfmodels.data import layout as layout_lib
+from tfmodels.data import preprocessing
+from tfmodels.data.specs import DatasetInfo, Source
+
+_DEFAULT = ((28, 28, 1), 10, 60000, 10000)
+_PATTERN = re.compile(r"^\d+x\d+x\d+$")
+
+
+def accepts(name):
+    return name == "synthetic" or name.startswith("synthetic:")
+
+
+def info(name, data_dir=None):
+    """The `DatasetInfo` of a synthetic spec (pixels already in [0, 1]; `data_dir` unused)."""
+    del data_dir
+    shape, classes, n_train, n_test = parse(name)
+    return DatasetInfo(name=name, image_shape=shape, num_classes=classes,
+                       splits={"train": n_train, "test": n_test}, source="synthetic",
+                       pixel_max=1.0, mean=(0.0,) * shape[-1], std=(1.0,) * shape[-1])
+
+
+def parse(name):
+    """'synthetic[:HxWxC[:CLASSES[:TRAIN[:TEST]]]]' -> ((H, W, C), classes, train, test)."""
+    fields = name.split(":")[1:]
+    shape, classes, n_train, n_test = _DEFAULT
+    try:
+        if len(fields) > 4 or (fields and not _PATTERN.match(fields[0])):
+            raise ValueError
+        if fields:
+            shape = tuple(int(d) for d in fields[0].split("x"))
+        numbers = [int(f) for f in fields[1:]]
+        classes, n_train, n_test = (numbers + [classes, n_train, n_test][len(numbers):])[:3]
+    except ValueError:
+        raise ValueError(f"synthetic dataset name={name!r} must look like "
+                         "'synthetic[:HxWxC[:CLASSES[:TRAIN[:TEST]]]]', e.g. "
+                         "'synthetic:32x32x3:10'") from None
+    if min(shape) < 1 or classes < 1 or n_train < 1 or n_test < 1:
+        raise ValueError(f"synthetic dataset name={name!r}: sizes, classes and split sizes "
+                         "must be >= 1")
+    return shape, classes, n_train, n_test
+
+
+def pipeline(spec, layout, input_context=None):
+    """One random per-replica batch, repeated (training) or masked to the split's size."""
+    del input_context
+    info, g = spec.info, spec.global_batch_size
+    seed = preprocessing.derive_seed(spec.seed, preprocessing.SYNTHETIC_SALT, 0)
+    images = tf.random.stateless_uniform([layout.per_replica, *info.image_shape], seed=seed)
+    labels = tf.random.stateless_uniform([layout.per_replica], seed=seed + 1, minval=0,
+                                         maxval=info.num_classes, dtype=tf.int32)
+    if spec.training:
+        return tf.data.Dataset.from_tensors({"image": images, "label": labels}).repeat()
+    n = info.splits[spec.split]
+
+    @tf.autograph.experimental.do_not_convert
+    def eval_batch(u):
+        step, _, offset = layout_lib.positions(u, layout)
+        return {"image": images, "label": labels,
+                "mask": tf.cast(step * g + offset < n, tf.float32)}
+
+    steps = math.ceil(n / g)
+    return tf.data.Dataset.range(steps * layout.replicas).map(eval_batch)
+
+
+SOURCE = Source(name="synthetic", names=("synthetic",), accepts=accepts, info=info,
+                prepare=lambda spec: None, pipeline=pipeline)

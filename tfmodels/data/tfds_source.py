@@ -1,0 +1,139 @@
+"""tensorflow-datasets: `mnist`, `fashion_mnist`, `cifar10`, `cifar100`, and any image
+classification dataset as `tfds:NAME`.
+
+The image and label features and the class count come from the builder's info. A split is read
+into memory (uint8, once per process) when it fits in `IN_MEMORY_LIMIT_BYTES`, and streamed
+otherwise (`streaming.py`). tfds never downloads here: a dataset that is not prepared under
+`data_dir` raises `DatasetUnavailableError` at once, naming the dataset, the folder searched
+and how to prepare it (tfds's own download retries for ~205 s offline and leaves a half-made
+folder).
+"""
+import functools
+
+import numpy as np
+
+from tfmodels.data import in_memory, streaming
+from tfmodels.data.specs import DatasetInfo, DatasetUnavailableError, Source, check_split
+
+# Upper bound on one split's uint8 pixels held in memory. The arrays are captured as constants
+# in the tf.data graph, which tf.data serialises (GraphDef protos are limited to 2 GB).
+IN_MEMORY_LIMIT_BYTES = 1 << 30
+
+# Per-channel statistics of the training images scaled to [0, 1] (the usual CIFAR constants).
+_CIFAR10_MEAN, _CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+_CIFAR100_MEAN, _CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+
+# name -> (tfds name, mean, std, crop padding, horizontal flips). Digits are not mirror
+# symmetric, so MNIST does not flip; clothes and CIFAR objects are. Other tfds datasets do not
+# flip: whether a mirrored image keeps its label is not known (SVHN digits would not).
+ALIASES = {
+    "mnist": ("mnist", None, None, 4, False),
+    "fashion_mnist": ("fashion_mnist", None, None, 4, True),
+    "cifar10": ("cifar10", _CIFAR10_MEAN, _CIFAR10_STD, 4, True),
+    "cifar100": ("cifar100", _CIFAR100_MEAN, _CIFAR100_STD, 4, True),
+}
+_PREFIX = "tfds:"
+
+
+def accepts(name):
+    return name in ALIASES or (name.startswith(_PREFIX) and len(name) > len(_PREFIX))
+
+
+def info(name, data_dir=None):
+    """The `DatasetInfo` of an alias or `tfds:NAME`, from the prepared builder's metadata."""
+    if name in ALIASES:
+        tfds_name, mean, std, padding, flip = ALIASES[name]
+        return _info(name, tfds_name, data_dir, mean=mean, std=std, crop_padding=padding,
+                     flip=flip)
+    return _info(name, name[len(_PREFIX):], data_dir)
+
+
+def uses_memory(spec):
+    """Whether `spec`'s split is read into memory (forced by `spec.in_memory`, else by size)."""
+    if spec.in_memory is not None:
+        return bool(spec.in_memory)
+    size = spec.info.split_bytes(spec.split)
+    return size is not None and size <= IN_MEMORY_LIMIT_BYTES
+
+
+def load_arrays(info, split):
+    """One split as (uint8 [N, H, W, C], int32 [N]), decoded once per process (read-only)."""
+    check_split(info, split)
+    return _arrays(info.tfds_name, split, info.data_dir, info.image_key, info.label_key)
+
+
+def prepare(spec):
+    if uses_memory(spec):
+        load_arrays(spec.info, spec.split)  # read once here, shared by every pipeline (cached)
+
+
+def pipeline(spec, layout, input_context=None):
+    if uses_memory(spec):
+        return in_memory.pipeline(spec, layout, *load_arrays(spec.info, spec.split))
+    return streaming.pipeline(spec, layout, input_context,
+                              builder(spec.info.tfds_name, spec.info.data_dir))
+
+
+def builder(tfds_name, data_dir):
+    """A tfds builder that is known to be prepared (never downloads)."""
+    import tensorflow_datasets as tfds
+
+    try:
+        found = tfds.builder(tfds_name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ValueError(f"tfds has no dataset named {tfds_name!r} (dataset name 'tfds:"
+                         f"{tfds_name}'); see tfds.list_builders()") from None
+    if not found.is_prepared():
+        raise DatasetUnavailableError(
+            f"Dataset {tfds_name!r} is not prepared in data_dir={data_dir or '(tfds default)'} "
+            f"(looked for {found.data_dir}); tfmodels does not download datasets. "
+            f"Prepare it once on a machine with network: `python -c \"import tensorflow_datasets "
+            f"as tfds; tfds.builder('{tfds_name}', data_dir='DIR').download_and_prepare()\"` "
+            f"(or `tfds build {tfds_name} --data_dir=DIR`), then copy DIR/{tfds_name} here and "
+            "pass --data_dir=DIR.")
+    return found
+
+
+def _info(name, tfds_name, data_dir, *, mean=None, std=None, crop_padding=4, flip=False):
+    import tensorflow_datasets as tfds
+
+    metadata = builder(tfds_name, data_dir).info
+    features = metadata.features
+    # Most tfds classification datasets declare supervised_keys=('image', 'label').
+    keys = metadata.supervised_keys
+    if not (isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys)):
+        keys = ("image", "label")
+    image_key, label_key = keys
+    image = features[image_key] if image_key in features else None
+    label = features[label_key] if label_key in features else None
+    if not isinstance(image, tfds.features.Image) or not isinstance(label,
+                                                                    tfds.features.ClassLabel):
+        raise ValueError(f"dataset {name!r} is not an image classification dataset: it needs an "
+                         f"Image feature and a ClassLabel feature (features: {features})")
+    shape = tuple(image.shape)
+    channels = shape[-1] or 3
+    splits = {split: int(s.num_examples) for split, s in metadata.splits.items()}
+    return DatasetInfo(
+        name=name, image_shape=shape, num_classes=int(label.num_classes), splits=splits,
+        train_split="train" if "train" in splits else sorted(splits)[0],
+        eval_split=next((s for s in ("test", "validation") if s in splits), "train"),
+        source="tfds", pixel_max=255.0, mean=tuple(mean or (0.0,) * channels),
+        std=tuple(std or (1.0,) * channels), crop_padding=crop_padding, flip=flip,
+        tfds_name=tfds_name, image_key=image_key, label_key=label_key, data_dir=data_dir)
+
+
+@functools.lru_cache(maxsize=8)
+def _arrays(tfds_name, split, data_dir, image_key, label_key):
+    import tensorflow_datasets as tfds
+
+    examples = tfds.as_numpy(builder(tfds_name, data_dir).as_dataset(split=split,
+                                                                     batch_size=-1))
+    pixels = np.asarray(examples[image_key], np.uint8)
+    labels = np.asarray(examples[label_key], np.int32)
+    pixels.setflags(write=False)
+    labels.setflags(write=False)
+    return pixels, labels
+
+
+SOURCE = Source(name="tfds", names=(*ALIASES, "tfds:NAME"), accepts=accepts, info=info,
+                prepare=prepare, pipeline=pipeline, arrays=load_arrays)
