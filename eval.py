@@ -20,30 +20,35 @@ import common_flags  # noqa: E402
 from tfmodels import data  # noqa: E402
 from tfmodels.evaluation import evaluator  # noqa: E402
 
-flags.DEFINE_string("model_dir", None, "Directory train.py (or the porting CLI) wrote: "
+# Every default is EvalConfig()'s; None means "what the run's config.json says".
+D = evaluator.EvalConfig()
+flags.DEFINE_string("model_dir", D.model_dir, "Directory train.py (or the porting CLI) wrote: "
                     "config.json and checkpoints.")
-flags.DEFINE_string("checkpoint", None, "Checkpoint path or name in --model_dir (ckpt-2000); "
-                    "default: the latest.")
-flags.DEFINE_string("split", None, "Split to evaluate (default: the run's eval split).")
-flags.DEFINE_string("dataset", None, "Override the run's dataset (required when config.json "
-                    "names none, e.g. ported checkpoints).")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets directory (default: the run's).")
-flags.DEFINE_integer("batch_size", None, "Global batch (examples per step), split across "
-                     "replicas (default: the run's, rounded up to a multiple of the replicas).",
-                     lower_bound=1)
-flags.DEFINE_list("top_k", ["5"], "k values of top-k accuracy (k >= classes is skipped).")
-flags.DEFINE_list("knn_k", ["1", "5"], "k values of k-NN accuracy of the embeddings against "
-                  "the training split's; empty disables k-NN.")
-flags.DEFINE_string("gallery_split", None, "k-NN gallery split (default: the run's train "
-                    "split).")
-flags.DEFINE_bool("use_average", True, "Use the EMA weights when the run kept them.")
-flags.DEFINE_string("output", None, "Results JSON (default: <model_dir>/eval_<split>.json).")
-flags.DEFINE_string("plot_dir", None, "PNG pictures (default: <model_dir>/plots; empty: none).")
-flags.DEFINE_bool("continuous", False, "Evaluate each new checkpoint until the run's final "
-                  "step.")
-flags.DEFINE_float("timeout", 3600.0, "--continuous: seconds to wait for a new checkpoint "
+flags.DEFINE_string("checkpoint", D.checkpoint, "Checkpoint path or name in --model_dir "
+                    "(ckpt-2000); default: the latest.")
+flags.DEFINE_string("split", D.split, "Split to evaluate (default: the run's eval split).")
+flags.DEFINE_string("dataset", D.dataset, "Override the run's dataset (required when "
+                    "config.json names none, e.g. ported checkpoints).")
+flags.DEFINE_string("data_dir", D.data_dir, "tensorflow-datasets directory (default: the "
+                    "run's).")
+flags.DEFINE_integer("batch_size", D.global_batch_size, "Global batch (examples per step), "
+                     "split across replicas (default: the run's, rounded up to a multiple of the "
+                     "replicas).", lower_bound=1)
+flags.DEFINE_list("top_k", [str(k) for k in D.top_k], "k values of top-k accuracy (k >= "
+                  "classes is skipped).")
+flags.DEFINE_list("knn_k", [str(k) for k in D.knn_k], "k values of k-NN accuracy of the "
+                  "embeddings against the training split's; empty disables k-NN.")
+flags.DEFINE_string("gallery_split", D.gallery_split, "k-NN gallery split (default: the run's "
+                    "train split).")
+flags.DEFINE_bool("use_average", D.use_average, "Use the EMA weights when the run kept them.")
+flags.DEFINE_string("output", D.output, "Results JSON (default: <model_dir>/eval_<split>.json).")
+flags.DEFINE_string("plot_dir", D.plot_dir, "PNG pictures (default: <model_dir>/plots; empty: "
+                    "none).")
+flags.DEFINE_bool("continuous", D.continuous, "Evaluate each new checkpoint until the run's "
+                  "final step.")
+flags.DEFINE_float("timeout", D.timeout, "--continuous: seconds to wait for a new checkpoint "
                    "before stopping.")
-common_flags.define_strategy_flags()
+common_flags.define_strategy_flags(D)
 flags.mark_flag_as_required("model_dir")
 FLAGS = flags.FLAGS
 
@@ -64,9 +69,7 @@ def main(argv):
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, global_batch_size=FLAGS.batch_size,
         top_k=_ints("top_k"), knn_k=_ints("knn_k"), gallery_split=FLAGS.gallery_split,
         use_average=FLAGS.use_average, output=FLAGS.output, plot_dir=FLAGS.plot_dir,
-        continuous=FLAGS.continuous, timeout=FLAGS.timeout, strategy=FLAGS.strategy,
-        num_gpus=FLAGS.num_gpus, all_reduce=FLAGS.all_reduce,
-        virtual_devices=FLAGS.virtual_devices)
+        continuous=FLAGS.continuous, timeout=FLAGS.timeout, **common_flags.strategy_options())
     try:
         history = evaluator.evaluate(config)
     except (evaluator.EvalConfigError, data.DatasetUnavailableError) as err:

@@ -25,14 +25,15 @@ def _parts(model_name, image_shape, batch, strategy):
     """Our trainer's objects for a synthetic dataset of this shape."""
     from tfmodels import data
     from tfmodels.training import TrainConfig
-    from tfmodels.training.trainer import build_training
+    from tfmodels.training.parts import build_training
 
     info = data.DatasetInfo(name="bench", image_shape=image_shape, num_classes=10,
                             splits={"train": batch * 1000})
+    # The minimal loop's recipe: plain cross-entropy, no weight decay.
     config = TrainConfig(model_dir="unused", model=model_name, global_batch_size=batch,
                          train_steps=10_000, lr_schedule="constant", learning_rate=0.01,
-                         optimizer="momentum")
-    return config, build_training(config, info, strategy, 10_000)
+                         optimizer="momentum", label_smoothing=0.0, weight_decay=0.0)
+    return config, build_training(config.resolve(info, strategy.num_replicas_in_sync), strategy)
 
 
 def _batch(image_shape, batch):
@@ -49,7 +50,7 @@ def compare_loops(model_name, steps_per_loop, repeats):
     import tensorflow as tf
 
     from timing import time_calls
-    from tfmodels.training.trainer import make_train_step
+    from tfmodels.training.step import TrainStep
 
     image_shape, batch = CASES[model_name]
     arrays = _batch(image_shape, batch)
@@ -58,7 +59,7 @@ def compare_loops(model_name, steps_per_loop, repeats):
     n = tf.constant(steps_per_loop, tf.int64)
 
     config, ours = _parts(model_name, image_shape, batch, strategy)
-    step = make_train_step(config, strategy, ours, iter(dataset))
+    step = TrainStep(strategy, ours, iter(dataset), config)
 
     # The minimal loop: forward, mean cross-entropy + regularization, gradient, apply.
     _, plain = _parts(model_name, image_shape, batch, strategy)
@@ -101,19 +102,17 @@ def replica_step_time(num_replicas, model_name, steps_per_loop, repeats, strateg
     import tensorflow as tf
 
     from timing import time_calls
-    from tfmodels import data
-    from tfmodels.training.strategy import configure_devices, create_strategy
-    from tfmodels.training.trainer import make_train_step
+    from tfmodels import data, distribute
+    from tfmodels.training.step import TrainStep
 
-    configure_devices(num_replicas)
-    strategy = create_strategy(strategy_name)
+    strategy = distribute.setup(strategy_name, virtual_devices=num_replicas)
     image_shape, batch = CASES[model_name]
     config, parts = _parts(model_name, image_shape, batch, strategy)
     # The trainer's own input path (one repeated random batch per replica).
     synthetic = "synthetic:{}x{}x{}:10".format(*image_shape)
     iterator = iter(data.distribute_dataset(strategy, synthetic, "train", global_batch_size=batch,
                                             training=True, seed=0))
-    step = make_train_step(config, strategy, parts, iterator)
+    step = TrainStep(strategy, parts, iterator, config)
     n = tf.constant(steps_per_loop, tf.int64)
     seconds = time_calls({"ours": lambda: step.loop(n)}, repeats=repeats, number=1)["ours"]
     return seconds / steps_per_loop

@@ -1,10 +1,10 @@
-"""Strategy selection and its errors (the multi-device behaviour is in test_train_replicas)."""
+"""Device set-up, strategy selection and their errors (the multi-device behaviour is in test_train_replicas)."""
 import json
 
 import pytest
 import tensorflow as tf
 
-from tfmodels.training import strategy as strategy_lib
+from tfmodels import distribute as strategy_lib
 
 
 def test_auto_on_one_cpu_is_the_default_strategy():
@@ -29,6 +29,9 @@ def test_one_device():
      r"num_gpus=2 but only 0 GPU\(s\) are visible"),
     (lambda: strategy_lib.create_strategy("auto", num_gpus=-1), "num_gpus=-1"),
     (lambda: strategy_lib.configure_devices(0), "virtual_devices=0"),
+    (lambda: strategy_lib.check_options("one_device", virtual_devices=2),
+     "virtual_devices=2 with strategy='one_device'"),
+    (lambda: strategy_lib.setup("mirrored", all_reduce="ring"), "all_reduce='ring'"),
 ])
 def test_bad_arguments(call, match):
     with pytest.raises(ValueError, match=match):

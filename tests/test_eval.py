@@ -25,7 +25,9 @@ def trained_dir(tmp_path_factory):
     from tfmodels.training import TrainConfig, train
 
     model_dir = str(tmp_path_factory.mktemp("eval") / "two_layer_net")
+    # Plain cross-entropy (the references below compute it without label smoothing).
     train(TrainConfig(model_dir=model_dir, model="two_layer_net", train_steps=30,
+                      learning_rate=0.05, label_smoothing=0.0, weight_decay=0.0, augment=False,
                       checkpoint_every=15, steps_per_loop=15, log_every=15,
                       center_loss_weight=0.01, ema_decay=0.9, export=False))
     return model_dir
@@ -46,11 +48,11 @@ def _run_model(model, split):
 
 
 def _reference(model_dir, checkpoint, use_average=True):
-    from tfmodels.training import checkpoints
+    from tfmodels import model_dir as model_dir_lib
 
-    config = checkpoints.read_config(model_dir)
-    model, _ = checkpoints.restore_model(config, os.path.join(model_dir, checkpoint),
-                                         use_average=use_average)
+    record = model_dir_lib.read_config(model_dir)
+    model, _ = model_dir_lib.restore_model(record, os.path.join(model_dir, checkpoint),
+                                           use_average=use_average)
     return _run_model(model, "test"), _run_model(model, "train")
 
 
@@ -169,7 +171,7 @@ def _ported_dir(path, config, diverged=False):
     import tensorflow as tf
 
     from tfmodels import nets
-    from tfmodels.training import checkpoints
+    from tfmodels import model_dir as model_dir_lib
 
     keras.utils.set_random_seed(5)
     model = nets.build_model("lenet", NUM_CLASSES, (8, 8, 1))
@@ -177,7 +179,7 @@ def _ported_dir(path, config, diverged=False):
         for weight in model.weights:
             weight.assign(tf.fill(weight.shape, float("nan")))
     tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(path), max_to_keep=1).save()
-    checkpoints.write_json_atomic(os.path.join(path, "config.json"), config)
+    model_dir_lib.write_json_atomic(os.path.join(path, "config.json"), config)
     return model
 
 

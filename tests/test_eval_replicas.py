@@ -22,7 +22,7 @@ def evaluate_digits(strategy):
 
     from tfmodels import data, nets
     from tfmodels.evaluation.evaluator import evaluate_model
-    from tfmodels.training.step import per_example_loss_fn
+    from tfmodels.losses import per_example_loss_fn
 
     keras.utils.set_random_seed(3)
     with strategy.scope():

@@ -508,7 +508,8 @@ def test_bad_arguments(kwargs, match, lenet_checkpoint, tmp_path):
 def write_tf2_model_dir(directory, num_classes=10, ema=False, seed=0):
     """A model_dir laid out as train.py writes it: `ckpt-7` of model, optimizer, step (and
     weight averages) through a CheckpointManager, and config.json. Returns (model, shadows)."""
-    from tfmodels.training import checkpoints, optimizers
+    from tfmodels import averaging
+    from tfmodels import model_dir as model_dir_lib
 
     rng = np.random.default_rng(seed)
     model = nets.build_model("lenet", num_classes, (28, 28, 1))
@@ -519,14 +520,14 @@ def write_tf2_model_dir(directory, num_classes=10, ema=False, seed=0):
     parts = dict(model=model, optimizer=optimizer, step=tf.Variable(7, dtype=tf.int64))
     shadows = None
     if ema:
-        average = optimizers.WeightAverage(model.trainable_variables, 0.99)
+        average = averaging.WeightAverage(model.trainable_variables, 0.99)
         for shadow in average.shadows:
             shadow.assign(shadow * rng.uniform(0.8, 1.2, shadow.shape).astype(np.float32))
         parts["weight_average"] = average
         shadows = [s.numpy() for s in average.shadows]
     tf.train.CheckpointManager(tf.train.Checkpoint(**parts), str(directory),
                                max_to_keep=1).save(checkpoint_number=7)
-    checkpoints.write_json_atomic(str(directory / checkpoints.CONFIG_FILE), {
+    model_dir_lib.write_json_atomic(str(directory / model_dir_lib.CONFIG_FILE), {
         "model": "lenet", "num_classes": num_classes, "image_shape": [28, 28, 1],
         "optimizer": "momentum", "ema_decay_enabled": ema, "ema_decay": 0.99})
     return model, shadows

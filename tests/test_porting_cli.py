@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from tests import scripts
 from tfmodels import nets, porting
-from tfmodels.training import checkpoints
+from tfmodels import model_dir as model_dir_lib
 
 pytestmark = pytest.mark.filterwarnings("ignore:`(layer.apply|tf.layers.flatten)`:UserWarning")
 
@@ -92,7 +92,7 @@ def test_output_directory(example):
     directory, _ = example
     output = str(directory / "ported_lenet")
     legacy = tf.train.latest_checkpoint(str(directory / "legacy_lenet"))
-    config = checkpoints.read_config(output)
+    config = model_dir_lib.read_json(os.path.join(output, model_dir_lib.CONFIG_FILE))
     assert config["model"] == "lenet" and config["num_classes"] == 10
     assert config["image_shape"] == [28, 28, 1] and config["dataset"] == "mnist"
     assert config["ported_from"] == os.path.abspath(legacy)
@@ -100,7 +100,7 @@ def test_output_directory(example):
     latest = tf.train.latest_checkpoint(output)
     assert os.path.basename(latest) == "ckpt-1"
 
-    restored, _ = checkpoints.restore_model(config, latest)
+    restored, _ = model_dir_lib.restore_model(model_dir_lib.read_config(output), latest)
     direct = nets.build_model("lenet", 10, (28, 28, 1))
     porting.load_checkpoint(direct, legacy)
     reloaded = keras.models.load_model(os.path.join(output, "model.keras"))
@@ -137,9 +137,10 @@ def test_cli_failing_port_writes_nothing_then_exclude_scopes(example, tmp_path):
     mapping = porting.port_checkpoint(legacy, "lenet", 5, (28, 28, 1), str(tmp_path / "lenet5"),
                                       exclude_scopes="LeNet/fc4", seed=3)
     assert mapping.excluded == ["LeNet/fc4/kernel", "LeNet/fc4/bias"]
-    config = checkpoints.read_config(str(tmp_path / "lenet5"))
+    config = model_dir_lib.read_json(str(tmp_path / "lenet5" / model_dir_lib.CONFIG_FILE))
     assert config["porting"]["excluded"] == mapping.excluded and "dataset" not in config
-    model, _ = checkpoints.restore_model(config, tf.train.latest_checkpoint(
+    model, _ = model_dir_lib.restore_model(
+        model_dir_lib.read_config(str(tmp_path / "lenet5")), tf.train.latest_checkpoint(
         str(tmp_path / "lenet5")))
     reader = tf.train.load_checkpoint(legacy)
     weights = {v.path: v.numpy() for v in model.weights}
@@ -157,10 +158,10 @@ def test_checkpoint_written_by_the_trainer(tmp_path):
     training.train(training.TrainConfig(
         model_dir=model_dir, model="lenet", dataset="digits", train_steps=2, steps_per_loop=1,
         global_batch_size=16, export=False, ema_decay=0.9, center_loss_weight=0.01))
-    config = checkpoints.read_config(model_dir)
-    source, _ = checkpoints.restore_model(config, tf.train.latest_checkpoint(model_dir),
-                                          use_average=True)
-    target = nets.build_model("lenet", 5, tuple(config["image_shape"]))
+    config = model_dir_lib.read_config(model_dir)
+    source, _ = model_dir_lib.restore_model(config, tf.train.latest_checkpoint(model_dir),
+                                            use_average=True)
+    target = nets.build_model("lenet", 5, config.image_shape)
     with pytest.raises(porting.PortingError, match="exclude_scopes=LeNet/fc4"):
         porting.load_checkpoint(target, model_dir, use_ema=True)
     mapping = porting.load_checkpoint(target, model_dir, exclude_scopes="LeNet/fc4",
@@ -169,6 +170,6 @@ def test_checkpoint_written_by_the_trainer(tmp_path):
     expected = {v.path: v.numpy() for v in source.weights}
     for variable in target.weights[:-2]:
         np.testing.assert_array_equal(variable, expected[variable.path])
-    raw, _ = checkpoints.restore_model(config, tf.train.latest_checkpoint(model_dir),
-                                       use_average=False)
+    raw, _ = model_dir_lib.restore_model(config, tf.train.latest_checkpoint(model_dir),
+                                         use_average=False)
     assert not np.array_equal(raw.weights[0].numpy(), expected[raw.weights[0].path])

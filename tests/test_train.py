@@ -58,10 +58,10 @@ def test_outputs_of_a_run(trained):
 def _restored_test_outputs(model_dir):
     from tfmodels import data
     from tfmodels.data.preprocessing import normalize
-    from tfmodels.training import checkpoints
+    from tfmodels import model_dir as model_dir_lib
 
-    model, _ = checkpoints.restore_model(checkpoints.read_config(model_dir),
-                                         tf.train.latest_checkpoint(model_dir))
+    model, _ = model_dir_lib.restore_model(model_dir_lib.read_config(model_dir),
+                                           tf.train.latest_checkpoint(model_dir))
     info = data.get_dataset_info("digits")
     pixels, labels = data.load_arrays(info, "test")
     images = normalize(pixels, pixel_max=info.pixel_max, mean=info.mean, std=info.std)

@@ -1,7 +1,7 @@
 """N replicas on a split global batch train exactly as one device on the whole batch.
 
-Each case targets traps that silently break this (../shared/PITFALLS.md, and Keras dropout drawing the same
-mask on every replica): the loss averaged
+Each case targets traps that silently break this (docs/EXACTNESS.md, and Keras dropout drawing
+the same mask on every replica): the loss averaged
 over the local instead of the global batch, regularization counted once per replica,
 unsynchronised BatchNorm, gradients clipped per replica before the all-reduce, float16 overflow
 tested on one replica's local gradients, XLA over several devices, center updates with local
@@ -63,22 +63,24 @@ def _train(strategy, cases):
 
     from tfmodels import data
     from tfmodels.training import TrainConfig
-    from tfmodels.training.trainer import build_training, make_train_step
+    from tfmodels.training.parts import build_training
+    from tfmodels.training.step import TrainStep
 
     info = data.DatasetInfo(name="test", image_shape=(8, 8, 1), num_classes=NUM_CLASSES,
                             splits={"train": STEPS * GLOBAL_BATCH})
     results = {}
     for case, options in cases.items():
         config = TrainConfig(model_dir="unused", global_batch_size=GLOBAL_BATCH,
-                             train_steps=STEPS, lr_schedule="constant", **options)
+                             train_steps=STEPS, lr_schedule="constant",
+                             **dict(dict(label_smoothing=0.0, weight_decay=0.0), **options))
         keras.mixed_precision.set_dtype_policy(
             "mixed_float16" if config.mixed_precision == "float16" else "float32")
         keras.utils.set_random_seed(7)
-        parts = build_training(config, info, strategy, STEPS)
+        parts = build_training(config.resolve(info, strategy.num_replicas_in_sync), strategy)
         images, labels = _batches(case)
         dataset = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
         iterator = iter(strategy.experimental_distribute_dataset(dataset.batch(GLOBAL_BATCH)))
-        make_train_step(config, strategy, parts, iterator).loop(tf.constant(STEPS, tf.int64))
+        TrainStep(strategy, parts, iterator, config).loop(tf.constant(STEPS, tf.int64))
         for var in parts.model.weights:
             results[f"{case}|{var.path}"] = var.numpy()
         if parts.center_loss is not None:

@@ -1,10 +1,13 @@
 """TrainConfig validation (before any work) and resolution against a dataset."""
 import dataclasses
+import json
+import math
+import os
 
 import pytest
 
 from tfmodels import data
-from tfmodels.training import TrainConfig
+from tfmodels.training import DEFAULT_EPOCHS, TrainConfig
 
 INFO = data.DatasetInfo(name="toy", image_shape=(8, 8, 1), num_classes=10,
                         splits={"train": 1000, "test": 100})
@@ -23,8 +26,8 @@ def config(**kwargs):
     (dict(mixed_precision="fp8"), "mixed_precision='fp8'"),
     (dict(global_batch_size=0), "global_batch_size=0 must be a positive int"),
     (dict(steps_per_loop=-1), "steps_per_loop=-1"),
-    (dict(train_steps=None), "exactly one of train_steps=None and epochs=None"),
-    (dict(epochs=3.0), "exactly one of train_steps=10 and epochs=3.0"),
+    (dict(epochs=3.0), "at most one of train_steps=10 and epochs=3.0"),
+    (dict(train_steps=None, epochs=0.0), "epochs=0.0 must be > 0"),
     (dict(train_steps=0), "train_steps=0 must be a positive int"),
     (dict(center_alpha=1.5), r"center_alpha=1.5 must be in \[0.0, 1.0\]"),
     (dict(center_loss_weight=-0.1), "center_loss_weight=-0.1 must be >= 0"),
@@ -33,7 +36,8 @@ def config(**kwargs):
     (dict(strategy="one_device", virtual_devices=2), "virtual_devices=2 with strategy='one_dev"),
     (dict(checkpoint_exclude_scopes=("LeNet/fc4",)), "init_checkpoint, which is not set"),
     (dict(lr_schedule="piecewise"), "needs lr_boundaries"),
-    (dict(model_dir=""), "model_dir is required"),
+    (dict(model_dir=""), "model_dir='' must name a directory"),
+    (dict(virtual_devices=0), "virtual_devices=0 must be a positive int"),
 ])
 def test_validate_names_the_option(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -42,18 +46,31 @@ def test_validate_names_the_option(kwargs, match):
 
 def test_resolve_epochs_replicas_and_batch():
     resolved = config(train_steps=None, epochs=2.5, global_batch_size=64).resolve(INFO, 4)
-    assert resolved["steps_per_epoch"] == 1000 // 64
-    assert resolved["total_steps"] == 38  # ceil(2.5 * 15)
-    assert resolved["per_replica_batch_size"] == 16 and resolved["num_replicas"] == 4
-    assert resolved["num_classes"] == 10 and resolved["image_shape"] == [8, 8, 1]
-    assert set(f.name for f in dataclasses.fields(TrainConfig)) <= set(resolved)
+    assert resolved.steps_per_epoch == 1000 // 64
+    assert resolved.total_steps == 38  # ceil(2.5 * 15)
+    assert resolved.per_replica_batch_size == 16 and resolved.num_replicas == 4
+    assert resolved.num_classes == 10 and resolved.image_shape == (8, 8, 1)
+    saved = resolved.to_json()
+    assert set(f.name for f in dataclasses.fields(TrainConfig)) <= set(saved)
+    assert saved["image_shape"] == [8, 8, 1] and saved["total_steps"] == 38
+    assert json.loads(json.dumps(saved)) == saved  # plain JSON
+
+
+def test_defaults_are_the_command_line_recipe():
+    """TrainConfig() is what `python train.py` runs: its length and model_dir resolve the same."""
+    resolved = TrainConfig().resolve(INFO, 1)
+    assert resolved.config.model_dir == os.path.join("runs", "small_cnn-digits")
+    assert resolved.config.epochs == DEFAULT_EPOCHS
+    assert resolved.total_steps == math.ceil(DEFAULT_EPOCHS * (1000 // 64))
+    named = TrainConfig(model="lenet", dataset="tfds:svhn_cropped").resolve(INFO, 1)
+    assert named.config.model_dir == os.path.join("runs", "lenet-tfds_svhn_cropped")
 
 
 def test_resolve_rejects_uneven_and_oversized_batches():
     with pytest.raises(ValueError, match="global_batch_size=64 is not divisible by the 3 "
                                          "replicas; use a multiple of 3"):
         config(global_batch_size=64).resolve(INFO, 3)
-    with pytest.raises(ValueError, match="larger than the 1000 training examples"):
+    with pytest.raises(ValueError, match="global_batch_size=2048 is larger than split 'train'"):
         config(global_batch_size=2048).resolve(INFO, 1)
     with pytest.raises(ValueError, match=r"warmup_steps=20 must be in \[0, 10\]"):
         config(warmup_steps=20).resolve(INFO, 1)

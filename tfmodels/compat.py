@@ -3,7 +3,7 @@
 tf-slim is used here only as a *reference* (to build a legacy graph, read its variable names,
 or run a TF1 model being ported) and through `tf_slim.arg_scope` / `add_arg_scope`, which need
 no fix. Three things broke when Keras moved out of TensorFlow and eager became the default
-(measured on TF 2.21 / tf-slim 1.1.0, see /work/shared/PITFALLS.md):
+(measured on TF 2.21 / tf-slim 1.1.0):
 
 1. `slim.batch_norm` goes through `tensorflow.python.layers.normalization`, which lazily imports
    `tf_keras.legacy_tf_layers.normalization`; tf-keras ships that package as

@@ -1,7 +1,8 @@
-"""Distribution strategies: one device, mirrored towers, several workers, TPU.
+"""Devices and distribution strategies: one device, mirrored towers, several workers, TPU.
 
-    configure_devices(virtual_devices=4)          # before TensorFlow runs anything
-    strategy = create_strategy("auto", num_gpus=None, all_reduce="auto")
+    strategy = setup("auto", num_gpus=None, all_reduce="auto", virtual_devices=1)
+    # = configure_devices(virtual_devices) (before TensorFlow runs anything), then
+    #   create_strategy(name, num_gpus=..., all_reduce=...)
 
 `auto` mirrors over every visible GPU (logical GPUs included), else over the logical CPU devices
 when the CPU was split into several; with a single device it uses TensorFlow's default strategy
@@ -17,6 +18,37 @@ import tensorflow as tf
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 ALL_REDUCE = ("auto", "nccl", "hierarchical_copy", "one_device")
+
+
+def check_options(strategy="auto", *, num_gpus=None, all_reduce="auto", virtual_devices=1):
+    """Raise ValueError naming the option, its value and what is allowed; no TensorFlow work."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy={strategy!r} is not one of: {', '.join(STRATEGIES)}")
+    if all_reduce not in ALL_REDUCE:
+        raise ValueError(f"all_reduce={all_reduce!r} is not one of: {', '.join(ALL_REDUCE)}")
+    if num_gpus is not None and (isinstance(num_gpus, bool) or not isinstance(num_gpus, int)
+                                 or num_gpus < 0):
+        raise ValueError(f"num_gpus={num_gpus!r} must be an int >= 0")
+    if isinstance(virtual_devices, bool) or not isinstance(virtual_devices, int) \
+            or virtual_devices < 1:
+        raise ValueError(f"virtual_devices={virtual_devices!r} must be a positive int")
+    if strategy == "one_device" and virtual_devices > 1:
+        raise ValueError(f"virtual_devices={virtual_devices} with strategy='one_device' would "
+                         "use one of them; use strategy='mirrored' or 'auto'")
+
+
+def setup(strategy="auto", *, num_gpus=None, all_reduce="auto", virtual_devices=1):
+    """Split devices as asked, then create the strategy: what train.py and eval.py do first.
+
+    Must run before TensorFlow runs any op. Arguments as `check_options` (checked first).
+
+    Returns:
+      A `tf.distribute.Strategy` (see `create_strategy`).
+    """
+    check_options(strategy, num_gpus=num_gpus, all_reduce=all_reduce,
+                  virtual_devices=virtual_devices)
+    configure_devices(virtual_devices)
+    return create_strategy(strategy, num_gpus=num_gpus, all_reduce=all_reduce)
 
 
 def configure_devices(virtual_devices=1, gpu_memory_mb=None):
@@ -61,10 +93,7 @@ def create_strategy(name="auto", *, num_gpus=None, all_reduce="auto", tpu_addres
     Returns:
       A `tf.distribute.Strategy`.
     """
-    if name not in STRATEGIES:
-        raise ValueError(f"strategy={name!r} is not one of {', '.join(STRATEGIES)}")
-    if all_reduce not in ALL_REDUCE:
-        raise ValueError(f"all_reduce={all_reduce!r} is not one of {', '.join(ALL_REDUCE)}")
+    check_options(name, num_gpus=num_gpus, all_reduce=all_reduce)
     if name == "multi_worker":
         return _multi_worker(all_reduce)
     if name == "tpu":
@@ -85,8 +114,6 @@ def select_devices(num_gpus=None):
     """The devices towers run on: the first `num_gpus` logical GPUs, else the logical CPUs."""
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     if num_gpus is not None:
-        if isinstance(num_gpus, bool) or not isinstance(num_gpus, int) or num_gpus < 0:
-            raise ValueError(f"num_gpus={num_gpus!r} must be an int >= 0")
         if num_gpus > len(gpus):
             raise ValueError(f"num_gpus={num_gpus} but only {len(gpus)} GPU(s) are visible "
                              f"({', '.join(gpus) or 'none'})")

@@ -1,4 +1,7 @@
-"""Per-example classification losses and slim's L2 weight decay.
+"""Per-example classification losses, the registry of data losses, and slim's L2 weight decay.
+
+    loss_fn = per_example_loss_fn("cross_entropy", label_smoothing=0.1)
+    per_example = loss_fn(labels, logits)            # float32 [batch]
 
 Every loss returns one value per example (shape `[batch]`, float32 even for float16/bfloat16
 logits); averaging is the trainer's job, because under a distribution strategy the mean must be
@@ -8,6 +11,9 @@ import keras
 import tensorflow as tf
 
 from tfmodels.layers.softmax import log_softmax
+
+# The data losses a run can train with (`--loss`); `per_example_loss_fn` builds them.
+LOSSES = ("cross_entropy", "hinge")
 
 
 def _check_smoothing(label_smoothing):
@@ -59,6 +65,24 @@ def multiclass_hinge(labels, logits, delta=1.0):
     margins = tf.nn.relu(scores - correct + delta)  # relu: gradient 1[margin > 0]
     not_true = 1.0 - tf.one_hot(labels, tf.shape(scores)[-1], dtype=scores.dtype)
     return tf.reduce_sum(margins * not_true, axis=-1)
+
+
+def per_example_loss_fn(name, label_smoothing=0.0):
+    """The data loss named `name` (one of `LOSSES`) as `fn(labels, logits) -> [batch]`.
+
+    Raises:
+      ValueError: unknown name, or label smoothing with a loss that has no targets to smooth.
+    """
+    if name == "cross_entropy":
+        _check_smoothing(label_smoothing)
+        return lambda labels, logits: sparse_softmax_cross_entropy(
+            labels, logits, label_smoothing=label_smoothing)
+    if name == "hinge":
+        if label_smoothing:
+            raise ValueError(f"label_smoothing={label_smoothing} applies to cross_entropy only, "
+                             "not to loss='hinge'")
+        return multiclass_hinge
+    raise ValueError(f"loss={name!r} is not one of {', '.join(LOSSES)}")
 
 
 @keras.saving.register_keras_serializable(package="tfmodels")

@@ -37,7 +37,6 @@ from tfmodels.layers import slim_layers
 from tfmodels.layers.dropout import Dropout
 
 add_arg_scope = tf_slim.add_arg_scope
-current_arg_scope = tf_slim.current_arg_scope
 has_arg_scope = tf_slim.has_arg_scope
 
 # arg_scope key of a layer builder -> default sublayer name when used as normalizer/activation.

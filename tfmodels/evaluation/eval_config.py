@@ -13,27 +13,25 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 
-from tfmodels import data
-from tfmodels.data.datasets import check_split
-from tfmodels.training import checkpoints
-from tfmodels.training.strategy import ALL_REDUCE, STRATEGIES
+from tfmodels import data, distribute
+from tfmodels import model_dir as model_dir_lib
+from tfmodels.data.specs import check_split
 
 # Without a batch size in config.json (ported checkpoints) or given: evaluation keeps no
 # gradients, so a larger batch than training's is fine.
 DEFAULT_GLOBAL_BATCH_SIZE = 256
-_IDENTITY = ("model", "num_classes", "image_shape")
 
 
 class EvalConfigError(ValueError):
     """Bad input found before any evaluation (nothing was written)."""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class EvalConfig:
     """Options of an evaluation (eval.py's flags; None means "from config.json").
 
     Attributes:
-      model_dir: the training directory (config.json + checkpoints).
+      model_dir: the training directory (config.json + checkpoints); required.
       checkpoint: a checkpoint path or a name in model_dir (`ckpt-2000`); None: the latest.
       split: the split to evaluate; None: the run's eval split.
       dataset, data_dir: override the run's dataset (needed when config.json has none).
@@ -49,7 +47,7 @@ class EvalConfig:
       timeout: continuous mode: seconds to wait for a new checkpoint before stopping.
       strategy, num_gpus, all_reduce, virtual_devices: as train.py's strategy flags.
     """
-    model_dir: str
+    model_dir: Optional[str] = None
     checkpoint: Optional[str] = None
     split: Optional[str] = None
     dataset: Optional[str] = None
@@ -72,15 +70,14 @@ class EvalConfig:
         """Raise EvalConfigError naming the option, its value and what is allowed; no TF work."""
         if not self.model_dir:
             raise EvalConfigError("model_dir is required (the directory train.py wrote)")
-        if self.strategy not in STRATEGIES:
-            raise EvalConfigError(f"strategy={self.strategy!r} is not one of: "
-                                  f"{', '.join(STRATEGIES)}")
-        if self.all_reduce not in ALL_REDUCE:
-            raise EvalConfigError(f"all_reduce={self.all_reduce!r} is not one of: "
-                                  f"{', '.join(ALL_REDUCE)}")
+        try:
+            distribute.check_options(self.strategy, num_gpus=self.num_gpus,
+                                     all_reduce=self.all_reduce,
+                                     virtual_devices=self.virtual_devices)
+        except ValueError as err:
+            raise EvalConfigError(str(err)) from None
         if self.global_batch_size is not None:
             _positive_int("batch_size", self.global_batch_size)
-        _positive_int("virtual_devices", self.virtual_devices)
         for name in ("top_k", "knn_k"):
             for k in getattr(self, name):
                 _positive_int(name, k)
@@ -92,48 +89,71 @@ class EvalConfig:
                                   "the other")
 
 
-def resolve(config, saved, num_replicas):
-    """The evaluation plan: `config` over the `saved` config.json, checked against the data.
+@dataclasses.dataclass(frozen=True)
+class EvalPlan:
+    """An `EvalConfig` resolved against the model_dir's record and the data, all checked.
+
+    Attributes:
+      model_dir: the training directory.
+      record: its config.json (`model_dir.ModelRecord`).
+      dataset, data_dir, split: what is evaluated.
+      gallery_split: the k-NN gallery / class-mean split (None: not needed).
+      global_batch_size: examples per step over all replicas (a multiple of them).
+      top_k, knn_k, use_average: as `EvalConfig`.
+      checkpoint: the checkpoint to evaluate (None in continuous mode).
+      output: the results JSON; plot_dir: PNGs (None: none); summary_dir: TensorBoard scalars.
+    """
+    model_dir: str
+    record: model_dir_lib.ModelRecord
+    dataset: str
+    data_dir: Optional[str]
+    split: str
+    gallery_split: Optional[str]
+    global_batch_size: int
+    top_k: Tuple[int, ...]
+    knn_k: Tuple[int, ...]
+    use_average: bool
+    checkpoint: Optional[str]
+    output: str
+    plot_dir: Optional[str]
+    summary_dir: str
+
+
+def resolve(config, record, num_replicas):
+    """The evaluation plan: `config` over the model_dir's `record`, checked against the data.
 
     Args:
       config: an `EvalConfig` (validated).
-      saved: the dict `checkpoints.read_config(model_dir)` returned.
+      record: the `ModelRecord` that `model_dir.read_config(model_dir)` returned.
       num_replicas: replicas of the strategy that will evaluate.
 
     Returns:
-      dict: model_dir, saved, dataset, data_dir, split, gallery_split (None: not needed),
-      global_batch_size, top_k, knn_k, use_average, checkpoint (None in continuous mode until
-      one appears), output, plot_dir (None: no pictures), summary_dir.
+      An `EvalPlan`.
     """
     model_dir = config.model_dir
-    missing = [key for key in _IDENTITY if key not in saved]
-    if missing:
-        raise EvalConfigError(f"{os.path.join(model_dir, checkpoints.CONFIG_FILE)} lacks "
-                              f"{missing}: it must name the model it describes")
-    dataset = config.dataset or saved.get("dataset")
+    dataset = config.dataset or record.dataset
     if not dataset:
         raise EvalConfigError(
-            f"no dataset: {checkpoints.CONFIG_FILE} in model_dir={model_dir!r} names none (a "
+            f"no dataset: {model_dir_lib.CONFIG_FILE} in model_dir={model_dir!r} names none (a "
             f"ported checkpoint?); pass --dataset (one of {', '.join(data.DATASET_NAMES)})")
-    same_dataset = dataset == saved.get("dataset")
-    data_dir = config.data_dir or (saved.get("data_dir") if same_dataset else None)
+    same_dataset = dataset == record.dataset
+    data_dir = config.data_dir or (record.data_dir if same_dataset else None)
     info = data.get_dataset_info(dataset, data_dir=data_dir)
-    if info.num_classes != saved["num_classes"] or \
-            tuple(info.image_shape) != tuple(saved["image_shape"]):
+    if info.num_classes != record.num_classes or tuple(info.image_shape) != record.image_shape:
         raise EvalConfigError(
             f"dataset={dataset!r} has {info.num_classes} classes of images "
-            f"{tuple(info.image_shape)}, but the {saved['model']} in model_dir={model_dir!r} "
-            f"takes {saved['num_classes']} classes of images {tuple(saved['image_shape'])}; "
+            f"{tuple(info.image_shape)}, but the {record.model} in model_dir={model_dir!r} "
+            f"takes {record.num_classes} classes of images {record.image_shape}; "
             "pass the dataset it was trained on (--dataset)")
-    default_split = (saved.get("eval_split") if same_dataset else None) or info.eval_split
+    default_split = (record.eval_split if same_dataset else None) or info.eval_split
     split = config.split or default_split
     check_split(info, split)
 
-    needs_gallery = bool(config.knn_k) or not saved.get("center_loss")
+    needs_gallery = bool(config.knn_k) or not record.center_loss
     gallery_split = None
     if needs_gallery:
         gallery_split = (config.gallery_split
-                         or (saved.get("train_split") if same_dataset else None)
+                         or (record.train_split if same_dataset else None)
                          or info.train_split)
         check_split(info, gallery_split)
         limit = info.splits[gallery_split] - int(gallery_split == split)
@@ -144,7 +164,7 @@ def resolve(config, saved, num_replicas):
 
     batch = config.global_batch_size
     if batch is None:
-        batch = saved.get("global_batch_size") or DEFAULT_GLOBAL_BATCH_SIZE
+        batch = record.global_batch_size or DEFAULT_GLOBAL_BATCH_SIZE
         batch = math.ceil(batch / num_replicas) * num_replicas
     elif batch % num_replicas:
         raise EvalConfigError(f"batch_size={batch} is not divisible by the {num_replicas} "
@@ -152,8 +172,8 @@ def resolve(config, saved, num_replicas):
 
     plot_dir = (os.path.join(model_dir, "plots") if config.plot_dir is None
                 else config.plot_dir or None)
-    return dict(
-        model_dir=model_dir, saved=saved, dataset=dataset, data_dir=data_dir, split=split,
+    return EvalPlan(
+        model_dir=model_dir, record=record, dataset=dataset, data_dir=data_dir, split=split,
         gallery_split=gallery_split, global_batch_size=int(batch),
         top_k=tuple(config.top_k), knn_k=tuple(config.knn_k), use_average=config.use_average,
         checkpoint=None if config.continuous else _checkpoint(config.checkpoint, model_dir),
@@ -167,7 +187,7 @@ def resolve(config, saved, num_replicas):
 def _checkpoint(name, model_dir):
     """The checkpoint path for `name` (a path, or a name inside model_dir), or the latest."""
     if not name:
-        latest = checkpoints.latest_checkpoint(model_dir)
+        latest = model_dir_lib.latest_checkpoint(model_dir)
         if latest is None:
             raise EvalConfigError(f"model_dir={model_dir!r} has no checkpoint yet (use "
                                   "--continuous to wait for one)")

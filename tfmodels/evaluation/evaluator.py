@@ -12,6 +12,7 @@ distance statistics relative to the centers, then (on the chief only) a JSON fil
 scalars at the checkpoint's step and the PNG pictures.
 """
 import collections
+import dataclasses
 import math
 import os
 
@@ -19,16 +20,15 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfmodels import data
+from tfmodels import data, distribute
+from tfmodels import model_dir as model_dir_lib
 from tfmodels.evaluation import embedding_stats, knn, plots
-from tfmodels.evaluation.eval_config import EvalConfig, EvalConfigError, resolve
+from tfmodels.evaluation.eval_config import EvalConfig, EvalConfigError, EvalPlan, resolve
 from tfmodels.evaluation.metrics import classification_metrics
 from tfmodels.evaluation.predict import collect_outputs
-from tfmodels.training import checkpoints
-from tfmodels.training import strategy as strategy_lib
-from tfmodels.training.step import per_example_loss_fn
+from tfmodels.losses import per_example_loss_fn
 
-__all__ = ["EvalConfig", "EvalConfigError", "Evaluation", "checkpoint_step", "evaluate",
+__all__ = ["EvalConfig", "EvalConfigError", "EvalPlan", "Evaluation", "checkpoint_step", "evaluate",
            "evaluate_checkpoint", "evaluate_model", "summary"]
 
 Evaluation = collections.namedtuple("Evaluation", "results outputs gallery centers")
@@ -58,12 +58,12 @@ def evaluate(config, strategy=None):
     """
     try:
         config.validate()
-        saved = checkpoints.read_config(config.model_dir)
+        record = model_dir_lib.read_config(config.model_dir)
         if strategy is None:
-            strategy_lib.configure_devices(config.virtual_devices)
-            strategy = strategy_lib.create_strategy(
-                config.strategy, num_gpus=config.num_gpus, all_reduce=config.all_reduce)
-        plan = resolve(config, saved, strategy.num_replicas_in_sync)
+            strategy = distribute.setup(config.strategy, num_gpus=config.num_gpus,
+                                        all_reduce=config.all_reduce,
+                                        virtual_devices=config.virtual_devices)
+        plan = resolve(config, record, strategy.num_replicas_in_sync)
         if config.continuous and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             # Each worker would poll on its own and could pick a different checkpoint, and
             # the collectives of the evaluation would then mismatch.
@@ -73,16 +73,17 @@ def evaluate(config, strategy=None):
         if isinstance(err, EvalConfigError):
             raise
         raise EvalConfigError(str(err)) from err
-    chief = strategy_lib.is_chief(strategy)
-    logging.info("evaluating %s", {k: v for k, v in plan.items() if k != "saved"})
+    chief = distribute.is_chief(strategy)
+    logging.info("evaluating %s", {f.name: getattr(plan, f.name)
+                                   for f in dataclasses.fields(plan) if f.name != "record"})
     logging.info("strategy: %s; global batch %d = %d replica(s) x %d",
-                 strategy_lib.describe(strategy), plan["global_batch_size"],
+                 distribute.describe(strategy), plan.global_batch_size,
                  strategy.num_replicas_in_sync,
-                 plan["global_batch_size"] // strategy.num_replicas_in_sync)
-    writer = _ScalarWriter(plan["summary_dir"] if chief else None)
+                 plan.global_batch_size // strategy.num_replicas_in_sync)
+    writer = _ScalarWriter(plan.summary_dir if chief else None)
     try:
         if not config.continuous:
-            return [evaluate_checkpoint(plan, strategy, plan["checkpoint"], writer, chief)]
+            return [evaluate_checkpoint(plan, strategy, plan.checkpoint, writer, chief)]
         return _evaluate_continuously(plan, strategy, writer, chief, config.timeout)
     finally:
         writer.close()
@@ -90,7 +91,7 @@ def evaluate(config, strategy=None):
 
 def _evaluate_continuously(plan, strategy, writer, chief, timeout):
     history = []
-    for path in tf.train.checkpoints_iterator(plan["model_dir"], timeout=timeout):
+    for path in tf.train.checkpoints_iterator(plan.model_dir, timeout=timeout):
         try:
             results = evaluate_checkpoint(plan, strategy, path, writer, chief)
         except (EvalConfigError, tf.errors.NotFoundError):
@@ -107,15 +108,15 @@ def _evaluate_continuously(plan, strategy, writer, chief, timeout):
             break
     else:
         logging.info("no new checkpoint in %s for %s s; stopping after %d evaluation(s)",
-                     plan["model_dir"], timeout, len(history))
+                     plan.model_dir, timeout, len(history))
     return history
 
 
 def _total_steps(plan):
     try:
-        return checkpoints.read_config(plan["model_dir"]).get("total_steps")
+        return model_dir_lib.read_config(plan.model_dir).total_steps
     except (ValueError, OSError):
-        return plan["saved"].get("total_steps")
+        return plan.record.total_steps
 
 
 def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
@@ -125,33 +126,32 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
       The results of `evaluate_model` plus 'step', 'checkpoint', 'split', 'dataset', 'model',
       'weights' ('ema' or 'raw'), 'num_replicas', 'global_batch_size', 'output' and 'plots'.
     """
-    saved = plan["saved"]
+    record = plan.record
     try:
         with strategy.scope():
-            model, center_loss = checkpoints.restore_model(saved, checkpoint_path,
-                                                           use_average=plan["use_average"])
+            model, center_loss = model_dir_lib.restore_model(record, checkpoint_path,
+                                                             use_average=plan.use_average)
     except ValueError as err:
         raise EvalConfigError(str(err)) from err
     step = checkpoint_step(checkpoint_path)
     evaluation = evaluate_model(
-        strategy, model, dataset=plan["dataset"], split=plan["split"],
-        global_batch_size=plan["global_batch_size"], data_dir=plan["data_dir"],
-        loss_fn=per_example_loss_fn(saved.get("loss", "cross_entropy"),
-                                    saved.get("label_smoothing", 0.0)),
-        center_loss=center_loss, top_k=plan["top_k"], knn_k=plan["knn_k"],
-        gallery_split=plan["gallery_split"])
+        strategy, model, dataset=plan.dataset, split=plan.split,
+        global_batch_size=plan.global_batch_size, data_dir=plan.data_dir,
+        loss_fn=per_example_loss_fn(record.loss, record.label_smoothing),
+        center_loss=center_loss, top_k=plan.top_k, knn_k=plan.knn_k,
+        gallery_split=plan.gallery_split)
     results = dict(evaluation.results)
     results.update(
-        step=step, checkpoint=checkpoint_path, split=plan["split"], dataset=plan["dataset"],
-        model=saved["model"], num_replicas=strategy.num_replicas_in_sync,
-        global_batch_size=plan["global_batch_size"], output=plan["output"],
-        weights="ema" if plan["use_average"] and saved.get("ema_decay_enabled") else "raw",
+        step=step, checkpoint=checkpoint_path, split=plan.split, dataset=plan.dataset,
+        model=record.model, num_replicas=strategy.num_replicas_in_sync,
+        global_batch_size=plan.global_batch_size, output=plan.output,
+        weights="ema" if plan.use_average and record.has_weight_average else "raw",
         plots={})
     if chief:
-        if plan["plot_dir"]:
+        if plan.plot_dir:
             results["plots"] = _write_plots(plan, evaluation, step)
         writer.write(step, _scalars(results))
-        checkpoints.write_json_atomic(plan["output"], _jsonable(results))
+        model_dir_lib.write_json_atomic(plan.output, _jsonable(results))
     logging.info("evaluated: %s", summary(results))
     return results
 
@@ -227,14 +227,14 @@ def checkpoint_step(checkpoint_path):
 
 def _write_plots(plan, evaluation, step):
     """The confusion matrix and (for finite embeddings) the embedding scatter; their paths."""
-    title = f"{plan['saved']['model']} on {plan['dataset']}:{plan['split']}, step {step}"
-    outputs, split = evaluation.outputs, plan["split"]
+    title = f"{plan.record.model} on {plan.dataset}:{plan.split}, step {step}"
+    outputs, split = evaluation.outputs, plan.split
     paths = {"confusion_matrix": plots.plot_confusion_matrix(
-        os.path.join(plan["plot_dir"], f"confusion_{split}.png"),
+        os.path.join(plan.plot_dir, f"confusion_{split}.png"),
         evaluation.results["confusion_matrix"], title=f"confusion, {title}")}
     if np.isfinite(outputs["embedding"]).all():
         paths["embedding"] = plots.plot_embeddings(
-            os.path.join(plan["plot_dir"], f"embedding_{split}.png"), outputs["embedding"],
+            os.path.join(plan.plot_dir, f"embedding_{split}.png"), outputs["embedding"],
             outputs["label"], evaluation.centers, title=f"embeddings, {title}")
     return paths
 

@@ -22,11 +22,11 @@ import os
 
 import tensorflow as tf
 
+from tfmodels import model_dir as model_dir_lib
 from tfmodels.porting import report as report_lib
 from tfmodels.porting import rules
 
 _OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
-_REQUIRED_CONFIG = ("model", "num_classes", "image_shape")
 
 
 class PortingError(ValueError):
@@ -212,25 +212,17 @@ def _tf2_entries(source, overrides, use_ema, skipped):
 
 
 def _restore_tf2_source(path, use_ema):
-    # Imported here: training uses porting (train.py --init_checkpoint), so a module-level
-    # import the other way would make the two packages import each other.
-    from tfmodels.training import checkpoints
-
     directory = os.path.dirname(path)
     try:
-        config = checkpoints.read_config(directory)
+        record = model_dir_lib.read_config(directory)
     except ValueError as err:
         raise ValueError(f"checkpoint={path!r} is a TF2 (object-based) checkpoint: its model "
-                         f"is rebuilt from {checkpoints.CONFIG_FILE} beside it, but "
+                         f"is rebuilt from {model_dir_lib.CONFIG_FILE} beside it, but "
                          f"{err}") from None
-    missing = [key for key in _REQUIRED_CONFIG if key not in config]
-    if missing:
-        raise ValueError(f"{os.path.join(directory, checkpoints.CONFIG_FILE)} lacks {missing}; "
-                         f"it needs {list(_REQUIRED_CONFIG)} to rebuild the checkpoint's model")
-    if use_ema and not config.get("ema_decay_enabled"):
+    if use_ema and not record.has_weight_average:
         raise PortingError(f"use_ema=True but checkpoint {path!r} holds no weight averages "
                            "(trained without --ema_decay); port it with use_ema=False")
-    model, _ = checkpoints.restore_model(config, path, use_average=bool(use_ema))
+    model, _ = model_dir_lib.restore_model(record, path, use_average=bool(use_ema))
     return model
 
 

@@ -6,7 +6,7 @@
 The directory gets the TF2 checkpoint `ckpt-1` (`tf.train.Checkpoint(model=model)` through a
 `CheckpointManager`, so `tf.train.latest_checkpoint` finds it), `model.keras`, and
 `config.json` (`model`, `num_classes`, `image_shape`, `dataset` if given, `ported_from`,
-`porting`), which `training.checkpoints.read_config` / `restore_model` read.
+`porting`), which `model_dir.read_config` / `restore_model` read.
 """
 import os
 import shutil
@@ -16,11 +16,9 @@ import keras
 import tensorflow as tf
 
 from tfmodels import nets
+from tfmodels.model_dir import CONFIG_FILE, KERAS_FILE, write_json_atomic
 from tfmodels.porting.checkpoint_map import map_checkpoint
 from tfmodels.porting.tf2_init import load_checkpoint
-
-CONFIG_FILE = "config.json"  # = training.checkpoints.CONFIG_FILE (checked by the tests)
-KERAS_FILE = "model.keras"
 
 
 def check_output_dir(output_dir):
@@ -88,8 +86,6 @@ def port_checkpoint(checkpoint_path, model_name, num_classes, input_shape, outpu
 def write_model_dir(model, output_dir, config):
     """Write checkpoint, .keras file and config into a staging directory beside
     `output_dir`, then move them in, config.json last: a failure leaves nothing behind."""
-    from tfmodels.training import checkpoints  # see checkpoint_map._restore_tf2_source
-
     parent = os.path.dirname(os.path.abspath(output_dir))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(dir=parent, prefix=".porting_")
@@ -100,7 +96,7 @@ def write_model_dir(model, output_dir, config):
                                              max_to_keep=1)
         manager.save(checkpoint_number=1)
         model.save(os.path.join(staging, KERAS_FILE))
-        checkpoints.write_json_atomic(os.path.join(staging, CONFIG_FILE), config)
+        write_json_atomic(os.path.join(staging, CONFIG_FILE), config)
         check_output_dir(output_dir)  # nobody wrote there meanwhile
         os.makedirs(output_dir, exist_ok=True)
         last = ("checkpoint", CONFIG_FILE)  # the index file makes the checkpoint visible

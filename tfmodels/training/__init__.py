@@ -1,5 +1,6 @@
-"""Training on one or many devices: config, strategies, the replicated step, checkpoints."""
-from tfmodels.training.config import TrainConfig
+"""Training on one or many devices: config, the replicated step, checkpoints, exports."""
+from tfmodels.training.config import DEFAULT_EPOCHS, ResolvedConfig, TrainConfig
 from tfmodels.training.trainer import ConfigError, NonFiniteLossError, train
 
-__all__ = ["ConfigError", "NonFiniteLossError", "TrainConfig", "train"]
+__all__ = ["ConfigError", "DEFAULT_EPOCHS", "NonFiniteLossError", "ResolvedConfig",
+           "TrainConfig", "train"]

@@ -12,9 +12,7 @@ import tensorflow as tf
 
 from tfmodels.data import preprocessing
 from tfmodels.layers import softmax
-
-SAVED_MODEL_DIR = "saved_model"
-KERAS_FILE = "model.keras"
+from tfmodels.model_dir import KERAS_FILE, SAVED_MODEL_DIR
 
 
 class _Serving(tf.Module):

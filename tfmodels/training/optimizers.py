@@ -1,4 +1,4 @@
-"""Optimizers that take gradients already summed over replicas, weight averaging, loss scaling.
+"""Optimizers that take gradients already summed over replicas, and float16 loss scaling.
 
 The trainer all-reduces gradients itself, *then* clips them and checks them for inf/NaN, so all
 replicas see the same numbers and make the same decision. Keras 3 optimizers would all-reduce a
@@ -6,8 +6,6 @@ second time inside `apply()` (and clip, and LossScaleOptimizer would test finite
 replica's local gradients first), so ours skip that summation; everything else (update rules,
 decoupled weight decay, iteration counter, schedules) is Keras's own.
 """
-import contextlib
-
 import keras
 import tensorflow as tf
 
@@ -71,50 +69,6 @@ if not hasattr(keras.optimizers.SGD, "_all_reduce_sum_gradients"):  # pragma: no
     raise ImportError(
         f"keras {keras.__version__} has no Optimizer._all_reduce_sum_gradients; tfmodels needs "
         "to know where Keras all-reduces gradients to reduce them exactly once")
-
-
-class WeightAverage(tf.Module):
-    """Exponential moving average of variables, for evaluation with averaged weights.
-
-        shadow <- d * shadow + (1 - d) * w,   d = min(decay, (1 + t) / (10 + t))
-
-    (TensorFlow's ExponentialMovingAverage with num_updates = t, the optimizer step.) Create it
-    inside `strategy.scope()`; `update()` runs in the replica function after the optimizer step
-    (every replica computes the same value; the first replica's is applied to all copies).
-    """
-
-    def __init__(self, variables, decay):
-        super().__init__(name="weight_average")
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"ema_decay={decay} must be in (0, 1)")
-        self.decay = float(decay)
-        self._variables = list(variables)
-        self.shadows = [
-            tf.Variable(v.value if isinstance(v, keras.Variable) else v, trainable=False,
-                        name=v.path.replace("/", "_") + "_average", aggregation=_ONLY_FIRST)
-            for v in self._variables]
-
-    def update(self, step):
-        t = tf.cast(step, tf.float32)
-        decay = tf.minimum(self.decay, (1.0 + t) / (10.0 + t))
-        for shadow, var in zip(self.shadows, self._variables):
-            shadow.assign(decay * shadow + (1.0 - decay) * tf.cast(var, shadow.dtype))
-
-    @contextlib.contextmanager
-    def swapped(self):
-        """Within the block the model holds the averaged weights; its own come back after."""
-        self.swap()
-        try:
-            yield
-        finally:
-            self.swap()
-
-    def swap(self):
-        """Exchange the model's weights and the averages."""
-        for shadow, var in zip(self.shadows, self._variables):
-            current = tf.identity(var.value if isinstance(var, keras.Variable) else var)
-            var.assign(shadow)
-            shadow.assign(current)
 
 
 class DynamicLossScale(tf.Module):

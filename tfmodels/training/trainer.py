@@ -7,7 +7,6 @@ optimizer, center loss and step counter under `strategy.scope()`, resume from th
 checkpoint, train in loops of `steps_per_loop` steps per tf.function call, evaluate every test
 example exactly once, export, and write `metrics.json`.
 """
-import contextlib
 import math
 import os
 import time
@@ -17,14 +16,15 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfmodels import data, nets, porting
+from tfmodels import data, distribute, porting
+from tfmodels import model_dir as model_dir_lib
 from tfmodels.evaluation.metrics import classification_metrics
 from tfmodels.evaluation.predict import collect_outputs
-from tfmodels.layers import CenterLoss
-from tfmodels.training import checkpoints, export, optimizers, schedules
-from tfmodels.training import strategy as strategy_lib
+from tfmodels.training import export
+from tfmodels.training.checkpoints import CheckpointSaver
+from tfmodels.training.parts import build_training
 from tfmodels.training.progress import Progress
-from tfmodels.training.step import TrainStep, per_example_loss_fn
+from tfmodels.training.step import TrainStep
 
 _POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
@@ -52,12 +52,14 @@ def train(config, strategy=None):
     try:
         config.validate()
         if strategy is None:
-            strategy_lib.configure_devices(config.virtual_devices)
-            strategy = strategy_lib.create_strategy(
-                config.strategy, num_gpus=config.num_gpus, all_reduce=config.all_reduce)
+            strategy = distribute.setup(config.strategy, num_gpus=config.num_gpus,
+                                        all_reduce=config.all_reduce,
+                                        virtual_devices=config.virtual_devices)
         info = data.get_dataset_info(config.dataset, data_dir=config.data_dir)
         resolved = config.resolve(info, strategy.num_replicas_in_sync)
-        resume_from = checkpoints.check_model_dir(config.model_dir, resolved)
+        config = resolved.config  # model_dir and length filled in
+        record = resolved.to_json()
+        resume_from = model_dir_lib.check_model_dir(config.model_dir, record)
         init_from = None
         if config.init_checkpoint and not resume_from:  # model_dir > init_checkpoint > scratch
             init_from, _ = porting.resolve_checkpoint(config.init_checkpoint)
@@ -65,24 +67,26 @@ def train(config, strategy=None):
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(str(err)) from err
-    chief = strategy_lib.is_chief(strategy)
-    _log_start(resolved, strategy)
+    chief = distribute.is_chief(strategy)
+    _log_start(resolved, record, strategy)
 
     keras.mixed_precision.set_dtype_policy(_POLICIES[config.mixed_precision])
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    parts = build_training(config, info, strategy, resolved["total_steps"], init_from=init_from)
+    try:
+        parts = build_training(resolved, strategy, init_from=init_from)
+    except ValueError as err:  # a porting report or a bad scope: nothing was written
+        raise ConfigError(str(err)) from err
     train_data = data.distribute_dataset(
         strategy, config.dataset, info.train_split, global_batch_size=config.global_batch_size,
         training=True, augment=config.augment, seed=config.seed,
         deterministic=config.deterministic, data_dir=config.data_dir)
     iterator = iter(train_data)
     checkpoint = tf.train.Checkpoint(input=iterator, **parts.trackables())
-    saver = checkpoints.CheckpointSaver(checkpoint, config.model_dir,
-                                        keep=config.keep_checkpoints, is_chief=chief,
-                                        step_counter=parts.step_counter)
+    saver = CheckpointSaver(checkpoint, config.model_dir, keep=config.keep_checkpoints,
+                            is_chief=chief, step_counter=parts.step_counter)
     try:
         if resume_from:
             saver.restore(resume_from)
@@ -91,138 +95,25 @@ def train(config, strategy=None):
         elif not init_from:
             logging.info("training from scratch")
         if chief:
-            checkpoints.write_json_atomic(
-                os.path.join(config.model_dir, checkpoints.CONFIG_FILE), resolved)
-        train_metrics = _train_loop(config, resolved, strategy, parts, iterator, saver, chief)
-        metrics = _final_metrics(config, resolved, info, strategy, parts, train_metrics)
+            model_dir_lib.write_json_atomic(
+                os.path.join(config.model_dir, model_dir_lib.CONFIG_FILE), record)
+        train_metrics = _train_loop(resolved, strategy, parts, iterator, saver, chief)
+        metrics = _final_metrics(resolved, info, strategy, parts, train_metrics)
         if config.export:
             with parts.averaged_weights():
                 export.export(parts.model, info, config.model_dir, is_chief=chief)
         if chief:
-            checkpoints.write_json_atomic(
-                os.path.join(config.model_dir, checkpoints.METRICS_FILE), metrics)
+            model_dir_lib.write_json_atomic(
+                os.path.join(config.model_dir, model_dir_lib.METRICS_FILE), metrics)
         return metrics
     finally:
         saver.close()
 
 
-class TrainingParts:
-    """What lives under strategy.scope(): model, optimizer, centers, counters, averages."""
-
-    def __init__(self, **kwargs):
-        self.__dict__.update(kwargs)
-
-    def trackables(self):
-        found = dict(model=self.model, optimizer=self.optimizer, step=self.step_counter)
-        # Random-number states (dropout's SeedGenerator) are model variables outside `weights`
-        # that TensorFlow's object-graph checkpoint does not reach: save them explicitly so a
-        # resumed run draws the same masks.
-        weights = {id(v) for v in self.model.weights}
-        states = [v.value for v in self.model.variables if id(v) not in weights]
-        if states:
-            found["random_states"] = states
-        for name in ("center_loss", "weight_average", "loss_scale"):
-            if getattr(self, name) is not None:
-                found[name] = getattr(self, name)
-        return found
-
-    def averaged_weights(self):
-        """Context in which the model holds its EMA weights (a no-op without EMA)."""
-        if self.weight_average is None:
-            return contextlib.nullcontext()
-        return self.weight_average.swapped()
-
-
-def build_training(config, info, strategy, total_steps, init_from=None):
-    """Model, center loss, optimizer (built), step counter, EMA and loss scale, all created
-    under `strategy.scope()`, for a dataset described by `info` (classes, image shape).
-
-    `init_from`: a TF1 or TF2 checkpoint to initialise the model from (strict, with the
-    config's exclude scopes; see tfmodels.porting) before anything else reads its weights.
-    """
-    with strategy.scope():
-        model = nets.build_model(
-            config.model, info.num_classes, info.image_shape,
-            weight_decay=0.0 if config.decoupled_weight_decay else config.weight_decay,
-            sync_batch_norm=config.sync_bn)
-        if init_from:
-            try:
-                mapping = porting.load_checkpoint(
-                    model, init_from, exclude_scopes=config.checkpoint_exclude_scopes,
-                    use_ema=config.init_checkpoint_use_ema)
-            except ValueError as err:  # PortingError: nothing was assigned or written
-                raise ConfigError(str(err)) from err
-            logging.info("initialised from %s\n%s", init_from, mapping.report())
-        try:
-            train_variables = porting.trainable_variables(model, config.trainable_scopes)
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
-        center_loss = None
-        if config.center_loss_weight > 0:
-            center_loss = CenterLoss(info.num_classes, model.output["embedding"].shape[-1],
-                                     alpha=config.center_alpha)
-        schedule = schedules.WarmupSchedule(
-            config.lr_schedule, config.learning_rate, total_steps,
-            warmup_steps=config.warmup_steps, boundaries=config.lr_boundaries,
-            decay_factor=config.lr_decay_factor)
-        optimizer = optimizers.create_optimizer(
-            config.optimizer, schedule, momentum=config.momentum, nesterov=config.nesterov,
-            weight_decay=config.weight_decay if config.decoupled_weight_decay else 0.0)
-        if config.decoupled_weight_decay and config.weight_decay:
-            optimizers.exclude_from_weight_decay(optimizer, train_variables)
-        optimizer.build(train_variables)
-        step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
-                                   aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        weight_average = (optimizers.WeightAverage(model.trainable_variables, config.ema_decay)
-                          if config.ema_decay else None)
-        loss_scale = (optimizers.DynamicLossScale() if config.mixed_precision == "float16"
-                      else None)
-    _check_xla_sync_batch_norm(config, strategy, model)
-    return TrainingParts(model=model, train_variables=train_variables,
-                         center_loss=center_loss, optimizer=optimizer,
-                  schedule=schedule, step_counter=step_counter, weight_average=weight_average,
-                  loss_scale=loss_scale,
-                  loss_fn=per_example_loss_fn(config.loss, config.label_smoothing))
-
-
-def _check_xla_sync_batch_norm(config, strategy, model):
-    """XLA cannot hold a cross-replica sum except on GPUs (TF skips merge_call only there)."""
-    if not config.jit_compile or strategy.num_replicas_in_sync == 1:
-        return
-    devices = strategy.extended.worker_devices
-    if all("GPU" in d.upper() for d in devices):
-        return
-    synced = [layer.name for layer in _all_layers(model)
-              if isinstance(layer, keras.layers.BatchNormalization) and layer.synchronized]
-    if synced:
-        raise ConfigError(
-            f"jit_compile with synchronized batch norm ({len(synced)} layers of {config.model}) "
-            f"needs GPUs; these replicas run on {', '.join(devices)}. Use --nojit_compile or "
-            "--nosync_bn.")
-
-
-def _all_layers(layer):
-    for sub in getattr(layer, "_layers", None) or ():
-        yield sub
-        yield from _all_layers(sub)
-
-
-def make_train_step(config, strategy, parts, iterator):
-    """The replicated step of `config` over `parts`, drawing batches from `iterator`."""
-    return TrainStep(
-        strategy, model=parts.model, variables=parts.train_variables,
-        optimizer=parts.optimizer, loss_fn=parts.loss_fn,
-        global_batch_size=config.global_batch_size, step_counter=parts.step_counter,
-        iterator=iterator, center_loss=parts.center_loss,
-        center_loss_weight=config.center_loss_weight, clip_grad_norm=config.clip_grad_norm,
-        loss_scale=parts.loss_scale, weight_average=parts.weight_average,
-        jit_compile=config.jit_compile)
-
-
-def _train_loop(config, resolved, strategy, parts, iterator, saver, chief):
-    total = resolved["total_steps"]
+def _train_loop(resolved, strategy, parts, iterator, saver, chief):
+    config, total = resolved.config, resolved.total_steps
     step = int(parts.step_counter.numpy())
-    train_step = make_train_step(config, strategy, parts, iterator)
+    train_step = TrainStep(strategy, parts, iterator, config)
     writer = (tf.summary.create_file_writer(os.path.join(config.model_dir, "train")) if chief
               else tf.summary.create_noop_writer())
     progress = Progress(total, step, config.global_batch_size)
@@ -266,7 +157,8 @@ def _write_summaries(writer, step, results, images_per_sec, learning_rate):
         tf.summary.scalar("learning_rate", learning_rate)
 
 
-def _final_metrics(config, resolved, info, strategy, parts, train_metrics):
+def _final_metrics(resolved, info, strategy, parts, train_metrics):
+    config = resolved.config
     eval_data = data.distribute_dataset(
         strategy, config.dataset, info.eval_split, global_batch_size=config.global_batch_size,
         training=False, data_dir=config.data_dir)
@@ -280,7 +172,7 @@ def _final_metrics(config, resolved, info, strategy, parts, train_metrics):
         "images_per_sec": train_metrics.get("images_per_sec", float("nan")),
         "train_loss": train_metrics.get("loss", float("nan")),
         "train_accuracy": train_metrics.get("accuracy", float("nan")),
-        "num_replicas": resolved["num_replicas"],
+        "num_replicas": resolved.num_replicas,
         "global_batch_size": config.global_batch_size,
         "model": config.model, "dataset": config.dataset,
     }
@@ -291,10 +183,10 @@ def _final_metrics(config, resolved, info, strategy, parts, train_metrics):
             for k, v in metrics.items()}
 
 
-def _log_start(resolved, strategy):
-    logging.info("config: %s", {k: resolved[k] for k in sorted(resolved)})
-    logging.info("strategy: %s", strategy_lib.describe(strategy))
+def _log_start(resolved, record, strategy):
+    logging.info("config: %s", {k: record[k] for k in sorted(record)})
+    logging.info("strategy: %s", distribute.describe(strategy))
     logging.info("global batch %d = %d replica(s) x per-replica batch %d; %d steps "
-                 "(%d per epoch)", resolved["global_batch_size"], resolved["num_replicas"],
-                 resolved["per_replica_batch_size"], resolved["total_steps"],
-                 resolved["steps_per_epoch"])
+                 "(%d per epoch)", resolved.config.global_batch_size, resolved.num_replicas,
+                 resolved.per_replica_batch_size, resolved.total_steps,
+                 resolved.steps_per_epoch)
