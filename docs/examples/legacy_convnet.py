@@ -46,6 +46,7 @@ def fake_images(n=64, seed=0):
 if __name__ == "__main__":
     images, labels = fake_images()
     with tf.Graph().as_default():
+        tf.compat.v1.set_random_seed(0)
         global_step = tf.compat.v1.train.get_or_create_global_step()
         with slim.arg_scope(convnet_arg_scope()):
             logits, _ = convnet(tf.constant(images), is_training=True)
