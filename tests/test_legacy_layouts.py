@@ -235,6 +235,13 @@ def test_verify_on_real_images(convnet_checkpoint, tmp_path):
     assert result.ok
     batch, _ = porting.verification.load_images(str(tmp_path / "img*.png"), (16, 16, 3))
     assert batch.shape == (3, 16, 16, 3) and 0 <= batch.min() and batch.max() <= 1
+    np.save(tmp_path / "batch.npy", batch[:2])
+    mapping = porting.port_checkpoint(  # a dry run verifies in memory and writes nothing
+        convnet_checkpoint, "convnet:convnet", 10, (16, 16, 3), None, dry_run=True,
+        verify_with="legacy_convnet:convnet", verify_images=str(tmp_path / "batch.npy"))
+    assert mapping.verification.num_images == 2 and mapping.verification.ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "batch.npy", "img0.png", "img1.png", "img2.png"]
     with pytest.raises(ValueError, match=r"does not fit the model's input \[N, 16, 16, 3\]"):
         porting.verify(model, convnet_checkpoint, "legacy_convnet:convnet",
                        images=np.zeros((2, 8, 8, 3), np.float32))

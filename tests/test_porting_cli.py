@@ -12,7 +12,6 @@ verbatim): a TF1 ConvNet trained with EMA, ported into its TF2 builder given as
 `epsilon=1e-5`) fail as it says.
 """
 import contextlib
-import json
 import os
 import pathlib
 import re
