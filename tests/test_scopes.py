@@ -149,7 +149,8 @@ def test_scopes_with_slash_and_repeated_leaf_names_equal_slim(rng):
     assert slim_reference.keras_variables(model) == expected
     names = [layer.name for layer in model.layers]
     assert len(names) == len(set(names))
-    assert {"conv", "block2_conv", "head_conv", "pool", "block2_pool", "block2_pool_2"} <= set(names)
+    assert {"conv", "block2_conv", "head_conv", "pool", "block2_pool",
+            "block2_pool_2"} <= set(names)
 
     values = {}  # the same weights in both: equal outputs
     for variable in model.weights:
