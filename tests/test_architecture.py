@@ -16,7 +16,8 @@ ALLOWED = {
     "compat": set(),
     "layers": set(),
     "losses": {"layers"},
-    "scopes": {"layers", "losses"},
+    "layer_names": set(),
+    "scopes": {"layers", "losses", "layer_names"},
     "nets": {"scopes", "layers", "losses"},
     "data": set(),
     "distribute": set(),
@@ -24,7 +25,8 @@ ALLOWED = {
     "model_dir": {"nets", "layers", "averaging"},
     "porting": {"model_dir", "nets", "scopes", "layers", "losses", "compat", "data"},
     "evaluation": {"data", "distribute", "model_dir", "losses", "layers", "nets"},
-    "training": {"compat", "layers", "losses", "scopes", "nets", "data", "distribute",
+    "training": {"compat", "layers", "losses", "layer_names", "scopes", "nets", "data",
+                 "distribute",
                  "averaging", "model_dir", "porting", "evaluation"},
 }
 

@@ -502,6 +502,101 @@ def test_bad_arguments(kwargs, match, lenet_checkpoint, tmp_path):
         porting.map_checkpoint(model, str(tmp_path))
 
 
+# ---------------------------------------------------------------- unused in filled layers
+
+
+def small_net(scale=True, bias=True):
+    """Net/conv1 (with BatchNorm, gamma if `scale`) and Net/fc (bias if `bias`)."""
+    from tfmodels import scopes
+
+    inputs = keras.Input((6, 6, 2))
+    with keras.name_scope("Net"):
+        net = scopes.conv2d(inputs, 3, 3, normalizer_fn=scopes.batch_norm,
+                            normalizer_params={"scale": scale}, scope="conv1")
+        net = scopes.fully_connected(scopes.flatten(net), 4, activation_fn=None,
+                                     biases_initializer="zeros" if bias else None, scope="fc")
+    return keras.Model(inputs, net, name="Net")
+
+
+def small_net_checkpoint(path, prefix="", shadows=False, extra=()):
+    """A TF1 checkpoint of `small_net()` (gamma and biases included) under slim names."""
+    rng = np.random.default_rng(41)
+    values = {}
+    for variable in small_net().weights:
+        value = rng.uniform(0.5, 1.5, variable.shape).astype(np.float32)
+        name = prefix + slim_reference.keras_to_slim_name(variable.path)
+        values[name] = value
+        if shadows:
+            values[f"{name}/ExponentialMovingAverage"] = value * 0.5
+    values.update({key: np.ones(3, np.float32) for key in extra})
+    values["global_step"] = np.int64(3)
+    return write_tf1_checkpoint(values, path), values
+
+
+def test_variables_unused_in_filled_layers_fail_with_the_setting(tmp_path):
+    path, values = small_net_checkpoint(str(tmp_path / "c.ckpt"), extra=["Net/aux/weights"])
+    model = small_net(scale=False, bias=False)
+    with pytest.raises(porting.PortingError) as error:
+        porting.load_checkpoint(model, path)
+    message = str(error.value)
+    assert ("Result: FAILED (2 checkpoint variables unused in filled layers)" in message)
+    assert "the builder needs batch_norm(scale=True)" in message
+    assert "Net/conv1/BatchNorm/gamma (3,)" in message
+    assert "the builder needs a bias: biases_initializer not None" in message
+    assert "Net/fc/biases (4,)" in message
+    assert "ignore=Net/conv1/BatchNorm/gamma,Net/fc/biases" in message
+    # Net/aux has no filled variable: an unused head, listed, never a failure.
+    assert "Checkpoint variables that fill no model variable:\n  Net/aux/weights (3,)" in message
+
+    mapping = porting.load_checkpoint(model, path, ignore=["Net/conv1/BatchNorm/gamma",
+                                                           r".*/biases"])
+    assert mapping.ok and mapping.skipped["ignored"] == ["Net/conv1/BatchNorm/gamma",
+                                                         "Net/fc/biases"]
+    assert mapping.unused == [("Net/aux/weights", (3,))]
+    with pytest.raises(ValueError, match="ignore: 'Net/conv9' matches no checkpoint variable"):
+        porting.map_checkpoint(model, path, ignore="Net/conv9")
+    full = small_net()  # built as the legacy net was: everything fills
+    assert porting.map_checkpoint(full, path).ok
+
+
+def test_overrides_follow_use_ema(tmp_path):
+    """An override naming a raw variable takes its shadow with use_ema (and the raw value
+    without); a trainable variable without a shadow fails under use_ema even if overridden."""
+    path, values = small_net_checkpoint(str(tmp_path / "c.ckpt"), prefix="legacy/",
+                                        shadows=True)
+    model = small_net()
+    overrides = {r"legacy/Net/conv1/weights": "Net/conv1/kernel"}
+    ema = porting.load_checkpoint(model, path, overrides=overrides, use_ema=True,
+                                  strip_scope="legacy")
+    sources = {m.path: (m.key, m.rule) for m in ema.matched}
+    assert sources["Net/conv1/kernel"] == (
+        "legacy/Net/conv1/weights/ExponentialMovingAverage", "override, EMA shadow")
+    assert sources["Net/fc/kernel"][0] == "legacy/Net/fc/weights/ExponentialMovingAverage"
+    kernel = next(v for v in model.weights if v.path == "Net/conv1/kernel")
+    np.testing.assert_array_equal(kernel, values["legacy/Net/conv1/weights"] * 0.5)
+    assert "legacy/Net/conv1/weights" in ema.skipped["raw value (EMA shadow used)"]
+
+    raw = porting.load_checkpoint(model, path, overrides=overrides, strip_scope="legacy")
+    assert {m.path: m.key for m in raw.matched}["Net/conv1/kernel"] == "legacy/Net/conv1/weights"
+    np.testing.assert_array_equal(kernel, values["legacy/Net/conv1/weights"])
+
+    no_shadow, _ = small_net_checkpoint(str(tmp_path / "raw.ckpt"))
+    with pytest.raises(porting.PortingError, match=r"Net/conv1/kernel \(3, 3, 2, 3\): expected "
+                                                   "Net/conv1/weights/ExponentialMovingAverage"):
+        porting.load_checkpoint(model, no_shadow, use_ema=True,
+                                overrides={"Net/conv1/weights": "Net/conv1/kernel"})
+
+
+def test_outer_scope_is_hinted_then_stripped(tmp_path):
+    path, _ = small_net_checkpoint(str(tmp_path / "c.ckpt"), prefix="model/")
+    model = small_net()
+    mapping = porting.map_checkpoint(model, path)
+    assert not mapping.ok and len(mapping.unmatched) == len(model.weights)
+    assert "strip it with strip_scope=model (porting CLI --strip_scope)" in mapping.report()
+    mapping = porting.map_checkpoint(model, path, strip_scope="model")
+    assert mapping.ok and mapping.matched[0].key.startswith("model/Net/")
+
+
 # ---------------------------------------------------------------- TF2 checkpoints
 
 

@@ -1,13 +1,17 @@
 """The porting CLI and guide end to end.
 
 docs/PORTING.md's worked example runs as written (a slim LeNet trained by `slim.learning.train`,
-`python -m tfmodels.porting` dry run and port, the logits compared with the legacy graph); then
-the output directory is checked against `restore_model`, `model.keras` and the library, the CLI
-must refuse a directory in use and fail a bad port with exit status 1 and the report, and a
-checkpoint written by the real trainer ports to a new class count.
+`python -m tfmodels.porting` dry run and port with --verify_with, the logits compared with the
+legacy graph); then the output directory is checked against `restore_model`, `model.keras` and
+the library, the CLI must refuse a directory in use and fail a bad port with exit status 1 and
+the report, and a checkpoint written by the real trainer ports to a new class count.
+
+The guide's custom-net section runs as written too (its files are docs/examples/, shown
+verbatim): a TF1 ConvNet trained with EMA, ported into its TF2 builder given as
+`--model=convnet:convnet` and verified; then the two mistakes it shows (no `scale=True`, no
+`epsilon=1e-5`) fail as it says.
 """
 import contextlib
-import json
 import os
 import pathlib
 import re
@@ -29,9 +33,9 @@ ROOT = pathlib.Path(scripts.ROOT)
 DOC = ROOT / "docs" / "PORTING.md"
 
 
-def worked_example_blocks():
-    """[(language, code)] of the python/sh blocks of the guide's worked example, in order."""
-    section = DOC.read_text().split("## Worked example", 1)[1].split("\n## ", 1)[0]
+def worked_example_blocks(title="## Worked example"):
+    """[(language, code)] of the python/sh blocks of a section of the guide, in order."""
+    section = DOC.read_text().split(title, 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```(python|sh)\n(.*?)```", section, re.S)
 
 
@@ -84,6 +88,14 @@ def test_worked_example(example):
     assert ["LeNet/fc4/kernel", "(1024,", "10)", "<-", "LeNet/fc4/weights",
             "weights->kernel"] in [line.split() for line in dry_run.splitlines()]
     assert "wrote ported_lenet: ckpt-1, model.keras, config.json" in port
+    verified = re.search(r"Verified against legacy_lenet:lenet on 8 random N\(0, 1\) images "
+                         r"\(seed 0\): max \|logit difference\| (\S+), relative (\S+) "
+                         r"\(tolerance 0.0001\): OK", port)
+    assert verified and float(verified.group(2)) <= 1e-4
+    config = model_dir_lib.read_json(str(directory / "ported_lenet" / model_dir_lib.CONFIG_FILE))
+    assert config["porting"]["verified"]["with"] == "legacy_lenet:lenet"
+    assert config["porting"]["verified"]["max_relative_logit_difference"] == float(
+        verified.group(2))
 
 
 def test_output_directory(example):
@@ -173,3 +185,75 @@ def test_checkpoint_written_by_the_trainer(tmp_path):
     raw, _ = model_dir_lib.restore_model(config, tf.train.latest_checkpoint(model_dir),
                                          use_average=False)
     assert not np.array_equal(raw.weights[0].numpy(), expected[raw.weights[0].path])
+
+
+# ---------------------------------------------------------------- custom nets
+
+
+@pytest.fixture(scope="module")
+def custom_example(tmp_path_factory):
+    """Runs the guide's custom-net section in a scratch directory; returns (directory, the
+    shell outputs). Its python blocks must be the files of docs/examples, verbatim."""
+    directory = tmp_path_factory.mktemp("custom")
+    blocks = worked_example_blocks("## Custom nets")
+    assert [language for language, _ in blocks] == ["python", "sh", "python", "sh"]
+    outputs = []
+    for language, code in blocks:
+        if language == "python":
+            name = re.match(r"# (\w+\.py):", code).group(1)
+            assert code == (ROOT / "docs" / "examples" / name).read_text(), name
+            (directory / name).write_text(code)
+            continue
+        result = run(code, directory)
+        assert result.returncode == 0, f"{code}\n{result.stdout[-2000:]}{result.stderr[-4000:]}"
+        outputs.append(result.stdout)
+    return directory, outputs
+
+
+def test_custom_net_walkthrough(custom_example):
+    directory, (_, port) = custom_example
+    assert "Result: OK" in port and "32 averaged" in port
+    assert re.search(r"Verified against legacy_convnet:convnet on 8 random .*: OK", port)
+    config = model_dir_lib.read_json(str(directory / "ported_convnet" /
+                                         model_dir_lib.CONFIG_FILE))
+    assert config["model"] == "convnet:convnet" and config["image_shape"] == [16, 16, 3]
+    assert config["porting"]["verified"]["max_relative_logit_difference"] <= 1e-4
+    # What eval.py does with the directory: config.json's module:function is imported again.
+    sys.path.insert(0, str(directory))
+    try:
+        model, _ = model_dir_lib.restore_model(
+            model_dir_lib.read_config(str(directory / "ported_convnet")),
+            tf.train.latest_checkpoint(str(directory / "ported_convnet")))
+        reloaded = keras.models.load_model(str(directory / "ported_convnet" / "model.keras"))
+    finally:
+        sys.path.remove(str(directory))
+        sys.modules.pop("convnet", None)
+    images = np.random.default_rng(2).normal(size=(4, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_array_equal(reloaded(images, training=False)["logits"],
+                                  model(images, training=False)["logits"])
+
+
+def test_custom_net_mistakes_fail_as_the_guide_shows(custom_example):
+    directory, _ = custom_example
+    code = (directory / "convnet.py").read_text()
+    (directory / "convnet_noscale.py").write_text(code.replace("scale=True, ", ""))
+    (directory / "convnet_eps.py").write_text(
+        code.replace("decay=0.9,\n                              epsilon=1e-5", "decay=0.9"))
+    args = ["--checkpoint=legacy_convnet", "--num_classes=10", "--use_ema"]
+    result = cli(args + ["--model=convnet_noscale:convnet", "--output=noscale"], directory)
+    assert result.returncode == 1 and not (directory / "noscale").exists()
+    assert "Result: FAILED (12 checkpoint variables unused in filled layers)" in result.stderr
+    assert ("the builder needs batch_norm(scale=True): slim's batch_norm makes no gamma unless "
+            "scale=True") in result.stderr
+    assert "  ConvNet/block1/conv/conv_1/BatchNorm/gamma (16,)\n" in result.stderr
+    assert "ignore='.*/BatchNorm/gamma(/.*)?' (porting CLI --ignore)" in result.stderr
+
+    result = cli(args + ["--model=convnet_eps:convnet", "--verify_with=legacy_convnet:convnet",
+                         "--output=eps"], directory)
+    assert result.returncode == 1 and not (directory / "eps").exists()
+    failed = re.search(r"error: Verified against legacy_convnet:convnet on 8 random N\(0, 1\) "
+                       r"images \(seed 0\): max \|logit difference\| \S+, relative (\S+) "
+                       r"\(tolerance 0.0001\): FAILED\nThe names matched but the numbers do "
+                       r"not; check what names cannot show: batch_norm epsilon", result.stderr)
+    assert failed and float(failed.group(1)) > 1e-3
+    assert "Nothing was written." in result.stderr

@@ -121,6 +121,90 @@ def test_nested_model_paths_and_training_propagation(rng):
     assert np.all(np.abs(moving_mean.numpy()) > 0)
 
 
+def _slash_and_repeated_scopes(ops, variable_scope, images):
+    """One net body for both libraries: '/' in scopes, one leaf name (`conv`, `pool`,
+    `BatchNorm`) under several scopes, repeat with a '/' scope, a weightless scope used twice."""
+    bn = {"normalizer_fn": ops.batch_norm, "normalizer_params": {"is_training": False}}
+    with variable_scope("Net"):
+        net = ops.conv2d(images, 4, 3, scope="block1/conv", **bn)
+        net = ops.max_pool2d(net, 2, 1, padding="SAME", scope="block1/pool")
+        net = ops.conv2d(net, 4, 3, scope="block2/conv", **bn)
+        net = ops.max_pool2d(net, 2, 1, padding="SAME", scope="block2/pool")
+        net = ops.max_pool2d(net, 2, 1, padding="SAME", scope="block2/pool")
+        net = ops.repeat(net, 2, ops.conv2d, 3, [1, 1], scope="block3/convs")
+        with variable_scope("head"):
+            net = ops.conv2d(net, 2, 1, activation_fn=None, scope="conv")
+        return ops.conv2d(net, 2, 1, activation_fn=None, scope="conv")
+
+
+def test_scopes_with_slash_and_repeated_leaf_names_equal_slim(rng):
+    images = rng.normal(size=(2, 6, 6, 3)).astype(np.float32)
+    slim = slim_reference.slim()
+    expected = slim_reference.graph_variables(
+        lambda x: _slash_and_repeated_scopes(slim, tf.compat.v1.variable_scope, x), (6, 6, 3))
+    assert {"Net/block1/conv/weights", "Net/block2/conv/BatchNorm/beta", "Net/head/conv/weights",
+            "Net/conv/weights", "Net/block3/convs/block3/convs_2/weights"} <= set(expected)
+    inputs = keras.Input((6, 6, 3))
+    model = keras.Model(inputs, _slash_and_repeated_scopes(scopes, keras.name_scope, inputs))
+    assert slim_reference.keras_variables(model) == expected
+    names = [layer.name for layer in model.layers]
+    assert len(names) == len(set(names))
+    assert {"conv", "block2_conv", "head_conv", "pool", "block2_pool",
+            "block2_pool_2"} <= set(names)
+
+    values = {}  # the same weights in both: equal outputs
+    for variable in model.weights:
+        values[slim_reference.keras_to_slim_name(variable.path)] = (
+            rng.uniform(0.5, 1.5, variable.shape).astype(np.float32))
+        variable.assign(values[slim_reference.keras_to_slim_name(variable.path)])
+
+    def reference(x):
+        output = _slash_and_repeated_scopes(slim, tf.compat.v1.variable_scope, x)
+        tf.compat.v1.get_default_graph().add_to_collection("assign", tf.group(*[
+            v.assign(values[v.op.name]) for v in tf.compat.v1.global_variables()]))
+        return output
+
+    graph = tf.Graph()
+    with graph.as_default():
+        placeholder = tf.compat.v1.placeholder(tf.float32, (None, 6, 6, 3))
+        output = reference(placeholder)
+        with tf.compat.v1.Session() as session:
+            session.run(graph.get_collection("assign"))
+            expected_output = session.run(output, {placeholder: images})
+    np.testing.assert_allclose(model(images, training=False), expected_output, rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_nested_model_scope_with_slash():
+    def unit(t):
+        return scopes.conv2d(t, 2, 1, scope="conv")
+
+    inputs = keras.Input((4, 4, 2))
+    with keras.name_scope("net"):
+        net = scopes.nested_model(unit, inputs, "block1/unit_1")
+        net = scopes.nested_model(unit, net, "block2/unit_1")
+    model = keras.Model(inputs, net)
+    assert [v.path for v in model.weights] == [
+        "net/block1/unit_1/conv/kernel", "net/block1/unit_1/conv/bias",
+        "net/block2/unit_1/conv/kernel", "net/block2/unit_1/conv/bias"]
+    assert [layer.name for layer in model.layers[1:]] == ["unit_1", "block2_unit_1"]
+
+
+def test_scope_errors():
+    inputs = keras.Input((4, 4, 2))
+    with keras.name_scope("Net"):
+        scopes.conv2d(inputs, 2, 1, scope="block1/conv")
+        with pytest.raises(ValueError, match=r"scope='block1/conv': Net/block1/conv is already a "
+                                             r"layer of this model .*Variable Net/block1/conv/"
+                                             r"weights already exists.*own scope"):
+            scopes.conv2d(inputs, 2, 1, scope="block1/conv")
+        with pytest.raises(ValueError, match=r"scope='block1//conv' has an empty component"):
+            scopes.conv2d(inputs, 2, 1, scope="block1//conv")
+    with pytest.raises(ValueError, match=r"batch_norm\(None, scope='a/BatchNorm'\)"):
+        scopes.conv2d(inputs, 2, 1, normalizer_fn=scopes.batch_norm,
+                      normalizer_params={"scope": "a/BatchNorm"})
+
+
 # ---------------------------------------------------------------- arg_scope semantics
 
 

@@ -2,10 +2,23 @@
 
 Softmax and center-loss heads, slim-style model builders, a MirroredStrategy trainer, and a
 bridge that brings TF1 / tf-slim models and checkpoints into TF2.
+
+`import tfmodels` registers every custom Keras class (layers, regularizers, schedules) with
+`keras.saving`, so `keras.saving.load_model("model.keras")` works after it; it does nothing
+else.
 """
 import os as _os
 
 # Keras 3 picks its backend at import time; this library is written for TensorFlow.
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+# The modules defining @keras.saving.register_keras_serializable classes: a `.keras` file
+# names them as "tfmodels>SlimConv2D" etc. and loading needs them registered.
+from tfmodels import losses as _losses  # noqa: E402,F401  L2WeightDecay
+from tfmodels.layers import center_loss as _center_loss  # noqa: E402,F401  CenterLoss
+from tfmodels.layers import dropout as _dropout  # noqa: E402,F401  Dropout
+from tfmodels.layers import slim_layers as _slim_layers  # noqa: E402,F401  SlimConv2D, ...
+from tfmodels.layers import softmax as _softmax  # noqa: E402,F401  Softmax
+from tfmodels.training import schedules as _schedules  # noqa: E402,F401  WarmupSchedule
 
 __version__ = "0.1.0"

@@ -21,8 +21,11 @@ layer instead of applying it. `conv2d` / `fully_connected` build `normalizer_fn`
 arg_scope decorator, so `arg_scope([batch_norm], synchronized=True)` reaches every BN made by
 `conv2d(normalizer_fn=batch_norm)`, and explicit `normalizer_params` keys win over it.
 
-Repeated scopes (ResNet's `block1/unit_1/bottleneck_v1/conv1`) go through `nested_model`, which
-builds them as nested functional models: layer names only need to be unique per model.
+`scope` may hold '/' as in slim (`scope='block2/conv'`: layer `conv` under name scope
+`block2`), and one leaf name may repeat under different scopes (`block1/conv`, `block2/conv`):
+the layer is renamed after it is built, its variable paths stay slim's (`tfmodels.layer_names`).
+A second layer with variables at the very same path is refused, as slim refused it.
+Blocks built several times can also be nested functional models (`nested_model`).
 
 `is_training=None` (the default everywhere) follows the `training` argument of the model call;
 True/False pins the mode inside the layer like slim. Channels-last only.
@@ -33,6 +36,7 @@ import keras
 import tensorflow as tf
 import tf_slim
 
+from tfmodels import layer_names
 from tfmodels.layers import slim_layers
 from tfmodels.layers.dropout import Dropout
 
@@ -109,8 +113,14 @@ def _activation(activation_fn):
     return activation_fn
 
 
-def _apply(layer, inputs):
-    return layer if inputs is None else layer(inputs)
+def _apply(make_layer, inputs, scope, builder):
+    """The unbuilt layer for inputs=None (a sublayer, named by `scope`), else its outputs."""
+    if inputs is not None:
+        return layer_names.build_named(make_layer, inputs, scope)
+    if scope is not None and "/" in scope:
+        raise ValueError(f"{builder}(None, scope={scope!r}): a layer made to live inside "
+                         "another one takes a plain name (its path nests under its owner)")
+    return make_layer(scope)
 
 
 @add_arg_scope
@@ -141,15 +151,14 @@ def conv2d(inputs, num_outputs, kernel_size, stride=1, padding="SAME", rate=1,
     Returns:
       The Keras tensor [N, H', W', num_outputs].
     """
-    layer = slim_layers.SlimConv2D(
+    return layer_names.build_named(lambda name: slim_layers.SlimConv2D(
         num_outputs, kernel_size, strides=stride, padding=padding, dilation_rate=rate,
         use_bias=biases_initializer is not None, kernel_initializer=weights_initializer,
         bias_initializer=biases_initializer or "zeros", kernel_regularizer=weights_regularizer,
         bias_regularizer=biases_regularizer,
         normalizer=None if normalizer_fn is None else _sublayer(
             normalizer_fn, normalizer_params, "normalizer_fn"),
-        activation=_activation(activation_fn), trainable=trainable, name=scope)
-    return layer(inputs)
+        activation=_activation(activation_fn), trainable=trainable, name=name), inputs, scope)
 
 
 @add_arg_scope
@@ -162,14 +171,13 @@ def fully_connected(inputs, num_outputs, activation_fn=tf.nn.relu, normalizer_fn
     Returns:
       The Keras tensor [..., num_outputs].
     """
-    layer = slim_layers.SlimDense(
+    return layer_names.build_named(lambda name: slim_layers.SlimDense(
         num_outputs, use_bias=biases_initializer is not None,
         kernel_initializer=weights_initializer, bias_initializer=biases_initializer or "zeros",
         kernel_regularizer=weights_regularizer, bias_regularizer=biases_regularizer,
         normalizer=None if normalizer_fn is None else _sublayer(
             normalizer_fn, normalizer_params, "normalizer_fn"),
-        activation=_activation(activation_fn), trainable=trainable, name=scope)
-    return layer(inputs)
+        activation=_activation(activation_fn), trainable=trainable, name=name), inputs, scope)
 
 
 def conv2d_same(inputs, num_outputs, kernel_size, stride, rate=1, scope=None, **kwargs):
@@ -205,15 +213,15 @@ def _pool_args(kernel_size, stride, padding):
 @add_arg_scope
 def max_pool2d(inputs, kernel_size, stride=2, padding="VALID", scope=None):
     """slim's max_pool2d (note slim's defaults: stride 2, 'VALID'). Returns the Keras tensor."""
-    return keras.layers.MaxPooling2D(**_pool_args(kernel_size, stride, padding),
-                                     name=scope)(inputs)
+    return layer_names.build_named(lambda name: keras.layers.MaxPooling2D(
+        **_pool_args(kernel_size, stride, padding), name=name), inputs, scope, False)
 
 
 @add_arg_scope
 def avg_pool2d(inputs, kernel_size, stride=2, padding="VALID", scope=None):
     """slim's avg_pool2d; 'SAME' averages over the valid pixels only, as `tf.nn.avg_pool`."""
-    return keras.layers.AveragePooling2D(**_pool_args(kernel_size, stride, padding),
-                                         name=scope)(inputs)
+    return layer_names.build_named(lambda name: keras.layers.AveragePooling2D(
+        **_pool_args(kernel_size, stride, padding), name=name), inputs, scope, False)
 
 
 @add_arg_scope
@@ -223,13 +231,15 @@ def global_avg_pool2d(inputs, keepdims=True, scope=None):
     Returns:
       [N, 1, 1, C] if keepdims else [N, C].
     """
-    return keras.layers.GlobalAveragePooling2D(keepdims=keepdims, name=scope)(inputs)
+    return layer_names.build_named(lambda name: keras.layers.GlobalAveragePooling2D(
+        keepdims=keepdims, name=name), inputs, scope, False)
 
 
 @add_arg_scope
 def flatten(inputs, scope=None):
     """slim's flatten: [N, ...] -> [N, prod(...)] in row-major (channels-last) order."""
-    return keras.layers.Flatten(name=scope)(inputs)
+    return layer_names.build_named(lambda name: keras.layers.Flatten(name=name), inputs, scope,
+                                   False)
 
 
 @add_arg_scope
@@ -247,8 +257,9 @@ def dropout(inputs, keep_prob=0.5, noise_shape=None, is_training=None, seed=None
         raise ValueError(f"keep_prob={keep_prob} must be in (0, 1]")
     if is_training is False or keep_prob == 1.0:
         return inputs
-    return Dropout(1.0 - keep_prob, noise_shape=noise_shape, seed=seed,
-                   is_training=is_training, name=scope)(inputs)
+    return layer_names.build_named(lambda name: Dropout(
+        1.0 - keep_prob, noise_shape=noise_shape, seed=seed, is_training=is_training,
+        name=name), inputs, scope, False)
 
 
 @_layer_builder("BatchNorm")
@@ -286,12 +297,12 @@ def batch_norm(inputs, decay=0.999, center=True, scale=False, epsilon=0.001,
         set(regularizers) - {"beta", "gamma"})
     if unknown:
         raise ValueError(f"unknown batch_norm parameter names {sorted(unknown)}")
-    layer = slim_layers.BatchNorm(
+    return _apply(lambda name: slim_layers.BatchNorm(
         is_training=is_training, activation=activation_fn, momentum=decay, epsilon=epsilon,
-        center=center, scale=scale, synchronized=synchronized, trainable=trainable, name=scope,
+        center=center, scale=scale, synchronized=synchronized, trainable=trainable, name=name,
         **{f"{key}_initializer": value for key, value in initializers.items()},
-        **{f"{key}_regularizer": value for key, value in regularizers.items()})
-    return _apply(layer, inputs)
+        **{f"{key}_regularizer": value for key, value in regularizers.items()}),
+        inputs, scope, "batch_norm")
 
 
 @_layer_builder("PReLU")
@@ -312,16 +323,16 @@ def prelu(inputs, alpha_initializer=0.25, alpha_regularizer=None, channel_shared
     Returns:
       The Keras tensor, or the layer when `inputs` is None.
     """
-    layer = slim_layers.PReLU(alpha_initializer, alpha_regularizer, channel_shared,
-                              trainable=trainable, name=scope)
-    return _apply(layer, inputs)
+    return _apply(lambda name: slim_layers.PReLU(
+        alpha_initializer, alpha_regularizer, channel_shared, trainable=trainable, name=name),
+        inputs, scope, "prelu")
 
 
 @add_arg_scope
 def lrn(inputs, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5, scope=None):
     """`tf.nn.lrn` as a layer (defaults are tf.nn.lrn's). Returns the Keras tensor."""
-    return slim_layers.LocalResponseNormalization(depth_radius, bias, alpha, beta,
-                                                  name=scope)(inputs)
+    return layer_names.build_named(lambda name: slim_layers.LocalResponseNormalization(
+        depth_radius, bias, alpha, beta, name=name), inputs, scope, False)
 
 
 def subsample(inputs, factor, scope=None):
@@ -336,6 +347,7 @@ def repeat(inputs, repetitions, layer, *args, **kwargs):
 
     E.g. `repeat(net, 2, conv2d, 64, [3, 3], scope='conv1')` gives VGG's
     `conv1/conv1_1/kernel`, `conv1/conv1_2/kernel`. Without `scope`, Keras names the layers.
+    As in slim, `scope='a/b'` gives `a/b/a/b_1/...` (the layers' scopes repeat the argument).
 
     Returns:
       The Keras tensor after the last repetition.
@@ -345,7 +357,8 @@ def repeat(inputs, repetitions, layer, *args, **kwargs):
         for _ in range(repetitions):
             inputs = layer(inputs, *args, **kwargs)
         return inputs
-    with keras.name_scope(scope):
+    outer, leaf = layer_names.split_scope(scope)
+    with layer_names.name_scopes(outer + (leaf,)):
         for i in range(repetitions):
             inputs = layer(inputs, *args, scope=f"{scope}_{i + 1}", **kwargs)
     return inputs
@@ -359,16 +372,24 @@ def nested_model(fn, inputs, scope, **kwargs):
     because Keras takes paths from the name scopes active when a layer is built. The sub-model
     passes the outer call's `training` on to its layers.
 
+    Repeated leaf names under different scopes need no sub-model (see `tfmodels.layer_names`);
+    it remains the way to build one block several times.
+
     Args:
       fn: function of a Keras tensor returning a Keras tensor (or a structure of them).
       inputs: the Keras tensor to apply the sub-model to.
-      scope: the sub-model's name and name scope.
+      scope: the sub-model's name scope; its last component names the sub-model
+        ('block2/unit_1': a model `unit_1` under name scope `block2`).
       **kwargs: more arguments for `fn`.
 
     Returns:
       The sub-model's output on `inputs`.
     """
+    outer, leaf = layer_names.split_scope(scope)
     sub_inputs = keras.Input(shape=inputs.shape[1:], dtype=inputs.dtype)
-    with keras.name_scope(scope):
-        outputs = fn(sub_inputs, **kwargs)
-    return keras.Model(sub_inputs, outputs, name=scope)(inputs)
+    with layer_names.name_scopes(outer):
+        name = layer_names.claim(leaf, True, scope)
+        with layer_names.nested_root(leaf):
+            outputs = fn(sub_inputs, **kwargs)
+    model = keras.Model(sub_inputs, outputs, name=name)
+    return model(inputs)

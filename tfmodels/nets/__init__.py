@@ -7,6 +7,9 @@
 Every builder follows slim's contract `net(images, num_classes, is_training, scope=...) ->
 (logits, end_points)` with `end_points['embedding']` (the features a center loss uses) and has a
 matching `<net>_arg_scope(weight_decay=...)`.
+
+Nets outside the registry are named `package.module:function` wherever a net name is taken
+(`get_net`, `build_model`, config.json's `model`); see `tfmodels.nets.custom`.
 """
 import dataclasses
 import inspect
@@ -16,8 +19,8 @@ from typing import Callable, Optional, Union
 import keras
 
 from tfmodels import scopes
-from tfmodels.nets import (cifarnet, lenet, linear, resnet_cifar, resnet_v1, small_cnn,
-                           ufldl_cnn, vgg)
+from tfmodels.nets import (cifarnet, custom, lenet, linear, resnet_cifar, resnet_v1,
+                           small_cnn, ufldl_cnn, vgg)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,10 +28,11 @@ class NetSpec:
     """A registered net.
 
     Attributes:
-      name: registry key.
+      name: registry key, or `package.module:function` for a net outside the registry.
       fn: `fn(images, num_classes, is_training, **kwargs) -> (logits, end_points)`.
       arg_scope: `arg_scope(weight_decay=...) -> scope dict` to build `fn` under.
-      default_image_size: the size the net was designed for (height = width).
+      default_image_size: the size the net was designed for (height = width); None when a
+        net outside the registry does not say (its image size must then be given).
       min_image_size: smallest height/width its layout allows, or a function of the net's
         keyword arguments returning it.
       max_image_size: largest height/width, or None for no limit.
@@ -37,7 +41,7 @@ class NetSpec:
     name: str
     fn: Callable
     arg_scope: Callable[..., dict]
-    default_image_size: int
+    default_image_size: Optional[int]
     min_image_size: Union[int, Callable[..., int]] = 1
     max_image_size: Optional[int] = None
     description: str = ""
@@ -90,26 +94,30 @@ NETS = {spec.name: spec for spec in _SPECS}
 
 
 def get_net(name):
-    """The `NetSpec` registered under `name`.
+    """The `NetSpec` registered under `name`, or read from `package.module:function`.
 
     Raises:
-      ValueError: unknown name; the message lists the valid ones.
+      ValueError: unknown name (the message lists the valid ones), or a `module:function`
+        that cannot be imported or does not follow the net contract (`nets.custom`).
     """
+    if custom.is_custom(name):
+        return NetSpec(name=name, **custom.load_net(name))
     try:
         return NETS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown net {name!r}; valid names: {', '.join(sorted(NETS))}") from None
+        raise ValueError(f"unknown net {name!r}; valid names: {', '.join(sorted(NETS))}, or "
+                         "'package.module:function' for a net outside the registry") from None
 
 
 def build_model(name, num_classes, input_shape, *, weight_decay=0.0, sync_batch_norm=False,
                 is_training=None, **net_kwargs):
-    """Builds a registered net as a Keras functional model.
+    """Builds a registered net (or a `package.module:function` one) as a Keras functional model.
 
     The net is built under its arg scope (with `weight_decay`) and
     `arg_scope([batch_norm], synchronized=sync_batch_norm)`.
 
     Args:
-      name: registry key (see `NETS`).
+      name: registry key (see `NETS`) or `package.module:function` (see `nets.custom`).
       num_classes: number of classes, >= 1.
       input_shape: (height, width, channels) of one image, within the net's size limits.
       weight_decay: L2 coefficient >= 0 (slim's wd * sum(w**2) / 2, in `model.losses`).
@@ -159,7 +167,11 @@ def build_model(name, num_classes, input_shape, *, weight_decay=0.0, sync_batch_
     images = keras.Input(shape=shape, name="images")
     with scopes.arg_scope(spec.arg_scope(weight_decay=weight_decay)):
         with scopes.arg_scope([scopes.batch_norm], synchronized=bool(sync_batch_norm)):
-            logits, end_points = spec.fn(images, num_classes=num_classes,
-                                         is_training=is_training, **net_kwargs)
+            if custom.is_custom(name):
+                logits, end_points = custom.call_net(name, spec.fn, images, num_classes,
+                                                     is_training, net_kwargs)
+            else:
+                logits, end_points = spec.fn(images, num_classes=num_classes,
+                                             is_training=is_training, **net_kwargs)
     outputs = {"logits": logits, "embedding": end_points["embedding"]}
     return keras.Model(images, outputs, name=net_kwargs.get("scope", spec.scope))

@@ -13,7 +13,13 @@ graph TF2 writes into every `tf.train.Checkpoint`:
 
 A model variable is filled from one checkpoint variable of the same shape. Precedence when
 several could fill it: an override, then (with `use_ema`) an EMA shadow, then the raw value;
-among copies of one variable in several towers the unprefixed or lowest-numbered one.
+among copies of one variable in several towers the unprefixed or lowest-numbered one. With
+`use_ema` an override naming a raw variable `X` takes `X/ExponentialMovingAverage`.
+
+Checkpoint variables that fill nothing are listed; one that sits in a layer whose other
+variables were filled (`conv1/BatchNorm/gamma` beside a filled `conv1/BatchNorm/beta`) fails
+the port: the builder lacks a setting (`batch_norm(scale=True)`) and the model would compute
+something else. `ignore` names the ones to leave out on purpose.
 """
 import collections
 import dataclasses
@@ -45,12 +51,12 @@ class Entry:
     shape: tuple
     candidates: tuple   # model paths it may fill, most likely first
     rank: tuple         # replica rank: () unprefixed, (0,) tower_0, ...
-    ema: bool = False   # a tf.train.ExponentialMovingAverage shadow
+    ema: bool = False   # a tf.train.ExponentialMovingAverage shadow (preferred: use_ema)
     override: bool = False
 
     @property
     def priority(self):
-        return (0 if self.override else 1 if self.ema else 2, self.rank)
+        return (not self.override, not self.ema, self.rank)
 
 
 @dataclasses.dataclass
@@ -66,9 +72,11 @@ class Mapping:
     """The plan: which checkpoint variable fills each model variable, and what does not fit.
 
     `ok` is True when every model variable outside the excluded scopes has exactly one
-    checkpoint variable of its shape and every override was used. Checkpoint variables that
-    fill nothing (`unused`) are reported but do not fail: every model variable is still filled
-    from its own name. `read(key)` returns a checkpoint value as a NumPy array.
+    checkpoint variable of its shape, every override was used, and no checkpoint variable was
+    left unused inside a layer whose other variables were filled (`unused_in_layers`, with
+    the builder setting to change). Other checkpoint variables that fill nothing (`unused`,
+    e.g. an auxiliary head) are reported but do not fail. `read(key)` returns a checkpoint
+    value as a NumPy array.
     """
     checkpoint: str
     source_format: str                    # 'tf1' or 'tf2'
@@ -85,12 +93,16 @@ class Mapping:
     unused: list = dataclasses.field(default_factory=list)        # [(key, shape)]
     skipped: dict = dataclasses.field(default_factory=dict)       # {reason: [key]}
     unused_overrides: list = dataclasses.field(default_factory=list)
+    unused_in_layers: list = dataclasses.field(default_factory=list)  # [(key, shape, setting)]
+    strip_scope: tuple = ()
+    ignore: tuple = ()
+    verification: object = None  # a porting.verify.Verification once verified
     read: object = dataclasses.field(default=None, repr=False)
 
     @property
     def ok(self):
         return not (self.unmatched or self.mismatched or self.ambiguous
-                    or self.unused_overrides)
+                    or self.unused_overrides or self.unused_in_layers)
 
     def report(self):
         """Counts, the problems by name, and a hint how to fix them (see report.py)."""
@@ -120,7 +132,7 @@ def resolve_checkpoint(checkpoint_path):
 
 
 def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
-                   use_ema=False):
+                   use_ema=False, ignore=(), strip_scope=()):
     """Plan filling `model` from a TF1 or TF2 checkpoint; assigns nothing.
 
     Args:
@@ -130,10 +142,15 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
         as initialised, e.g. 'vgg_16/fc8' to fine-tune to a new class count; checkpoint
         variables under them are ignored too. Each must match a model variable.
       overrides: {checkpoint key or regex: model path or None}, a JSON object string, or a
-        JSON file (see `rules.Overrides`).
+        JSON file (see `rules.Overrides`). With use_ema, an override naming a raw variable
+        takes its shadow.
       use_ema: fill trainable variables from `<var>/ExponentialMovingAverage` shadows (each
         must exist) and others from shadows where present (TF's `variables_to_restore()`);
         for a TF2 checkpoint, its weight averages (train.py --ema_decay).
+      ignore: checkpoint variables to leave out on purpose, as scopes or regexes of keys
+        (comma-separated string or list, see `rules.Ignore`); each must match one.
+      strip_scope: outer scope(s) to remove from the start of checkpoint keys (after
+        replica prefixes), e.g. 'model' for an Estimator's `model/LeNet/conv1/weights`.
 
     Returns:
       A `Mapping`; check `.ok` and `.report()`.
@@ -144,6 +161,8 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
     """
     path, source_format = resolve_checkpoint(checkpoint_path)
     scopes = rules.parse_scopes(exclude_scopes, "exclude_scopes")
+    outer = rules.parse_scopes(strip_scope, "strip_scope")
+    ignored = rules.Ignore(ignore)
     variables = {}
     for variable in model.weights:
         if variable.path in variables:
@@ -157,15 +176,17 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
     if source_format == "tf1":
         reader = tf.train.load_checkpoint(path)
         shapes = reader.get_variable_to_shape_map()
-        entries = _tf1_entries(shapes, overrides, use_ema, skipped)
+        entries = _tf1_entries(shapes, overrides, use_ema, skipped, ignored, outer)
         read = reader.get_tensor
     else:
         source = {v.path: v for v in _restore_tf2_source(path, use_ema).weights}
         shapes = {key: v.shape for key, v in source.items()}
-        entries = _tf2_entries(source, overrides, use_ema, skipped)
+        entries = _tf2_entries(source, overrides, use_ema, skipped, ignored, outer)
         read = lambda key: source[key].numpy()  # noqa: E731
+    ignored.check_used([k for k in shapes if k != _OBJECT_GRAPH])
     mapping = Mapping(path, source_format, model.name, len(variables),
                       len([k for k in shapes if k != _OBJECT_GRAPH]), scopes, bool(use_ema),
+                      strip_scope=outer, ignore=tuple(p for p, _ in ignored.patterns),
                       read=read)
     _assign_entries(mapping, variables, entries, skipped,
                     ema_required=bool(use_ema) and source_format == "tf1")
@@ -174,39 +195,56 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
     return mapping
 
 
-def _tf1_entries(shapes, overrides, use_ema, skipped):
+def _tf1_entries(shapes, overrides, use_ema, skipped, ignored, outer):
     entries = []
     for key in sorted(shapes):
         shape = tuple(shapes[key])
         stripped, rank = rules.strip_replica_prefix(key)
-        overridden, target = overrides.apply(key, stripped)
+        scoped = rules.strip_scope(stripped, outer)
+        if ignored(key, stripped, scoped):
+            skipped["ignored"].append(key)
+            continue
+        base = rules.ema_base(scoped)
+        overridden, target = overrides.apply(key, stripped, scoped)
+        shadow_of_override = False
+        if not overridden and base is not None:
+            # An override names the raw variable; its shadow follows it (use_ema).
+            overridden, target = overrides.apply(*(rules.ema_base(name) for name in
+                                                   (key, stripped, scoped)))
+            shadow_of_override = overridden
         if overridden:
             if target is None:
                 skipped["override: skip"].append(key)
+            elif shadow_of_override and not use_ema:
+                skipped["EMA shadow"].append(key)
             else:
-                entries.append(Entry(key, shape, (target,), rank, override=True))
+                entries.append(Entry(key, shape, (target,), rank, override=True,
+                                     ema=base is not None and bool(use_ema)))
             continue
-        base = rules.ema_base(stripped)
-        reason = rules.skip_reason(base if base is not None else stripped)
+        reason = rules.skip_reason(base if base is not None else scoped)
         if reason is None and base is not None and not use_ema:
             reason = "EMA shadow"
         if reason is not None:
             skipped[reason].append(key)
             continue
-        entries.append(Entry(key, shape, rules.keras_candidates(base or stripped), rank,
+        entries.append(Entry(key, shape, rules.keras_candidates(base or scoped), rank,
                              ema=base is not None))
     return entries
 
 
-def _tf2_entries(source, overrides, use_ema, skipped):
+def _tf2_entries(source, overrides, use_ema, skipped, ignored, outer):
     entries = []
     for key, variable in sorted(source.items()):
-        overridden, target = overrides.apply(key, key)
+        scoped = rules.strip_scope(key, outer)
+        if ignored(key, scoped):
+            skipped["ignored"].append(key)
+            continue
+        overridden, target = overrides.apply(key, scoped)
         if overridden and target is None:
             skipped["override: skip"].append(key)
             continue
         # restore_model(use_average=True) swapped the averages into the trainable variables.
-        entries.append(Entry(key, tuple(variable.shape), (target if overridden else key,), (),
+        entries.append(Entry(key, tuple(variable.shape), (target if overridden else scoped,), (),
                              ema=bool(use_ema) and variable.trainable, override=overridden))
     return entries
 
@@ -247,8 +285,7 @@ def _assign_entries(mapping, variables, entries, skipped, ema_required):
             mapping.excluded.append(path)
             skipped["excluded scope"].extend(e.key for e in found)
             continue
-        if ema_required and variable.trainable and not any(e.ema or e.override
-                                                           for e in found):
+        if ema_required and variable.trainable and not any(e.ema for e in found):
             mapping.unmatched.append((path, shape, "no ExponentialMovingAverage shadow"))
             leftovers.extend(found)
             continue
@@ -262,8 +299,8 @@ def _assign_entries(mapping, variables, entries, skipped, ema_required):
         chosen = best[0]
         for other in found[1:]:
             reason = ("other replica copy" if (other.override, other.ema) == (
-                chosen.override, chosen.ema) else "superseded by override" if chosen.override
-                else "raw value (EMA shadow used)")
+                chosen.override, chosen.ema) else "superseded by override"
+                if chosen.override and not other.override else "raw value (EMA shadow used)")
             skipped[reason].append(other.key)
         if chosen.shape != shape:
             mapping.mismatched.append((path, shape, chosen.key, chosen.shape))
@@ -271,6 +308,11 @@ def _assign_entries(mapping, variables, entries, skipped, ema_required):
             mapping.matched.append(Match(path, chosen.key, shape, _rule(chosen, path)))
 
     mapping.unused = [(e.key, e.shape) for e in leftovers]
+    # A leftover in a layer whose other variables were filled: the builder lacks a setting.
+    filled = {m.path.rpartition("/")[0] for m in mapping.matched}
+    mapping.unused_in_layers = [
+        (e.key, e.shape, rules.builder_setting(rules.slim_name(e.candidates[0])))
+        for e in leftovers if e.candidates[0].rpartition("/")[0] in filled]
     mapping.unmatched = [(path, shape, hint or _closest(path, shape, mapping.unused))
                          for path, shape, hint in mapping.unmatched]
 

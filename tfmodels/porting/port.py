@@ -1,7 +1,12 @@
-"""Port a checkpoint into a registered net and write a model directory eval.py / train.py read.
+"""Port a checkpoint into a net and write a model directory eval.py / train.py read.
 
     mapping = port_checkpoint("legacy/model.ckpt-5000", "lenet", num_classes=10,
-                              input_shape=(28, 28, 1), output_dir="runs/lenet-ported")
+                              input_shape=(28, 28, 1), output_dir="runs/lenet-ported",
+                              verify_with="legacy_lenet:lenet")
+
+The net is a registered name or `package.module:function` (`nets.get_net`). With
+`verify_with` the ported model's logits are compared with the legacy TF1 function's
+(`porting.verify`) before anything is written.
 
 The directory gets the TF2 checkpoint `ckpt-1` (`tf.train.Checkpoint(model=model)` through a
 `CheckpointManager`, so `tf.train.latest_checkpoint` finds it), `model.keras`, and
@@ -17,6 +22,8 @@ import tensorflow as tf
 
 from tfmodels import nets
 from tfmodels.model_dir import CONFIG_FILE, KERAS_FILE, write_json_atomic
+from tfmodels.nets import custom
+from tfmodels.porting import verification
 from tfmodels.porting.checkpoint_map import map_checkpoint
 from tfmodels.porting.tf2_init import load_checkpoint
 
@@ -37,35 +44,63 @@ def check_output_dir(output_dir):
 
 
 def port_checkpoint(checkpoint_path, model_name, num_classes, input_shape, output_dir, *,
-                    exclude_scopes=(), overrides=None, use_ema=False, dataset=None, seed=0,
-                    dry_run=False):
-    """Build `model_name`, fill it from the checkpoint (strict), and write `output_dir`.
+                    exclude_scopes=(), overrides=None, use_ema=False, ignore=(),
+                    strip_scope=(), dataset=None, seed=0, dry_run=False, verify_with=None,
+                    verify_tol=1e-4, verify_images=None, verify_timeout=600):
+    """Build `model_name`, fill it from the checkpoint (strict), verify it, write `output_dir`.
 
     Args:
       checkpoint_path: TF1 or TF2 checkpoint prefix or directory.
-      model_name, num_classes, input_shape: the net to build (`nets.build_model`).
+      model_name, num_classes, input_shape: the net to build (`nets.build_model`): a
+        registered name or `package.module:function`.
       output_dir: new directory (or one without a checkpoint/config/model file).
-      exclude_scopes, overrides, use_ema: see `porting.map_checkpoint`. Excluded variables
-        keep their initialisation (seeded by `seed`).
-      dataset: optional dataset name recorded in config.json (eval.py's default dataset).
-      dry_run: plan only; nothing is written (the output directory is still checked).
+      exclude_scopes, overrides, use_ema, ignore, strip_scope: see `porting.map_checkpoint`.
+        Excluded variables keep their initialisation (seeded by `seed`).
+      dataset: optional dataset name recorded in config.json (eval.py's default dataset);
+        image files given as verify_images are normalised as its pipeline does.
+      dry_run: plan only; nothing is written (the output directory is still checked). With
+        verify_with, a plan that is OK is loaded into the model in memory and verified.
+      verify_with: 'module:function' of the legacy TF1 model function to compare logits with
+        (`porting.verify`), run in a separate process; None skips the check.
+      verify_tol, verify_images, verify_timeout: `verify`'s tol, images and timeout.
 
     Returns:
-      The `Mapping` (for a dry run possibly not `ok`).
+      The `Mapping` (for a dry run possibly not `ok`); `.verification` holds the numbers
+      when verified.
 
     Raises:
       PortingError: the plan has problems (and not dry_run); nothing was written.
+      VerificationError: the logits differ by more than verify_tol; nothing was written.
       ValueError: bad arguments, a missing checkpoint, or an output_dir already in use.
     """
     if output_dir or not dry_run:
         check_output_dir(output_dir)
+    if verify_with is not None:
+        custom.check_name(verify_with, "verify_with")
+        if exclude_scopes:
+            raise ValueError("verify_with compares logits, which excluded (re-initialised) "
+                             f"scopes change: drop exclude_scopes={exclude_scopes!r} or "
+                             "verify_with")
     keras.utils.set_random_seed(seed)
     model = nets.build_model(model_name, num_classes, tuple(input_shape))
+    options = dict(exclude_scopes=exclude_scopes, overrides=overrides, use_ema=use_ema,
+                   ignore=ignore, strip_scope=strip_scope)
     if dry_run:
-        return map_checkpoint(model, checkpoint_path, exclude_scopes=exclude_scopes,
-                              overrides=overrides, use_ema=use_ema)
-    mapping = load_checkpoint(model, checkpoint_path, exclude_scopes=exclude_scopes,
-                              overrides=overrides, use_ema=use_ema, strict=True)
+        mapping = map_checkpoint(model, checkpoint_path, **options)
+        if verify_with is None or not mapping.ok:
+            return mapping
+    mapping = load_checkpoint(model, checkpoint_path, strict=True, **options)
+    if verify_with is not None:
+        try:
+            mapping.verification = verification.verify(
+                model, mapping.checkpoint, verify_with, images=verify_images, use_ema=use_ema,
+                tol=verify_tol, seed=seed, dataset=dataset, timeout=verify_timeout)
+        except verification.VerificationError as err:
+            raise verification.VerificationError(
+                f"{err}\n{'' if dry_run else 'Nothing was written.'}".rstrip(),
+                err.verification) from None
+    if dry_run:
+        return mapping
     config = {
         "model": model_name, "num_classes": int(num_classes),
         "image_shape": [int(d) for d in input_shape],
@@ -75,8 +110,15 @@ def port_checkpoint(checkpoint_path, model_name, num_classes, input_shape, outpu
         "porting": {"source_format": mapping.source_format,
                     "exclude_scopes": list(mapping.exclude_scopes),
                     "use_ema": mapping.use_ema, "matched": len(mapping.matched),
-                    "excluded": mapping.excluded, "seed": seed},
+                    "excluded": mapping.excluded, "ignored": mapping.skipped.get("ignored", []),
+                    "strip_scope": list(mapping.strip_scope), "seed": seed},
     }
+    if mapping.verification is not None:
+        result = mapping.verification
+        config["porting"]["verified"] = {
+            "with": result.function, "images": f"{result.num_images} {result.images}",
+            "max_abs_logit_difference": result.max_abs,
+            "max_relative_logit_difference": result.max_rel, "tolerance": result.tol}
     if dataset:
         config["dataset"] = dataset
     write_model_dir(model, output_dir, config)

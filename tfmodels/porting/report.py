@@ -38,7 +38,8 @@ def report(mapping):
         f"  ambiguous  {len(mapping.ambiguous):5d} model variables with several equal "
         "candidates",
         f"  unused     {len(mapping.unused):5d} checkpoint variables that fill no model "
-        "variable",
+        "variable" + (f" ({len(mapping.unused_in_layers)} inside filled layers: they fail)"
+                      if mapping.unused_in_layers else ""),
         f"  skipped    {skipped:5d} checkpoint variables"
         + (": " + ", ".join(f"{reason} {len(keys)}" for reason, keys
                             in sorted(mapping.skipped.items())) if skipped else ""),
@@ -51,8 +52,16 @@ def report(mapping):
                        for p, s, h in mapping.unmatched])
     lines += _section("Model variables with several candidates (use overrides to choose)",
                       [f"{p} <- {', '.join(keys)}" for p, keys in mapping.ambiguous])
+    settings = collections.defaultdict(list)
+    for key, shape, setting in mapping.unused_in_layers:
+        settings[setting].append(f"{key} {shape}")
+    for setting, items in settings.items():
+        lines += _section("Checkpoint variables left unused in layers whose other variables "
+                          f"were filled (the model would compute something else); {setting}",
+                          items)
+    in_layers = {k for k, _, _ in mapping.unused_in_layers}
     lines += _section("Checkpoint variables that fill no model variable",
-                      [f"{k} {s}" for k, s in mapping.unused])
+                      [f"{k} {s}" for k, s in mapping.unused if k not in in_layers])
     lines += _section("Overrides that matched no checkpoint variable",
                       [repr(p) for p in mapping.unused_overrides])
     if not mapping.ok:
@@ -79,7 +88,9 @@ def _problems(mapping):
     counts = [(len(mapping.unmatched), "model variable unmatched", "model variables unmatched"),
               (len(mapping.mismatched), "shape mismatch", "shape mismatches"),
               (len(mapping.ambiguous), "ambiguous variable", "ambiguous variables"),
-              (len(mapping.unused_overrides), "unused override", "unused overrides")]
+              (len(mapping.unused_overrides), "unused override", "unused overrides"),
+              (len(mapping.unused_in_layers), "checkpoint variable unused in a filled layer",
+               "checkpoint variables unused in filled layers")]
     return [f"{n} {one if n == 1 else many}" for n, one, many in counts if n]
 
 
@@ -99,6 +110,33 @@ def _expected(mapping, path):
     return f"{name}/{rules.EMA_SUFFIX}" if mapping.use_ema else name
 
 
+def _ignore_spec(mapping):
+    """The shortest `ignore` value covering the variables unused in filled layers: their
+    keys (a key covers its EMA shadow and slots), or one regex when they share a leaf."""
+    keys = sorted({k for k, _, _ in mapping.unused_in_layers})
+    roots = [k for k in keys if not any(k.startswith(other + "/") for other in keys)]
+    leaves = {"/".join(k.split("/")[-2:]) for k in roots}
+    if len(roots) > 3 and len(leaves) == 1:
+        return f"'.*/{leaves.pop()}(/.*)?'"
+    return ",".join(roots)
+
+
+def _common_prefix(mapping):
+    """The outer scope under which the unused keys hold the unmatched variables' names
+    (`model` for `model/LeNet/conv1/weights`), if one covers them all."""
+    if not mapping.unmatched or mapping.source_format != "tf1":
+        return None
+    unused = [rules.strip_replica_prefix(k)[0] for k, _ in mapping.unused]
+    prefixes = set()
+    for path, _, _ in mapping.unmatched:
+        name = rules.slim_name(path)
+        found = {k[:-len(name) - 1] for k in unused if k.endswith("/" + name)}
+        if len(found) != 1:
+            return None
+        prefixes |= found
+    return prefixes.pop() if len(prefixes) == 1 else None
+
+
 def _hint(mapping):
     """Concrete fixes: scopes to exclude for mismatched layers, overrides for renamed ones."""
     scopes = sorted({path.rpartition("/")[0].removesuffix("/BatchNorm")
@@ -108,6 +146,14 @@ def _hint(mapping):
         hints.append("to re-initialise the mismatched layers instead (e.g. a new class count), "
                      f"exclude their scopes: exclude_scopes={','.join(scopes)} "
                      "(train.py --checkpoint_exclude_scopes, porting CLI --exclude_scopes)")
+    if mapping.unused_in_layers:
+        hints.append("build those layers as the legacy code did (the setting to change is "
+                     "named above), or, if the checkpoint's values are really not needed, "
+                     f"ignore them: ignore={_ignore_spec(mapping)} (porting CLI --ignore)")
+    prefix = _common_prefix(mapping)
+    if prefix:
+        hints.append(f"the checkpoint's variables sit under an outer scope: strip it with "
+                     f"strip_scope={prefix} (porting CLI --strip_scope)")
     if mapping.unmatched or mapping.ambiguous:
         hints.append("to map differently named variables pass overrides "
                      "{checkpoint key or regex: model variable path} (docs/PORTING.md); "

@@ -57,6 +57,15 @@ def strip_replica_prefix(key):
         key = key[match.end():]
 
 
+def strip_scope(key, scopes):
+    """`key` without the first of `scopes` it starts with (`model/LeNet/x` -> `LeNet/x` for
+    scope `model`): an Estimator's or a training script's outer variable scope."""
+    for scope in scopes:
+        if key.startswith(scope + "/"):
+            return key[len(scope) + 1:]
+    return key
+
+
 def skip_reason(key):
     """Why a checkpoint key is not a model variable ('optimizer slot' / 'bookkeeping'), or
     None. EMA shadows are handled separately (see `ema_base`)."""
@@ -155,10 +164,12 @@ class Overrides:
             self.rules.append((pattern, regex, target or None))
         self.used = set()
 
-    def apply(self, key, stripped):
-        """(matched, target or None) for a checkpoint key; records which patterns were used."""
+    def apply(self, key, *stripped):
+        """(matched, target or None) for a checkpoint key, tried as is and then in its
+        `stripped` spellings (replica prefixes, strip_scope removed); records which patterns
+        were used."""
         for pattern, regex, target in self.rules:
-            for name in (key, stripped):
+            for name in (key, *stripped):
                 match = regex.fullmatch(name)
                 # An exact key holding regex characters (e.g. '+') may not match itself.
                 if match is None and name != pattern:
@@ -171,6 +182,67 @@ class Overrides:
 
     def unused(self):
         return [pattern for pattern, _, _ in self.rules if pattern not in self.used]
+
+
+class Ignore:
+    """Checkpoint variables to leave out on purpose (`ignore=`, `--ignore`).
+
+    Each pattern is a scope (the key itself or a leading run of its components: `aux` covers
+    `aux/w` and `aux/w/Momentum`, not `auxiliary/w`) or a regular expression matching the whole
+    key, tried on the raw key and its stripped spellings.
+    """
+
+    def __init__(self, patterns=()):
+        self.patterns = []
+        for pattern in parse_scopes(patterns, "ignore"):
+            try:
+                regex = re.compile(pattern)
+            except re.error:  # not a regex: a scope only
+                regex = None
+            self.patterns.append((pattern, regex))
+        self.used = set()
+
+    def __call__(self, key, *stripped):
+        """True if `key` is ignored; records which patterns were used."""
+        for pattern, regex in self.patterns:
+            for name in (key, *stripped):
+                if (name == pattern or name.startswith(pattern + "/")
+                        or (regex is not None and regex.fullmatch(name))):
+                    self.used.add(pattern)
+                    return True
+        return False
+
+    def check_used(self, keys):
+        """Raise ValueError for a pattern that matched no checkpoint variable (a typo would
+        otherwise ignore nothing)."""
+        unused = [pattern for pattern, _ in self.patterns if pattern not in self.used]
+        if unused:
+            raise ValueError(f"ignore: {', '.join(map(repr, unused))} matches no checkpoint "
+                             f"variable; patterns are scopes or regexes of keys such as "
+                             f"{', '.join(sorted(keys)[:6])}")
+
+
+# slim settings that create a variable a checkpoint may hold although the builder does not.
+_SETTINGS = {
+    "gamma": "batch_norm(scale=True): slim's batch_norm makes no gamma unless scale=True "
+             "(e.g. arg_scope([batch_norm], scale=True) or normalizer_params={'scale': True})",
+    "beta": "batch_norm(center=True)",
+    "biases": "a bias: biases_initializer not None and no normalizer_fn (a normalizer "
+              "replaces the bias, as in slim)",
+    "moving_mean": "a batch_norm (normalizer_fn=batch_norm)",
+    "moving_variance": "a batch_norm (normalizer_fn=batch_norm)",
+    "alpha": "activation_fn=prelu",
+}
+
+
+def builder_setting(key):
+    """What to change in the builder so that it creates the variable `key` names."""
+    scope, _, leaf = key.rpartition("/")
+    setting = _SETTINGS.get(leaf)
+    if setting is None:
+        return (f"the builder of {scope} makes no {leaf!r}: build that layer as the legacy "
+                "code did")
+    return f"the builder needs {setting}"
 
 
 def load_overrides(spec):

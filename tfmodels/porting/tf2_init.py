@@ -15,7 +15,7 @@ from tfmodels.porting.checkpoint_map import PortingError, map_checkpoint
 
 
 def load_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
-                    use_ema=False, strict=True):
+                    use_ema=False, strict=True, ignore=(), strip_scope=()):
     """Fill `model`'s variables from a checkpoint as `map_checkpoint` plans it.
 
     The whole plan is checked before the first assignment, so a strict failure leaves the
@@ -25,10 +25,11 @@ def load_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None
 
     Args:
       model: Keras model from `nets.build_model` (possibly built under a strategy scope).
-      checkpoint_path, exclude_scopes, overrides, use_ema: see `map_checkpoint`.
-      strict: if True (default), any unmatched model variable, shape mismatch, ambiguity or
-        unused override raises; if False, the variables that do match are loaded and the
-        report is logged as a warning.
+      checkpoint_path, exclude_scopes, overrides, use_ema, ignore, strip_scope: see
+        `map_checkpoint`.
+      strict: if True (default), any unmatched model variable, shape mismatch, ambiguity,
+        unused override or checkpoint variable left unused in a filled layer raises; if
+        False, the variables that do match are loaded and the report is logged as a warning.
 
     Returns:
       The `Mapping` that was applied.
@@ -38,7 +39,8 @@ def load_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None
       ValueError: bad arguments or a missing checkpoint (see `map_checkpoint`).
     """
     mapping = map_checkpoint(model, checkpoint_path, exclude_scopes=exclude_scopes,
-                             overrides=overrides, use_ema=use_ema)
+                             overrides=overrides, use_ema=use_ema, ignore=ignore,
+                             strip_scope=strip_scope)
     if strict and not mapping.ok:
         raise PortingError(mapping.report() + "\nNothing was assigned to the model.", mapping)
     if not mapping.ok:
