@@ -1,4 +1,7 @@
-"""Flags shared by train.py and eval.py: where the replicas run."""
+"""What train.py and eval.py share: the strategy flags, the import path, error exits."""
+import os
+import sys
+
 from absl import flags
 
 from tfmodels import distribute
@@ -23,3 +26,16 @@ def strategy_options():
     """The parsed strategy flags as keyword arguments of TrainConfig / EvalConfig."""
     return dict(strategy=flags.FLAGS.strategy, num_gpus=flags.FLAGS.num_gpus,
                 all_reduce=flags.FLAGS.all_reduce, virtual_devices=flags.FLAGS.virtual_devices)
+
+
+def import_from_working_directory():
+    """Put the working directory on the import path, as `python -m` does, so that
+    `--model=package.module:function` (and a model_dir recording one) finds the user's code."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(1, os.getcwd())
+
+
+def exit_with_error(err):
+    """Bad input found after flag parsing: the one message (no flag help), exit status 2."""
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(2)

@@ -64,6 +64,7 @@ def _ints(name):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    common_flags.import_from_working_directory()
     config = evaluator.EvalConfig(
         model_dir=FLAGS.model_dir, checkpoint=FLAGS.checkpoint, split=FLAGS.split,
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, global_batch_size=FLAGS.batch_size,
@@ -73,7 +74,7 @@ def main(argv):
     try:
         history = evaluator.evaluate(config)
     except (evaluator.EvalConfigError, data.DatasetUnavailableError) as err:
-        raise app.UsageError(str(err)) from None
+        common_flags.exit_with_error(err)
     print(json.dumps([evaluator.summary(results) for results in history], indent=2))
 
 

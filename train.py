@@ -24,7 +24,9 @@ from tfmodels.training import optimizers, schedules  # noqa: E402
 # smoothing, weight decay, cosine rate). Presets in configs/ set their own.
 D = training.TrainConfig()
 # --- model and data ---
-flags.DEFINE_enum("model", D.model, sorted(nets.NETS), "Network to train.")
+flags.DEFINE_string("model", D.model, f"Network to train: one of {', '.join(sorted(nets.NETS))}, "
+                    "or package.module:function for a net of your own (importable from the "
+                    "working directory or PYTHONPATH; see docs/PORTING.md).")
 flags.DEFINE_string("dataset", D.dataset, f"One of {', '.join(data.DATASET_NAMES)}; "
                     "synthetic[:HxWxC:CLASSES] for benchmarks.")
 flags.DEFINE_string("data_dir", D.data_dir, "tensorflow-datasets directory (default: "
@@ -92,6 +94,10 @@ flags.DEFINE_bool("init_checkpoint_use_ema", D.init_checkpoint_use_ema, "Take th
 flags.DEFINE_list("checkpoint_exclude_scopes", list(D.checkpoint_exclude_scopes), "Variable "
                   "scopes not taken from --init_checkpoint, e.g. vgg_16/fc8 to fine-tune to a "
                   "new class count.")
+flags.DEFINE_list("init_checkpoint_ignore", list(D.init_checkpoint_ignore), "Checkpoint "
+                  "variables of --init_checkpoint to leave out on purpose (scopes or regexes).")
+flags.DEFINE_list("init_checkpoint_strip_scope", list(D.init_checkpoint_strip_scope), "Outer "
+                  "scope to remove from --init_checkpoint's names (e.g. an Estimator's model/).")
 flags.DEFINE_list("trainable_scopes", list(D.trainable_scopes), "Train only variables under "
                   "these scopes (default: all).")
 common_flags.define_strategy_flags(D)
@@ -123,16 +129,19 @@ def config_from_flags():
         log_every=FLAGS.log_every, export=FLAGS.export, init_checkpoint=FLAGS.init_checkpoint,
         init_checkpoint_use_ema=FLAGS.init_checkpoint_use_ema,
         checkpoint_exclude_scopes=tuple(FLAGS.checkpoint_exclude_scopes),
+        init_checkpoint_ignore=tuple(FLAGS.init_checkpoint_ignore),
+        init_checkpoint_strip_scope=tuple(FLAGS.init_checkpoint_strip_scope),
         trainable_scopes=tuple(FLAGS.trainable_scopes), **common_flags.strategy_options())
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    common_flags.import_from_working_directory()
     try:
         metrics = training.train(config_from_flags())
     except (training.ConfigError, data.DatasetUnavailableError) as err:
-        raise app.UsageError(str(err)) from None
+        common_flags.exit_with_error(err)
     print(json.dumps(metrics, indent=2))
 
 

@@ -88,6 +88,7 @@ def test_every_option_has_a_flag(train_script, tmp_path):
                "checkpoint_every": "4", "keep_checkpoints": "5", "log_every": "6",
                "export": "false", "init_checkpoint": str(tmp_path),
                "init_checkpoint_use_ema": "true", "checkpoint_exclude_scopes": "a/b",
+               "init_checkpoint_ignore": "x/.*", "init_checkpoint_strip_scope": "model",
                "trainable_scopes": "c"}
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["train.py"] + [f"--{k}={v}" for k, v in changed.items()])

@@ -286,7 +286,8 @@ def test_eval_py_on_three_replicas(trained_dir, latest, tmp_path):
                                                       "embedding_test.png"]
 
 
-def test_eval_py_bad_input_is_a_usage_error(tmp_path):
+def test_eval_py_bad_input_is_one_message(tmp_path):
     proc = scripts.run("eval.py", f"--model_dir={tmp_path / 'nowhere'}")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    assert "--knn_k" not in proc.stderr  # no flag help

@@ -12,6 +12,7 @@ verbatim): a TF1 ConvNet trained with EMA, ported into its TF2 builder given as
 `epsilon=1e-5`) fail as it says.
 """
 import contextlib
+import json
 import os
 import pathlib
 import re
@@ -43,7 +44,7 @@ def run(command, cwd):
     """Run a shell command with this interpreter first on PATH (so `python` is ours)."""
     env = scripts.script_env(
         PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
-        PYTHONPATH=str(ROOT))
+        PYTHONPATH=str(ROOT), TFMODELS=str(ROOT))
     return subprocess.run(["bash", "-e", "-c", command], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
 
@@ -193,11 +194,12 @@ def test_checkpoint_written_by_the_trainer(tmp_path):
 @pytest.fixture(scope="module")
 def custom_example(tmp_path_factory):
     """Runs the guide's custom-net section in a scratch directory; returns (directory, the
-    shell outputs). Its python blocks must be the files of docs/examples, verbatim."""
+    shell blocks' stdout, their stderr). Its python blocks must be the files of docs/examples,
+    verbatim."""
     directory = tmp_path_factory.mktemp("custom")
     blocks = worked_example_blocks("## Custom nets")
-    assert [language for language, _ in blocks] == ["python", "sh", "python", "sh"]
-    outputs = []
+    assert [language for language, _ in blocks] == ["python", "sh", "python", "sh", "sh"]
+    outputs, logs = [], []
     for language, code in blocks:
         if language == "python":
             name = re.match(r"# (\w+\.py):", code).group(1)
@@ -207,11 +209,12 @@ def custom_example(tmp_path_factory):
         result = run(code, directory)
         assert result.returncode == 0, f"{code}\n{result.stdout[-2000:]}{result.stderr[-4000:]}"
         outputs.append(result.stdout)
-    return directory, outputs
+        logs.append(result.stderr)
+    return directory, outputs, logs
 
 
 def test_custom_net_walkthrough(custom_example):
-    directory, (_, port) = custom_example
+    directory, (_, port, _), _ = custom_example
     assert "Result: OK" in port and "32 averaged" in port
     assert re.search(r"Verified against legacy_convnet:convnet on 8 random .*: OK", port)
     config = model_dir_lib.read_json(str(directory / "ported_convnet" /
@@ -233,8 +236,34 @@ def test_custom_net_walkthrough(custom_example):
                                   model(images, training=False)["logits"])
 
 
+def test_custom_net_trains_and_evaluates_by_module_function(custom_example):
+    """train.py and eval.py take the custom net as the guide shows: eval re-imports it from
+    config.json; fine-tuning from the TF1 checkpoint trains only ConvNet/logits, keeps the
+    legacy (averaged) values elsewhere, and logs trained vs frozen counts by scope."""
+    directory, (_, _, evaluated_and_trained), (_, _, log) = custom_example
+    evaluated = json.loads(evaluated_and_trained[:evaluated_and_trained.index("]") + 1])
+    assert evaluated[0]["count"] == 64 and evaluated[0]["split"] == "test"
+    metrics = json.loads(evaluated_and_trained[evaluated_and_trained.index("]") + 1:])
+    assert metrics["steps"] == 4 and metrics["model"] == "convnet:convnet"
+    assert re.search(r"training 2 variables \(650 values\), keeping \d+ frozen", log)
+    assert re.search(r"ConvNet/logits +trained 2 \(650 values\)", log)
+    run_dir = str(directory / "runs" / "convnet")
+    legacy = tf.train.load_checkpoint(str(directory / "legacy_convnet"))
+    sys.path.insert(0, str(directory))
+    try:
+        model, _ = model_dir_lib.restore_model(model_dir_lib.read_config(run_dir),
+                                               tf.train.latest_checkpoint(run_dir))
+    finally:
+        sys.path.remove(str(directory))
+        sys.modules.pop("convnet", None)
+    weights = {v.path: v.numpy() for v in model.weights}
+    np.testing.assert_array_equal(
+        weights["ConvNet/stem/conv/kernel"],
+        legacy.get_tensor("ConvNet/stem/conv/weights/ExponentialMovingAverage"))
+
+
 def test_custom_net_mistakes_fail_as_the_guide_shows(custom_example):
-    directory, _ = custom_example
+    directory = custom_example[0]
     code = (directory / "convnet.py").read_text()
     (directory / "convnet_noscale.py").write_text(code.replace("scale=True, ", ""))
     (directory / "convnet_eps.py").write_text(

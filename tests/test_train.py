@@ -176,7 +176,8 @@ def _snapshot(model_dir):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--model=alexnet"], "value should be one of <cifarnet|lenet|lenet_pp"),
+    (["--model=alexnet"], "model='alexnet' is not one of: cifarnet, lenet, lenet_pp"),
+    (["--model=nowhere.mod:net"], "model='nowhere.mod:net'"),
     (["--virtual_devices=3", "--batch_size=64"],
      "global_batch_size=64 is not divisible by the 3 replicas; use a multiple of 3"),
     (["--batch_size=0"], "flag --batch_size=0: 0 is not a positive integer"),
@@ -186,7 +187,7 @@ def test_bad_flags_fail_before_any_work(tmp_path, flags, message):
     model_dir = str(tmp_path / "never")
     proc = scripts.run("train.py", f"--model_dir={model_dir}", *flags)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr and "--keep_checkpoints" not in proc.stderr
     assert not os.path.exists(model_dir)
 
 
@@ -263,3 +264,15 @@ def test_two_workers_on_localhost_match_two_local_replicas(tmp_path):
     assert a.keys() == b.keys() and len(a) > 10  # weights, optimizer slots, step, input position
     for key in a:
         np.testing.assert_allclose(b[key], a[key], rtol=0, atol=1e-5, err_msg=key)
+
+
+def test_init_checkpoint_mismatch_prints_the_report_alone(trained, tmp_path):
+    """A checkpoint that does not fill the net: the porting report, exit 2, no flag help, and
+    nothing written."""
+    model_dir = str(tmp_path / "never")
+    proc = scripts.run("train.py", f"--model_dir={model_dir}", "--model=small_cnn",
+                       f"--init_checkpoint={trained[0]}", "--train_steps=2")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Result: FAILED" in proc.stderr and "Nothing was assigned" in proc.stderr
+    assert "--keep_checkpoints" not in proc.stderr and "Traceback" not in proc.stderr
+    assert not os.path.exists(model_dir)

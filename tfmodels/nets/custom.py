@@ -27,8 +27,7 @@ import inspect
 import re
 import sys
 
-
-from tfmodels import scopes
+import tf_slim
 
 _PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 CONTRACT = ("fn(images, num_classes, is_training=None, scope='Name') -> (logits, end_points) "
@@ -208,7 +207,7 @@ def _arg_scope(name, function_name, arg_scope_fn):
             raise ValueError(f"weight_decay={weight_decay} but model={name!r}: {where}; "
                              "add weight decay in the net's own arg scope or use 0")
         # No arg scope of its own: keep whatever scope the caller is in.
-        return arg_scope_fn() if arg_scope_fn is not None else scopes.current_arg_scope()
+        return arg_scope_fn() if arg_scope_fn is not None else tf_slim.current_arg_scope()
 
     return arg_scope
 

@@ -86,3 +86,37 @@ def trainable_variables(model, trainable_scopes=()):
     rules.check_scopes(scopes, [v.path for v in variables], "trainable_scopes",
                        what="trainable variable")
     return [v for v in variables if any(rules.in_scope(v.path, s) for s in scopes)]
+
+
+def describe_trainable(model, train_variables, depth=2):
+    """Which variables a fine-tuning run trains and which it keeps, counted by scope.
+
+    Args:
+      model: the Keras model.
+      train_variables: what the optimizer updates (`trainable_variables(model, scopes)`).
+      depth: leading path components that name a scope (`vgg_16/fc8`).
+
+    Returns:
+      Text: a header with the totals, then one line per scope, `trained` / `frozen` counts of
+      variables and values, e.g. `vgg_16/fc8   trained 2 (4,097,000 values)`.
+    """
+    trained = {id(v) for v in train_variables}
+    rows = {}
+    for variable in model.trainable_variables:
+        scope = "/".join(variable.path.split("/")[:-1][:depth]) or variable.path
+        row = rows.setdefault(scope, [0, 0, 0, 0])
+        column = 0 if id(variable) in trained else 2
+        row[column] += 1
+        row[column + 1] += int(np.prod(variable.shape))
+    total = [sum(r[i] for r in rows.values()) for i in range(4)]
+    width = max(len(s) for s in rows) if rows else 0
+    lines = [f"training {total[0]} variables ({total[1]:,} values), keeping {total[2]} frozen "
+             f"({total[3]:,} values):"]
+    for scope, (n_trained, v_trained, n_frozen, v_frozen) in rows.items():
+        parts = []
+        if n_trained:
+            parts.append(f"trained {n_trained} ({v_trained:,} values)")
+        if n_frozen:
+            parts.append(f"frozen {n_frozen} ({v_frozen:,} values)")
+        lines.append(f"  {scope:<{width}}  {', '.join(parts)}")
+    return "\n".join(lines)

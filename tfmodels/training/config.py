@@ -18,6 +18,7 @@ from typing import Optional, Tuple
 
 from tfmodels import distribute, losses, nets
 from tfmodels.data import steps_per_epoch
+from tfmodels.nets import custom
 from tfmodels.training import schedules
 from tfmodels.training.optimizers import OPTIMIZERS
 
@@ -84,11 +85,16 @@ class TrainConfig:
     init_checkpoint: Optional[str] = None
     init_checkpoint_use_ema: bool = False
     checkpoint_exclude_scopes: Tuple[str, ...] = ()
+    init_checkpoint_ignore: Tuple[str, ...] = ()
+    init_checkpoint_strip_scope: Tuple[str, ...] = ()
     trainable_scopes: Tuple[str, ...] = ()
 
     def validate(self):
         """Raise ValueError naming the option, its value and what is allowed; no TF work."""
-        _choice("model", self.model, sorted(nets.NETS))
+        if custom.is_custom(self.model):
+            nets.get_net(self.model)  # imports it: errors name model=... and the contract
+        else:
+            _choice("model", self.model, sorted(nets.NETS) + ["package.module:function"])
         _choice("loss", self.loss, losses.LOSSES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
@@ -123,8 +129,11 @@ class TrainConfig:
             raise ValueError(f"label_smoothing={self.label_smoothing} applies to "
                              "loss='cross_entropy' only")
         if not self.init_checkpoint and (self.checkpoint_exclude_scopes
-                                         or self.init_checkpoint_use_ema):
-            raise ValueError("checkpoint_exclude_scopes / init_checkpoint_use_ema apply to "
+                                         or self.init_checkpoint_use_ema
+                                         or self.init_checkpoint_ignore
+                                         or self.init_checkpoint_strip_scope):
+            raise ValueError("checkpoint_exclude_scopes / init_checkpoint_use_ema / "
+                             "init_checkpoint_ignore / init_checkpoint_strip_scope apply to "
                              "init_checkpoint, which is not set")
         # Everything of the schedule but the warmup's bound, which needs the total steps.
         schedules.check_schedule(self.lr_schedule, self.learning_rate, max(self.warmup_steps, 1),
@@ -192,7 +201,8 @@ class ResolvedConfig:
     def to_json(self):
         """The flat dict saved as config.json: every option plus what was resolved."""
         values = dataclasses.asdict(self.config)
-        for name in ("lr_boundaries", "checkpoint_exclude_scopes", "trainable_scopes"):
+        for name in ("lr_boundaries", "checkpoint_exclude_scopes", "init_checkpoint_ignore",
+                     "init_checkpoint_strip_scope", "trainable_scopes"):
             values[name] = list(values[name])
         values.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                        if f.name != "config"})

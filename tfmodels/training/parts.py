@@ -73,9 +73,12 @@ def build_training(resolved, strategy, init_from=None):
         if init_from:
             mapping = porting.load_checkpoint(
                 model, init_from, exclude_scopes=config.checkpoint_exclude_scopes,
-                use_ema=config.init_checkpoint_use_ema)
+                use_ema=config.init_checkpoint_use_ema, ignore=config.init_checkpoint_ignore,
+                strip_scope=config.init_checkpoint_strip_scope)
             logging.info("initialised from %s\n%s", init_from, mapping.report())
         train_variables = porting.trainable_variables(model, config.trainable_scopes)
+        if config.trainable_scopes or init_from:
+            logging.info("%s", porting.describe_trainable(model, train_variables))
         center_loss = None
         if resolved.center_loss:
             center_loss = CenterLoss(resolved.num_classes, model.output["embedding"].shape[-1],
