@@ -154,7 +154,8 @@ def preprocess_image(image, height, width, is_training=False, bbox=None, fast_mo
                          f"{image.shape}")
     if not is_training:
         if central_fraction is not None and not 0.0 < central_fraction <= 1.0:
-            raise ValueError(f"central_fraction={central_fraction!r} must be in (0, 1]")
+            raise ValueError(f"central_fraction={central_fraction!r} must be in (0, 1], or None "
+                             "for no crop")
         return preprocess_for_eval(image, height, width, central_fraction, crop_image)
     return preprocess_for_train(image, height, width, bbox, fast_mode, crop_image,
                                 seeded_ops.check_seed(seed))
