@@ -5,10 +5,14 @@ preprocessing.py (`preprocess_for_eval`) statement by statement, and spell out t
 versions of the tf.image helpers slim called (`central_crop`, `resize_image_with_crop_or_pad`,
 `per_image_standardization`) instead of calling today's, so the reference shares no code with
 `tfmodels.data` beyond the kernels themselves. Images go in through a placeholder of unknown
-size, as they came out of slim's decoders. `run` builds a fresh graph and session per call.
+size, as they came out of slim's decoders. `run` builds a fresh graph and session per call;
+`photos()` are the test images (scikit-learn's two sample photos and crops of them).
 """
+import functools
+
 import numpy as np
 import tensorflow as tf
+from sklearn.datasets import load_sample_images
 
 tf1 = tf.compat.v1
 
@@ -158,3 +162,16 @@ def run(fn, image, *args):
         output = fn(placeholder, *args)
         with tf1.Session() as session:
             return session.run(output, {placeholder: image})
+
+
+@functools.lru_cache(maxsize=None)
+def photos():
+    """Real photos as uint8 [H, W, 3]: scikit-learn's two samples and crops of them."""
+    china, flower = load_sample_images().images
+    return {
+        "china": china,                          # 427 x 640, landscape
+        "flower": flower,                        # 427 x 640
+        "portrait": china[:, 150:403],           # 427 x 253
+        "odd": flower[13:314, 101:358],          # 301 x 257
+        "small": china[200:237, 300:353],        # 37 x 53: upsampled / padded
+    }

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.test_slim_preprocessing import photos
+from tests.slim_preprocessing import photos
 from tfmodels.data import decoding
 
 

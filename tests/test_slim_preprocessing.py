@@ -9,25 +9,13 @@ import functools
 import numpy as np
 import pytest
 import tensorflow as tf
-from sklearn.datasets import load_sample_images
 
 from tests import slim_preprocessing as slim
+from tests.slim_preprocessing import photos
 from tfmodels.data import preprocessing
 from tfmodels.nets import NETS
 
 ATOL = 1e-5
-
-
-@functools.lru_cache(maxsize=None)
-def photos():
-    china, flower = load_sample_images().images
-    return {
-        "china": china,                          # 427 x 640, landscape
-        "flower": flower,                        # 427 x 640
-        "portrait": china[:, 150:403],           # 427 x 253
-        "odd": flower[13:314, 101:358],          # 301 x 257
-        "small": china[200:237, 300:353],        # 37 x 53: upsampled / padded
-    }
 
 
 REFERENCES = {"vgg": slim.vgg_eval, "inception": slim.inception_eval,
@@ -158,6 +146,8 @@ def test_bad_module_arguments():
     image = photos()["odd"]
     with pytest.raises(ValueError, match=r"subtracts 3 channel means"):
         preprocessing.get_preprocessing("vgg", False)(image[..., :1], 224, 224)
+    with pytest.raises(ValueError, match=r"resize_side_min=0 must be an integer >= 1"):
+        preprocessing.get_preprocessing("vgg", False)(image, 224, 224, resize_side_min=0)
     with pytest.raises(ValueError, match=r"resize_side_min=300 and resize_side_max=256"):
         preprocessing.get_preprocessing("vgg", True)(image, 224, 224, resize_side_min=300,
                                                      resize_side_max=256)

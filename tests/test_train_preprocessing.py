@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tests import slim_preprocessing as slim
-from tests.test_slim_preprocessing import photos
+from tests.slim_preprocessing import photos
 from tfmodels.data import preprocessing, vgg_preprocessing
 
 MEANS = np.array(vgg_preprocessing.CHANNEL_MEANS, np.float32)

@@ -14,6 +14,7 @@ resize is TF1's bilinear kernel (`image_ops.resize_bilinear_v1`), the central cr
 `(resized - crop) // 2`; evaluation output equals slim's to the last bit (tested).
 """
 import functools
+import numbers
 
 import numpy as np
 import tensorflow as tf
@@ -109,19 +110,20 @@ def preprocess_image(image, height, width, is_training=False, resize_side_min=RE
       float32 [height, width, 3], pixels minus `CHANNEL_MEANS`.
 
     Raises:
-      ValueError: bad sizes, seed, an image that is not [H, W, 3], or
-        `resize_side_min > resize_side_max` in training.
+      ValueError: bad sizes, resize sides or seed, or an image that is not [H, W, 3].
       tf.errors.InvalidArgumentError (at run time): the resized image is smaller than the crop.
     """
     image = image_ops.check_call(image, height, width)
     if image.shape.rank is not None and image.shape[-1] not in (None, 3):
         raise ValueError(f"vgg preprocessing subtracts 3 channel means; the image has shape "
                          f"{image.shape}")
+    if not isinstance(resize_side_min, numbers.Integral) or resize_side_min < 1:
+        raise ValueError(f"resize_side_min={resize_side_min!r} must be an integer >= 1")
     if not is_training:
         return preprocess_for_eval(image, height, width, resize_side_min)
-    if not 1 <= resize_side_min <= resize_side_max:
+    if not isinstance(resize_side_max, numbers.Integral) or resize_side_max < resize_side_min:
         raise ValueError(f"resize_side_min={resize_side_min!r} and "
-                         f"resize_side_max={resize_side_max!r} must satisfy "
-                         "1 <= resize_side_min <= resize_side_max")
+                         f"resize_side_max={resize_side_max!r} must be integers with "
+                         "resize_side_min <= resize_side_max")
     return preprocess_for_train(image, height, width, resize_side_min, resize_side_max,
                                 seeded_ops.check_seed(seed))
