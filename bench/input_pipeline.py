@@ -214,6 +214,8 @@ def jpeg_main(args):
     rows = []
     for threads in args.threads:
         for label, ours, bare in jpeg_cases():
+            if args.case and args.case not in label:
+                continue
             candidates = {"ours": jpeg_dataset(jpegs, ours, threads),
                           "bare": jpeg_dataset(jpegs, bare, threads)}
             if label == "vgg eval":  # the same after checked decoding (decode_examples)
@@ -253,6 +255,7 @@ def main(argv=None):
                         help="JPEG decode + vgg/inception preprocessing vs a bare tf.data map")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                         help="--jpeg: tf.data private thread pool sizes to compare")
+    parser.add_argument("--case", default="", help="--jpeg: only cases whose label has this")
     args = parser.parse_args(argv)
     if args.jpeg:
         return jpeg_main(args)
