@@ -14,11 +14,18 @@ Augmentation (training only, `augment=True`): zero-pad each image by `padding` p
 side, crop an H×W window at a uniformly random offset in [0, 2·padding]², then flip left-right
 with probability 1/2 when the dataset allows flips. It runs on the raw uint8 pixels, so padding is
 black (0) before normalisation, as torchvision's `RandomCrop(padding=4)` on CIFAR.
+
+Per-net preprocessing of single images of any size, with tf-slim's call shape
+(`preprocessing_factory.get_preprocessing`): `get_preprocessing('vgg', is_training)` returns
+`fn(image, height, width, **kwargs)`; `default_preprocessing(net_name)` names a net's default.
 """
 import functools
 
 import numpy as np
 import tensorflow as tf
+
+from tfmodels.data import (cifarnet_preprocessing, inception_preprocessing,
+                           lenet_preprocessing, vgg_preprocessing)
 
 # Salts keep the random streams for shuffling and augmentation independent for one user seed.
 SHUFFLE_SALT = 0x5EED
@@ -159,3 +166,76 @@ def _compiled(pixel_max, mean, std, padding, augment):
 
     return tf.function(with_augmentation if augment else without, jit_compile=True,
                        autograph=False)
+
+
+# Per-net preprocessing (tf-slim's preprocessing_factory): name -> preprocess_image function.
+PREPROCESSING_FNS = {
+    "cifarnet": cifarnet_preprocessing.preprocess_image,
+    "inception": inception_preprocessing.preprocess_image,
+    "lenet": lenet_preprocessing.preprocess_image,
+    "vgg": vgg_preprocessing.preprocess_image,
+}
+
+# A net's default preprocessing. slim's own nets as slim's factory mapped them (ResNet v1 was
+# trained with VGG's preprocessing); the nets slim did not have take the preprocessing of the
+# images they were designed for: 32x32 CIFAR nets CifarNet's, 28x28 / 8x8 grey-digit nets
+# LeNet's (the one without augmentation).
+NET_PREPROCESSING = {
+    "cifarnet": "cifarnet", "resnet20": "cifarnet", "resnet56": "cifarnet",
+    "two_layer_net": "cifarnet",
+    "lenet": "lenet", "lenet_pp": "lenet", "softmax_regression": "lenet",
+    "ufldl_cnn": "lenet", "small_cnn": "lenet",
+    "vgg_a": "vgg", "vgg_16": "vgg", "vgg_19": "vgg",
+    "resnet_v1_50": "vgg", "resnet_v1_101": "vgg", "resnet_v1_152": "vgg",
+    # slim's nets without a tfmodels port yet, kept so ported checkpoints find theirs.
+    "inception_v1": "inception", "inception_v2": "inception", "inception_v3": "inception",
+    "inception_v4": "inception", "inception_resnet_v2": "inception",
+    "mobilenet_v1": "inception",
+}
+
+
+def get_preprocessing(name, is_training=False):
+    """A per-image preprocessing function, as slim's `preprocessing_factory.get_preprocessing`.
+
+        fn = get_preprocessing("vgg", is_training=True)
+        image = fn(uint8_image, 224, 224, seed=seed)   # float32 [224, 224, 3]
+
+    Args:
+      name: one of `PREPROCESSING_FNS` ('cifarnet', 'inception', 'lenet', 'vgg'); a net's
+        default is `default_preprocessing(net_name)`.
+      is_training: True for the training (random) transform, False for evaluation.
+
+    Returns:
+      `fn(image, height, width, **kwargs) -> float32 [height, width, C]` for one image
+      [H, W, C] of any size; kwargs go to the module's `preprocess_image` (e.g. `seed`, an
+      int64 [2] stateless seed that makes training output a pure function of the image and
+      the seed).
+
+    Raises:
+      ValueError: unknown name (the message lists the valid ones) or non-bool is_training.
+    """
+    if not isinstance(name, str) or name not in PREPROCESSING_FNS:
+        hint = (f" (the default for net {name!r} is {NET_PREPROCESSING[name]!r})"
+                if isinstance(name, str) and name in NET_PREPROCESSING else "")
+        raise ValueError(f"unknown preprocessing {name!r}{hint}; valid names: "
+                         f"{', '.join(sorted(PREPROCESSING_FNS))}")
+    if not isinstance(is_training, bool):
+        raise ValueError(f"is_training={is_training!r} must be True or False")
+    preprocess_image = PREPROCESSING_FNS[name]
+
+    def preprocessing_fn(image, height, width, **kwargs):
+        return preprocess_image(image, height, width, is_training=is_training, **kwargs)
+
+    return preprocessing_fn
+
+
+def default_preprocessing(net_name):
+    """The preprocessing name a net uses by default (slim's factory map; see NET_PREPROCESSING).
+
+    Raises:
+      ValueError: a net without a default; the message lists the known nets.
+    """
+    if not isinstance(net_name, str) or net_name not in NET_PREPROCESSING:
+        raise ValueError(f"no default preprocessing for net {net_name!r}; known nets: "
+                         f"{', '.join(sorted(NET_PREPROCESSING))}")
+    return NET_PREPROCESSING[net_name]
