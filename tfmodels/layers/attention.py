@@ -136,11 +136,11 @@ class MultiHeadAttention(keras.layers.Layer):
         mask = _combined_mask(query, value, attention_mask, use_causal_mask, query_mask,
                               value_mask, key_mask)
         key = value if key is None else key
-        q = self._project(query, self.query_dense)
+        # 1 / sqrt(key_dim) scales the query's kernel and bias, not the projected queries.
+        q = self._project(query, self.query_dense, scale=1.0 / math.sqrt(self.key_dim))
         k = self._project(key, self.key_dense)
         v = self._project(value, self.value_dense)
         # q, k: [B, heads, T or S, key_dim]; v: [B, heads, S, value_dim].
-        q = q * tf.constant(1.0 / math.sqrt(self.key_dim), q.dtype)
         scores = tf.matmul(q, k, transpose_b=True)  # [B, heads, T, S]
         if mask is not None:
             mask = mask[:, None]  # the same mask for every head
@@ -149,15 +149,18 @@ class MultiHeadAttention(keras.layers.Layer):
         context = tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3])  # [B, T, heads, value_dim]
         return self._output(context)
 
-    def _project(self, inputs, dense):
-        """One projection, [B, L, d] -> [B, heads, L, size]."""
+    def _project(self, inputs, dense, scale=None):
+        """One projection, [B, L, d] -> [B, heads, L, size], times `scale` if given."""
         d, size = inputs.shape[-1], dense.kernel.shape[-1]
         shape = tf.shape(inputs)
         kernel = tf.cast(tf.reshape(dense.kernel, [d, self.num_heads * size]), inputs.dtype)
+        bias = tf.cast(tf.reshape(dense.bias, [-1]), inputs.dtype) if self.use_bias else None
+        if scale is not None:
+            kernel = kernel * tf.constant(scale, inputs.dtype)
+            bias = None if bias is None else bias * tf.constant(scale, inputs.dtype)
         projected = tf.matmul(tf.reshape(inputs, [-1, d]), kernel)
-        if self.use_bias:
-            projected = tf.nn.bias_add(projected, tf.cast(tf.reshape(dense.bias, [-1]),
-                                                          inputs.dtype))
+        if bias is not None:
+            projected = tf.nn.bias_add(projected, bias)
         return self._heads(projected, shape, size)
 
     def _heads(self, projected, shape, size):
