@@ -18,10 +18,11 @@ softmax runs in float32 under mixed precision.
 Attention dropout is `tfmodels.layers.Dropout` on the probabilities: each example gets the same
 mask however the global batch is split across replicas.
 
-Each projection is one matrix product on [B * L, d] and the heads are batched matrix
-products on [B, heads, L, size]; unmasked attention takes the fused softmax kernel. (One product
-over the three kernels side by side measured 1.3x slower forward + backward: the 5-D transpose
-that splits it costs more than the two extra products.)
+Each projection is one matrix product on [B * L, d] (1 / sqrt(key_dim) folded into the query's
+kernel and bias) and the heads are batched matrix products on [B, heads, L, size]; the softmax
+takes TensorFlow's fused kernel, masked or not. One product over the three kernels side by side
+measured 1.3x slower forward + backward: the 5-D transpose that splits it costs more than the
+two extra products.
 """
 import math
 
