@@ -319,3 +319,23 @@ def test_xla_with_infinite_inputs_on_any_axis(rng, axis):
     y, g = f(tf.constant(x))
     np.testing.assert_allclose(y.numpy(), np_softmax(x, axis), rtol=1e-5, atol=1e-7)
     assert np.all(np.isfinite(g.numpy()))
+
+
+@pytest.mark.parametrize("mask_shape", [(2, 1, 4, 5), (1, 1, 4, 5), (5,), (4, 1)])
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_broadcast_masks_equal_their_full_size(mask_shape, axis, rng):
+    """Masks that repeat along some axes are used without materialising them at x's size."""
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    mask = rng.random(mask_shape) < 0.6
+    full = np.broadcast_to(mask, x.shape)
+    for fn in (softmax, log_softmax):
+        np.testing.assert_array_equal(fn(x, axis, mask=mask).numpy(),
+                                      fn(x, axis, mask=full).numpy())
+        g = rng.standard_normal(x.shape).astype(np.float32)
+        np.testing.assert_array_equal(_grad(lambda t: fn(t, axis, mask=mask), x, g),
+                                      _grad(lambda t: fn(t, axis, mask=full), x, g))
+
+
+def test_mask_larger_than_the_input_is_refused(rng):
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError)):
+        softmax(rng.standard_normal((1, 5)).astype(np.float32), mask=np.ones((3, 5), bool))

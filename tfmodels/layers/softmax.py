@@ -173,6 +173,14 @@ def _broadcast_mask(mask, x):
         raise ValueError(
             f"mask of shape {mask.shape} is not broadcastable to the input shape {x.shape}"
         ) from None
+    # tf.where broadcasts, so a mask that only repeats along some of x's axes (attention's
+    # [B, 1, T, S] for [B, heads, T, S] scores) is not materialised at x's size. A mask whose
+    # fit cannot be seen statically is broadcast here, which fails at run time if it must.
+    if mask.shape.rank is not None and x.shape.rank is not None \
+            and mask.shape.rank <= x.shape.rank \
+            and all(m == 1 or (m is not None and m == n)
+                    for m, n in zip(reversed(mask.shape.as_list()), reversed(x.shape.as_list()))):
+        return mask
     return tf.broadcast_to(mask, tf.shape(x))
 
 
