@@ -60,7 +60,8 @@ def bench_attention(batch, tokens, width, heads, repeats):
                             "ours": fwd_bwd(ours, x, upstream, **kwargs)},
                            repeats=repeats, number=2)
         rows.append({"case": case, "keras ms": 1e3 * times["keras"],
-                     "ours ms": 1e3 * times["ours"], "ours / keras": times["ours"] / times["keras"]})
+                     "ours ms": 1e3 * times["ours"],
+                     "ours / keras": times["ours"] / times["keras"]})
     print_table(f"Multi-head self-attention fwd+bwd, [{batch} x {tokens} tokens, {width} wide, "
                 f"{heads} heads], float32 CPU: ours / keras.layers.MultiHeadAttention", rows,
                 ["case", "keras ms", "ours ms", "ours / keras"])
