@@ -1,6 +1,6 @@
 """Benchmark the trainer: images/s vs Keras `model.fit` vs a minimal tf.function loop.
 
-    python bench/trainer.py                      # LeNets++ 28x28 and ResNet-20 32x32, batch 128
+    python bench/trainer.py                      # LeNets++ 28x28, ResNet-20 and vit_tiny 32x32
     python bench/trainer.py --replicas 1 2 4     # + step time with N logical CPU replicas
     python bench/trainer.py --replicas 1 2 4 --skip_loops --repeats 3   # only that table
 
@@ -18,7 +18,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-CASES = {"lenet_pp": ((28, 28, 1), 128), "resnet20": ((32, 32, 3), 128)}
+CASES = {"lenet_pp": ((28, 28, 1), 128), "resnet20": ((32, 32, 3), 128),
+         "vit_tiny": ((32, 32, 3), 128)}
 
 
 def _parts(model_name, image_shape, batch, strategy):

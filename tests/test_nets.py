@@ -21,7 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:`(layer.apply|tf.layers.flatten)
 
 WEIGHT_DECAY = 1e-3
 SMALL_NETS = ["softmax_regression", "two_layer_net", "ufldl_cnn", "small_cnn", "lenet",
-              "lenet_pp", "cifarnet", "resnet20"]
+              "lenet_pp", "cifarnet", "resnet20", "vit_tiny"]
 
 # name: (input shape, num_classes, embedding size, (total, trainable) parameters).
 # vgg / resnet_v1 with 1000 classes: tf-slim's graph counts (vgg_16 138,357,544; resnet_v1_50
@@ -45,7 +45,11 @@ REFERENCE = {
     "vgg_19": ((224, 224, 3), 1000, 4096, (143667240,) * 2),
     "resnet_v1_50": ((32, 32, 3), 1000, 2048, (25610152, 25557032)),
     "resnet_v1_101": ((32, 32, 3), 1000, 2048, (44654504, 44549160)),
+    # ViTs: the closed form in tests/test_vit.py (vit_tiny patch 2 on 8x8, vit_small patch 4).
+    "vit_tiny": ((8, 8, 1), 10, 64, (202186,) * 2),
+    "vit_small": ((32, 32, 3), 10, 192, (2693578,) * 2),
 }
+VIT_SIZES = {"vit_tiny": (64, 4, 256), "vit_small": (192, 6, 768)}  # width, blocks, MLP
 
 
 @dataclasses.dataclass
@@ -202,7 +206,31 @@ def _expected_variables(name, num_classes):
                 shapes.update(_conv(f"{prefix}/conv2", 3, depth, depth, False, True))
                 depth_in = depth
         return {**shapes, **_dense(f"{name}/logits", 64, num_classes)}
+    if name in VIT_SIZES:
+        return _vit_variables(name, num_classes)
     raise KeyError(name)
+
+
+def _vit_variables(name, num_classes):
+    (height, _, channels), width, depth, mlp_dim = REFERENCE[name][0], *VIT_SIZES[name]
+    patch = 2 if height <= 16 else 4
+    heads = {"vit_tiny": 4, "vit_small": 3}[name]
+    shapes = {f"{name}/embedding/kernel": (patch, patch, channels, width),
+              f"{name}/embedding/bias": (width,), f"{name}/cls/token": (1, 1, width),
+              f"{name}/posembed/embedding": ((height // patch) ** 2 + 1, width)}
+    for i in range(depth):
+        block = f"{name}/block_{i}"
+        for norm in ("ln1", "ln2"):
+            shapes.update({f"{block}/{norm}/gamma": (width,), f"{block}/{norm}/beta": (width,)})
+        for projection in ("query", "key", "value"):
+            shapes[f"{block}/attention/{projection}/kernel"] = (width, heads, width // heads)
+            shapes[f"{block}/attention/{projection}/bias"] = (heads, width // heads)
+        shapes[f"{block}/attention/attention_output/kernel"] = (heads, width // heads, width)
+        shapes[f"{block}/attention/attention_output/bias"] = (width,)
+        shapes.update({**_dense(f"{block}/mlp/fc1", width, mlp_dim),
+                       **_dense(f"{block}/mlp/fc2", mlp_dim, width)})
+    return {**shapes, f"{name}/encoder_norm/gamma": (width,),
+            f"{name}/encoder_norm/beta": (width,), **_dense(f"{name}/logits", width, num_classes)}
 
 
 @functools.lru_cache(maxsize=None)
@@ -270,6 +298,9 @@ def _expected_end_points(name):
         return common | {f"{name}/{key}" for key in ("conv1", "block1", "block2", "block3")}
     if name.startswith("vgg"):  # slim's end points, compared with its graph below
         return None
+    if name in VIT_SIZES:
+        return common | {"patches", "tokens", "encoder_norm"} | {
+            f"block_{i}" for i in range(VIT_SIZES[name][1])}
     raise KeyError(name)
 
 
@@ -461,7 +492,7 @@ def test_resnet_v1_forward_matches_slim_graph(rng):
     np.testing.assert_allclose(training, expected["training"], rtol=1e-3, atol=2e-3 * scale)
 
 
-@pytest.mark.parametrize("name", ["lenet_pp", "resnet20"])
+@pytest.mark.parametrize("name", ["lenet_pp", "resnet20", "vit_tiny"])
 def test_keras_file_roundtrip(name, tmp_path, rng):
     """The trainer exports `.keras` files: PReLU/BN sublayers and nested models must reload."""
     model = nets.build_model(name, num_classes=5, input_shape=(8, 8, 3), weight_decay=1e-3)

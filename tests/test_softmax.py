@@ -262,3 +262,80 @@ def test_no_warnings_on_plain_use(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         softmax(rng.standard_normal((2, 3)).astype(np.float32))
+
+
+# ---------------------------------------------------------------- the fused path with a mask
+
+
+@pytest.mark.parametrize("axis", [-1, 0, (1, 2)])
+@pytest.mark.parametrize("fn", [softmax, log_softmax])
+def test_masked_fused_path_equals_the_general_path(fn, axis, rng):
+    """Masked single / trailing axes take the fused kernel; values and gradients (fully masked
+    slices included) equal the general path's closed form."""
+    from tfmodels.layers.softmax import _general
+
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32) * 5
+    mask = rng.random(x.shape) < 0.6
+    axes = _np_axis(axis, 3)
+    empty = tuple(slice(None) if a in axes else 1 for a in range(3))
+    mask[empty] = False  # one slice over the softmax axes with nothing kept
+    g = rng.standard_normal(x.shape).astype(np.float32)
+
+    def general(t):
+        return _general(t, axes, tf.constant(mask), log=fn is log_softmax)
+
+    expected, got = general(tf.constant(x)).numpy(), fn(x, axis, mask=mask).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    assert np.all(got[~mask] == (-INF if fn is log_softmax else 0.0))
+    np.testing.assert_allclose(_grad(lambda t: fn(t, axis, mask=mask), x, g),
+                               _grad(general, x, g), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_masked_rows_exact_at_the_lowest_value_and_with_garbage_where_masked(dtype):
+    lowest = np.finfo(dtype).min
+    kept = np.exp([1.0, 2.0]) / np.exp([1.0, 2.0]).sum()
+    for row, keep, expected in (
+            ([lowest, 0.0, 1.0], [True, False, False], [1, 0, 0]),  # one kept value, lowest
+            ([np.nan, 1.0, 2.0], [False, True, True], [0, *kept]),
+            ([INF, 1.0, 2.0], [False, True, True], [0, *kept])):
+        got = softmax(np.array([row], dtype), mask=np.array([keep])).numpy()[0]
+        np.testing.assert_allclose(got, expected, rtol=1e-6, err_msg=str(row))
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_xla_with_infinite_inputs_on_any_axis(rng, axis):
+    """The general-path branch under XLA, for an axis other than the last."""
+    x = rng.standard_normal((6, 10)).astype(np.float32)
+    x[0, 3] = INF
+
+    @tf.function(jit_compile=True)
+    def f(t):
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            y = softmax(t, axis=axis)
+        return y, tape.gradient(y, t)
+
+    y, g = f(tf.constant(x))
+    np.testing.assert_allclose(y.numpy(), np_softmax(x, axis), rtol=1e-5, atol=1e-7)
+    assert np.all(np.isfinite(g.numpy()))
+
+
+@pytest.mark.parametrize("mask_shape", [(2, 1, 4, 5), (1, 1, 4, 5), (5,), (4, 1)])
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_broadcast_masks_equal_their_full_size(mask_shape, axis, rng):
+    """Masks that repeat along some axes are used without materialising them at x's size."""
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    mask = rng.random(mask_shape) < 0.6
+    full = np.broadcast_to(mask, x.shape)
+    for fn in (softmax, log_softmax):
+        np.testing.assert_array_equal(fn(x, axis, mask=mask).numpy(),
+                                      fn(x, axis, mask=full).numpy())
+        g = rng.standard_normal(x.shape).astype(np.float32)
+        np.testing.assert_array_equal(_grad(lambda t: fn(t, axis, mask=mask), x, g),
+                                      _grad(lambda t: fn(t, axis, mask=full), x, g))
+
+
+def test_mask_larger_than_the_input_is_refused(rng):
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError)):
+        softmax(rng.standard_normal((1, 5)).astype(np.float32), mask=np.ones((3, 5), bool))

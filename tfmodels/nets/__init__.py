@@ -20,7 +20,7 @@ import keras
 
 from tfmodels import scopes
 from tfmodels.nets import (cifarnet, custom, lenet, linear, resnet_cifar, resnet_v1,
-                           small_cnn, ufldl_cnn, vgg)
+                           small_cnn, ufldl_cnn, vgg, vit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +89,11 @@ _SPECS += [NetSpec(name, getattr(vgg, name), vgg.vgg_arg_scope, 224,
 _SPECS += [NetSpec(name, getattr(resnet_v1, name), resnet_v1.resnet_arg_scope, 224,
                    description=f"tf-slim's {name}")
            for name in ("resnet_v1_50", "resnet_v1_101")]
+_SPECS += [NetSpec(name, getattr(vit, name), vit.vit_arg_scope, 32,
+                   min_image_size=vit.min_image_size,
+                   description=f"{desc}; patch 2 up to 16x16 images, 4 up to 64x64, else 16")
+           for name, desc in (("vit_tiny", "Vision Transformer, width 64, 4 blocks"),
+                              ("vit_small", "Vision Transformer, width 192, 6 blocks"))]
 
 NETS = {spec.name: spec for spec in _SPECS}
 
