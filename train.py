@@ -16,9 +16,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 import common_flags  # noqa: E402
-from tfmodels import data, losses, nets, training  # noqa: E402
+from tfmodels import data, losses, nets, schedules, training  # noqa: E402
 from tfmodels.training import config as config_lib  # noqa: E402
-from tfmodels.training import optimizers, schedules  # noqa: E402
+from tfmodels.training import optimizers  # noqa: E402
 
 # Every default is TrainConfig()'s: the embedded-digits recipe (SmallCNN, augmentation, label
 # smoothing, weight decay, cosine rate). Presets in configs/ set their own.

@@ -22,11 +22,12 @@ ALLOWED = {
     "data": set(),
     "distribute": set(),
     "averaging": set(),
+    "schedules": set(),
     "model_dir": {"nets", "layers", "averaging"},
     "porting": {"model_dir", "nets", "scopes", "layers", "losses", "compat", "data"},
     "evaluation": {"data", "distribute", "model_dir", "losses", "layers", "nets"},
     "training": {"compat", "layers", "losses", "layer_names", "scopes", "nets", "data",
-                 "distribute",
+                 "distribute", "schedules",
                  "averaging", "model_dir", "porting", "evaluation"},
 }
 

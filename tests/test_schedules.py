@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfmodels.training.schedules import WarmupSchedule
+from tfmodels.schedules import WarmupSchedule
 
 
 def rates(schedule, steps):

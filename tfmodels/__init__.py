@@ -21,6 +21,6 @@ from tfmodels.layers import dropout as _dropout  # noqa: E402,F401  Dropout
 from tfmodels.layers import slim_layers as _slim_layers  # noqa: E402,F401  SlimConv2D, ...
 from tfmodels.layers import softmax as _softmax  # noqa: E402,F401  Softmax
 from tfmodels.layers import tokens as _tokens  # noqa: E402,F401  ClassToken, PositionEmbedding
-from tfmodels.training import schedules as _schedules  # noqa: E402,F401  WarmupSchedule
+from tfmodels import schedules as _schedules  # noqa: E402,F401  WarmupSchedule
 
 __version__ = "0.1.0"

@@ -16,10 +16,9 @@ import numbers
 import os
 from typing import Optional, Tuple
 
-from tfmodels import distribute, losses, nets
+from tfmodels import distribute, losses, nets, schedules
 from tfmodels.data import steps_per_epoch
 from tfmodels.nets import custom
-from tfmodels.training import schedules
 from tfmodels.training.optimizers import OPTIMIZERS
 
 MIXED_PRECISION = ("none", "bfloat16", "float16")

@@ -13,10 +13,10 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tfmodels import losses, nets, porting
+from tfmodels import losses, nets, porting, schedules
 from tfmodels.averaging import WeightAverage
 from tfmodels.layers import CenterLoss
-from tfmodels.training import optimizers, schedules
+from tfmodels.training import optimizers
 
 
 @dataclasses.dataclass
