@@ -1,5 +1,9 @@
-"""Flags shared by train.py and eval.py: where the replicas run."""
-from absl import flags
+"""Flags shared by train.py and eval.py (where the replicas run), and how their `main` ends."""
+import gc
+import sys
+import traceback
+
+from absl import app, flags
 
 from tfmodels import distribute
 
@@ -23,3 +27,40 @@ def strategy_options():
     """The parsed strategy flags as keyword arguments of TrainConfig / EvalConfig."""
     return dict(strategy=flags.FLAGS.strategy, num_gpus=flags.FLAGS.num_gpus,
                 all_reduce=flags.FLAGS.all_reduce, virtual_devices=flags.FLAGS.virtual_devices)
+
+
+def run_and_release(work, usage_errors=(), failures=()):
+    """`work()`'s result, with every TensorFlow object it made released before we go on.
+
+    A process that leaves tf.data iterators (one per replica, each with an autotune thread) to
+    the interpreter's shutdown can hang there for good: the main thread destroys an iterator
+    and waits on a thread that can no longer run. The iterators live in reference cycles, and an
+    exception's traceback keeps the frames that hold them. So the exception is reduced to its
+    text and dropped first, then `gc.collect()` frees everything, and only then does the script
+    report and exit.
+
+    Args:
+      work: fn() -> result.
+      usage_errors: exception types reported as `app.UsageError` (bad input: the message).
+      failures: exception types reported as 'error: <message>' with exit status 1.
+
+    Returns:
+      `work()`'s result (any other exception: its traceback is printed, exit status 1).
+    """
+    usage = failure = None
+    try:
+        result = work()
+    except usage_errors as err:
+        usage = str(err)
+    except failures as err:
+        failure = f"error: {err}\n"
+    except Exception:  # noqa: BLE001 -- printed below, once the run's objects are freed
+        failure = traceback.format_exc()
+    gc.collect()
+    if usage is not None:
+        raise app.UsageError(usage)
+    if failure is not None:
+        sys.stderr.write(failure)
+        sys.stderr.flush()
+        sys.exit(1)
+    return result
