@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -112,24 +113,34 @@ def test_writer_lock_is_exclusive_and_released(tmp_path):
 def test_writer_lock_dies_with_its_process(tmp_path):
     """kill -9 leaves no stale lock: the OS releases flock locks of a dead process."""
     model_dir = str(tmp_path / "run")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
-            sys.path.insert(0, {os.getcwd()!r})
+            sys.path.insert(0, {root!r})
             from tfmodels.model_dir.lock import WriterLock
             lock = WriterLock({model_dir!r})
-            print("locked", flush=True)
             time.sleep(600)
-        """)], stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(
-            os.path.abspath(__file__))))
+        """)], cwd=root)
     try:
-        assert holder.stdout.readline().strip() == "locked"
+        deadline = time.monotonic() + 120
+        while not _lock_text(model_dir).startswith(f"pid {holder.pid} "):
+            assert holder.poll() is None and time.monotonic() < deadline, "no lock taken"
+            time.sleep(0.01)
         with pytest.raises(model_dir_lib.ModelDirBusyError, match=f"pid {holder.pid} on "):
             model_dir_lib.WriterLock(model_dir)
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.communicate(timeout=60)
     model_dir_lib.WriterLock(model_dir).release()
+
+
+def _lock_text(model_dir):
+    try:
+        with open(os.path.join(model_dir, ".lock")) as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def test_writer_lock_refuses_a_symbolic_link(tmp_path):
