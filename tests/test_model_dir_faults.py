@@ -401,7 +401,7 @@ def test_fault_injection_kills_lost_state_files_truncated_checkpoints(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     rng = random.Random(20)
-    truncated, killed = [], 0
+    truncated, killed, deleted, started = [], 0, 0, time.monotonic()
     for attempt in range(KILLS):
         before = _readable(run)
         start = max(before, default=0)
@@ -425,6 +425,7 @@ def test_fault_injection_kills_lost_state_files_truncated_checkpoints(tmp_path):
                     f"ckpt-{step} was lost at kill {attempt}: {sorted(after)}"
         if rng.random() < 0.5 and os.path.exists(run / "checkpoint"):
             os.remove(run / "checkpoint")
+            deleted += 1
         if rng.random() < 0.5 and len(after) >= 2:
             newest = max(after)
             data = checkpoints.data_files(str(run), newest)[0]
@@ -444,3 +445,6 @@ def test_fault_injection_kills_lost_state_files_truncated_checkpoints(tmp_path):
             for root, _, names in os.walk(run / "unreadable") for n in names]
     assert all(data in kept for data in truncated), "a truncated checkpoint file was lost"
     assert not [n for n in os.listdir(run) if n.endswith("_temp") or n.startswith(".staging_")]
+    print(f"{killed} kills, {deleted} state files deleted, {len(truncated)} checkpoints "
+          f"truncated, {len(os.listdir(run / 'unreadable'))} files set aside; "
+          f"{time.monotonic() - started:.0f} s")
