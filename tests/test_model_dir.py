@@ -53,7 +53,7 @@ def test_writes_replace_symbolic_links_instead_of_following_them(tmp_path):
     files.write_atomic(str(folder / "model.keras"), lambda tmp: open(tmp, "w").write("new"),
                        suffix=".keras")
     assert outside.read_text() == "precious"
-    assert not os.path.islink(folder / "metrics.json") and not os.path.islink(folder / "model.keras")
+    assert not any(os.path.islink(folder / n) for n in ("metrics.json", "model.keras"))
     assert (folder / "model.keras").read_text() == "new"
 
     outside_dir = tmp_path / "outside_dir"

@@ -185,9 +185,9 @@ def test_3_weights_that_become_non_finite_are_never_saved(tmp_path, monkeypatch)
 
     monkeypatch.setattr(CheckpointSaver, "save", overflowing)
     with pytest.raises(NonFiniteLossError, match=r"the weights became inf/NaN between step 10 "
-                                                 r"and step 11 \(TwoLayerNet/fc1/kernel\); step 11 was "
-                                                 f"not saved, the last good checkpoint is {run}/"
-                                                 "ckpt-10"):
+                                                 r"and step 11 \(TwoLayerNet/fc1/kernel\); step "
+                                                 f"11 was not saved, the last good checkpoint is "
+                                                 f"{run}/ckpt-10"):
         _train(run, train_steps=20, checkpoint_every=1, steps_per_loop=1)
     assert sorted(f for f in os.listdir(run) if f.endswith(".index")) == ["ckpt-10.index"]
     assert _all_finite(run / "ckpt-10")
