@@ -131,16 +131,15 @@ def test_timeout_stops_without_a_final_checkpoint(staged, tmp_path, caplog):
 def test_checkpoint_deleted_before_it_is_read_is_skipped(staged, tmp_path, monkeypatch, caplog):
     """The trainer's keep_checkpoints may delete a checkpoint between the poller's look and
     the restore: that one is skipped, the next evaluated."""
-    from tfmodels.evaluation import evaluator
     from tfmodels.evaluation.evaluator import EvalConfig, evaluate
-    from tfmodels.model_dir import Inspection
+    from tfmodels.model_dir import Inspection, checkpoints
 
     caplog.set_level(logging.INFO)
     model_dir = _model_dir(tmp_path / "run")
     _publish(staged, model_dir, TOTAL_STEPS)
     seen = [Inspection(os.path.join(model_dir, "ckpt-2"), 2),  # read, then deleted
             Inspection(os.path.join(model_dir, f"ckpt-{TOTAL_STEPS}"), TOTAL_STEPS)]
-    monkeypatch.setattr(evaluator, "_new_checkpoints", lambda *args, **kwargs: iter(seen))
+    monkeypatch.setattr(checkpoints, "watch", lambda *args, **kwargs: iter(seen))
     history = evaluate(EvalConfig(model_dir=model_dir, continuous=True, knn_k=(), plot_dir=""))
     assert [r["step"] for r in history] == [TOTAL_STEPS]
     assert "ckpt-2 was deleted before it could be evaluated; skipped" in caplog.text

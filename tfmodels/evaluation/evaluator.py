@@ -18,7 +18,6 @@ import dataclasses
 import gc
 import math
 import os
-import time
 
 import numpy as np
 import tensorflow as tf
@@ -106,7 +105,7 @@ def _evaluate(config, strategy):
 
 def _evaluate_continuously(plan, strategy, writer, chief, timeout):
     history = []
-    for found in _new_checkpoints(plan.model_dir, timeout):
+    for found in model_dir_lib.checkpoints.watch(plan.model_dir, timeout):
         check_checkpoint(found)
         try:
             results = evaluate_checkpoint(plan, strategy, found.path, writer, chief)
@@ -126,37 +125,6 @@ def _evaluate_continuously(plan, strategy, writer, chief, timeout):
         logging.info("no new checkpoint in %s for %s s; stopping after %d evaluation(s)",
                      plan.model_dir, timeout, len(history))
     return history
-
-
-def _new_checkpoints(model_dir, timeout, poll_seconds=1.0):
-    """Yield (as `model_dir.Inspection`) the newest readable checkpoint whenever one newer than
-    the last yielded appears in `model_dir`'s files; return after `timeout` seconds without.
-
-    A newer checkpoint that does not read (yet: another program may still be copying it) is
-    retried at each poll and reported once.
-    """
-    checkpoints = model_dir_lib.checkpoints
-    last_step, reported = -1, set()
-    deadline = time.monotonic() + timeout
-    while True:
-        newer = [path for step, path in checkpoints.list_checkpoints(model_dir)
-                 if step > last_step]
-        for path in reversed(newer):
-            found = checkpoints.inspect(path)
-            if found.readable:
-                last_step = found.step
-                yield found
-                deadline = time.monotonic() + timeout
-                break
-            if path not in reported:
-                reported.add(path)
-                logging.warning("checkpoint %s cannot be read (%s); passed over while it stays "
-                                "so", path, found.problem)
-        else:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            time.sleep(min(poll_seconds, remaining))
 
 
 def _total_steps(plan):

@@ -9,15 +9,17 @@ nothing here reads, writes or deletes a path because it says so.
 `inspect` reads every tensor of a checkpoint (its bytes, checked against the index's CRCs):
 O(size), so it runs once per start, resume or evaluation, not at every save. `newest_usable`
 walks from the newest checkpoint back to the first that reads (and, if asked, holds only finite
-values), reporting the ones it passed over.
+values), reporting the ones it passed over; `watch` yields new readable ones as they appear.
 """
 import dataclasses
 import os
 import re
+import time
 from typing import Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 PREFIX = "ckpt"
 STATE_FILE = "checkpoint"
@@ -143,6 +145,35 @@ def newest_usable(directory, *, finite):
             return found, skipped
         skipped.append(found)
     return None, skipped
+
+
+def watch(directory, timeout, poll_seconds=1.0):
+    """Yield (as `Inspection`) the newest readable checkpoint whenever one newer than the last
+    yielded appears in `directory`'s files; return after `timeout` seconds without one.
+
+    A newer checkpoint that does not read (yet: another program may still be copying it) is
+    retried at each poll and reported once.
+    """
+    last_step, reported = -1, set()
+    deadline = time.monotonic() + timeout
+    while True:
+        newer = [path for step, path in list_checkpoints(directory) if step > last_step]
+        for path in reversed(newer):
+            found = inspect(path)
+            if found.readable:
+                last_step = found.step
+                yield found
+                deadline = time.monotonic() + timeout
+                break
+            if path not in reported:
+                reported.add(path)
+                logging.warning("checkpoint %s cannot be read (%s); passed over while it stays "
+                                "so", path, found.problem)
+        else:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(poll_seconds, remaining))
 
 
 def describe_unusable(inspections):

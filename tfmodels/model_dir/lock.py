@@ -35,7 +35,11 @@ class WriterLock:
     def __init__(self, model_dir):
         self.model_dir = model_dir
         self.path = os.path.join(model_dir, LOCK_FILE)
-        os.makedirs(model_dir, exist_ok=True)
+        try:
+            os.makedirs(model_dir, exist_ok=True)
+        except OSError as err:
+            raise ValueError(f"model_dir={model_dir!r} cannot be created: {err.strerror}") \
+                from None
         try:
             # O_NOFOLLOW: a link planted at the lock's name is refused, never written through.
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
