@@ -148,10 +148,17 @@ def remove_leftovers(directory):
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
         if _STAGING.match(name) or (name.startswith(TMP_PREFIX) and
-                                    now - os.lstat(path).st_mtime > _TMP_GRACE_SECONDS):
+                                    now - _mtime(path, now) > _TMP_GRACE_SECONDS):
             _remove(path)
             removed.append(name)
     return removed
+
+
+def _mtime(path, default):
+    try:
+        return os.lstat(path).st_mtime
+    except FileNotFoundError:  # its writer renamed it meanwhile
+        return default
 
 
 def _remove(path):
