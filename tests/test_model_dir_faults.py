@@ -397,42 +397,43 @@ def test_fault_injection_kills_lost_state_files_truncated_checkpoints(tmp_path):
     from tfmodels.model_dir import checkpoints
 
     straight, run = tmp_path / "straight", tmp_path / "run"
-    proc = scripts.run("train.py", f"--model_dir={straight}", *FAULT_FLAGS, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
+    reference = scripts.start("train.py", f"--model_dir={straight}", *FAULT_FLAGS)  # meanwhile
     rng = random.Random(20)
     truncated, killed, deleted, started = [], 0, 0, time.monotonic()
-    for attempt in range(KILLS):
-        before = _readable(run)
-        start = max(before, default=0)
-        victim = scripts.start("train.py", f"--model_dir={run}", *FAULT_FLAGS)
-        if rng.random() < 0.35:  # while it starts: recovery, restore, tracing
-            alive = _wait(lambda: _holds_lock(run, victim.pid), victim, "taking the lock")
-            time.sleep(rng.uniform(0.0, 1.5))
-        else:  # right after a save: often during the next one
-            alive = _wait(lambda: _newest_step(run) > start, victim, "a new checkpoint")
-            time.sleep(rng.uniform(0.0, 0.03))
-        killed += alive and victim.poll() is None
-        victim.send_signal(signal.SIGKILL)
-        victim.communicate(timeout=60)
+    try:
+        for attempt in range(KILLS):
+            before = _readable(run)
+            start = max(before, default=0)
+            victim = scripts.start("train.py", f"--model_dir={run}", *FAULT_FLAGS)
+            if rng.random() < 0.35:  # while it starts: recovery, restore, tracing
+                alive = _wait(lambda: _holds_lock(run, victim.pid), victim, "taking the lock")
+                time.sleep(rng.uniform(0.0, 1.5))
+            else:  # right after a save: often during the next one
+                alive = _wait(lambda: _newest_step(run) > start, victim, "a new checkpoint")
+                time.sleep(rng.uniform(0.0, 0.03))
+            killed += alive and victim.poll() is None
+            victim.send_signal(signal.SIGKILL)
+            victim.communicate(timeout=60)
 
-        after = _readable(run)
-        for step, files in before.items():
-            if step in after:
-                assert after[step] == files, f"ckpt-{step} changed (kill {attempt})"
-            else:  # only the keep-N policy may delete it: 3 newer ones must exist
-                assert len([s for s in after if s > step]) >= 3, \
-                    f"ckpt-{step} was lost at kill {attempt}: {sorted(after)}"
-        if rng.random() < 0.5 and os.path.exists(run / "checkpoint"):
-            os.remove(run / "checkpoint")
-            deleted += 1
-        if rng.random() < 0.5 and len(after) >= 2:
-            newest = max(after)
-            data = checkpoints.data_files(str(run), newest)[0]
-            truncated.append(_truncate(run / data, rng.uniform(0.1, 0.9)))
-
+            after = _readable(run)
+            for step, files in before.items():
+                if step in after:
+                    assert after[step] == files, f"ckpt-{step} changed (kill {attempt})"
+                else:  # only the keep-N policy may delete it: 3 newer ones must exist
+                    assert len([s for s in after if s > step]) >= 3, \
+                        f"ckpt-{step} was lost at kill {attempt}: {sorted(after)}"
+            if rng.random() < 0.5 and os.path.exists(run / "checkpoint"):
+                os.remove(run / "checkpoint")
+                deleted += 1
+            if rng.random() < 0.5 and len(after) >= 2:
+                newest = max(after)
+                data = checkpoints.data_files(str(run), newest)[0]
+                truncated.append(_truncate(run / data, rng.uniform(0.1, 0.9)))
+    finally:
+        _, reference_err = reference.communicate(timeout=600)
     proc = scripts.run("train.py", f"--model_dir={run}", *FAULT_FLAGS, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert reference.returncode == 0, reference_err[-3000:]
     assert killed >= KILLS - 2, f"only {killed} of {KILLS} runs were alive when killed"
     a = tf.train.load_checkpoint(str(straight / "ckpt-100"))
     b = tf.train.load_checkpoint(str(run / "ckpt-100"))
