@@ -360,7 +360,7 @@ def _readable(model_dir):
     return found
 
 
-def _wait(condition, victim, what, timeout=300):
+def _wait(condition, victim, what, timeout=300, poll=0.005):
     deadline = time.monotonic() + timeout
     while not condition():
         if victim.poll() is not None:
@@ -369,7 +369,7 @@ def _wait(condition, victim, what, timeout=300):
             victim.kill()
             pytest.fail(f"{what} did not happen within {timeout} s:\n"
                         f"{victim.communicate(timeout=60)[1][-3000:]}")
-        time.sleep(0.005)
+        time.sleep(poll)
     return True
 
 
@@ -380,6 +380,14 @@ def _newest_step(model_dir):
     return found[-1][0] if found else 0
 
 
+def _saving(model_dir):
+    """Whether a checkpoint is being written (its staging folder exists)."""
+    try:
+        return any(n.startswith(".staging_") for n in os.listdir(model_dir))
+    except FileNotFoundError:
+        return False
+
+
 def _holds_lock(model_dir, pid):
     try:
         return open(os.path.join(model_dir, ".lock")).read().startswith(f"pid {pid} ")
@@ -388,8 +396,8 @@ def _holds_lock(model_dir, pid):
 
 
 def test_fault_injection_kills_lost_state_files_truncated_checkpoints(tmp_path):
-    """20 kill -9s at random moments (while starting and recovering, or just after a save,
-    i.e. often during the next one), with the state file deleted and the newest checkpoint
+    """20 kill -9s at random moments (while starting and recovering, while writing a
+    checkpoint, or after a save), with the state file deleted and the newest checkpoint
     truncated in between at random; then a run to the end. Its final checkpoint equals an
     uninterrupted run's bit for bit, no checkpoint that existed is lost except by the keep-3
     policy (or set aside into unreadable/ when we truncated it), and every truncated file is
@@ -399,21 +407,26 @@ def test_fault_injection_kills_lost_state_files_truncated_checkpoints(tmp_path):
     straight, run = tmp_path / "straight", tmp_path / "run"
     reference = scripts.start("train.py", f"--model_dir={straight}", *FAULT_FLAGS)  # meanwhile
     rng = random.Random(20)
-    truncated, killed, deleted, started = [], 0, 0, time.monotonic()
+    truncated, killed, deleted, mid_save, started = [], 0, 0, 0, time.monotonic()
     try:
         for attempt in range(KILLS):
             before = _readable(run)
             start = max(before, default=0)
             victim = scripts.start("train.py", f"--model_dir={run}", *FAULT_FLAGS)
-            if rng.random() < 0.35:  # while it starts: recovery, restore, tracing
+            moment = rng.random()
+            if moment < 0.35:  # while it starts: recovery, restore, tracing
                 alive = _wait(lambda: _holds_lock(run, victim.pid), victim, "taking the lock")
                 time.sleep(rng.uniform(0.0, 1.5))
-            else:  # right after a save: often during the next one
+            elif moment < 0.75:  # while it writes a checkpoint
+                alive = _wait(lambda: _saving(run), victim, "a save", poll=0.0005)
+                time.sleep(rng.uniform(0.0, 0.005))
+            else:  # after a save: between steps, or during the next save
                 alive = _wait(lambda: _newest_step(run) > start, victim, "a new checkpoint")
                 time.sleep(rng.uniform(0.0, 0.03))
             killed += alive and victim.poll() is None
             victim.send_signal(signal.SIGKILL)
             victim.communicate(timeout=60)
+            mid_save += _saving(run)
 
             after = _readable(run)
             for step, files in before.items():
@@ -446,6 +459,7 @@ def test_fault_injection_kills_lost_state_files_truncated_checkpoints(tmp_path):
             for root, _, names in os.walk(run / "unreadable") for n in names]
     assert all(data in kept for data in truncated), "a truncated checkpoint file was lost"
     assert not [n for n in os.listdir(run) if n.endswith("_temp") or n.startswith(".staging_")]
-    print(f"{killed} kills, {deleted} state files deleted, {len(truncated)} checkpoints "
+    print(f"{killed} kills ({mid_save} during a save), {deleted} state files deleted, "
+          f"{len(truncated)} checkpoints "
           f"truncated, {len(os.listdir(run / 'unreadable'))} files set aside; "
           f"{time.monotonic() - started:.0f} s")
