@@ -1,6 +1,8 @@
-"""What train.py and eval.py share: the strategy flags, the import path, error exits."""
+"""What train.py and eval.py share: the strategy flags, the import path, how `main` ends."""
+import gc
 import os
 import sys
+import traceback
 
 from absl import flags
 
@@ -35,7 +37,37 @@ def import_from_working_directory():
         sys.path.insert(1, os.getcwd())
 
 
-def exit_with_error(err):
-    """Bad input found after flag parsing: the one message (no flag help), exit status 2."""
-    print(f"error: {err}", file=sys.stderr)
-    sys.exit(2)
+def run_and_release(work, usage_errors=(), failures=()):
+    """`work()`'s result, with every TensorFlow object it made released before we go on.
+
+    A process that leaves tf.data iterators (one per replica, each with an autotune thread) to
+    the interpreter's shutdown can hang there for good: the main thread destroys an iterator
+    and waits on a thread that can no longer run. The iterators live in reference cycles, and an
+    exception's traceback keeps the frames that hold them. So the exception is reduced to its
+    text and dropped first, then `gc.collect()` frees everything, and only then does the script
+    report and exit.
+
+    Args:
+      work: fn() -> result.
+      usage_errors: exception types that mean bad input: 'error: <message>' alone (no flag
+        help), exit status 2.
+      failures: exception types reported as 'error: <message>' with exit status 1.
+
+    Returns:
+      `work()`'s result (any other exception: its traceback is printed, exit status 1).
+    """
+    report = status = None
+    try:
+        result = work()
+    except usage_errors as err:
+        report, status = f"error: {err}\n", 2
+    except failures as err:
+        report, status = f"error: {err}\n", 1
+    except Exception:  # noqa: BLE001 -- printed below, once the run's objects are freed
+        report, status = traceback.format_exc(), 1
+    gc.collect()
+    if report is not None:
+        sys.stderr.write(report)
+        sys.stderr.flush()
+        sys.exit(status)
+    return result

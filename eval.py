@@ -7,7 +7,8 @@
 
 The model and the data come from the config.json train.py saved in --model_dir; flags given
 here override it. Every example of the split is counted once with any number of replicas.
-Results go to --output (JSON), TensorBoard scalars to <model_dir>/eval/, pictures to --plot_dir.
+Results go to --output (JSON), TensorBoard scalars to --summary_dir (<model_dir>/eval/), pictures
+to --plot_dir; a read-only --model_dir is evaluated with --output elsewhere.
 """
 import json
 import os
@@ -42,8 +43,10 @@ flags.DEFINE_string("gallery_split", D.gallery_split, "k-NN gallery split (defau
                     "train split).")
 flags.DEFINE_bool("use_average", D.use_average, "Use the EMA weights when the run kept them.")
 flags.DEFINE_string("output", D.output, "Results JSON (default: <model_dir>/eval_<split>.json).")
-flags.DEFINE_string("plot_dir", D.plot_dir, "PNG pictures (default: <model_dir>/plots; empty: "
-                    "none).")
+flags.DEFINE_string("plot_dir", D.plot_dir, "PNG pictures (default: <model_dir>/plots when "
+                    "--model_dir is writable; empty: none).")
+flags.DEFINE_string("summary_dir", D.summary_dir, "TensorBoard scalars (default: "
+                    "<model_dir>/eval when --model_dir is writable; empty: none).")
 flags.DEFINE_bool("continuous", D.continuous, "Evaluate each new checkpoint until the run's "
                   "final step.")
 flags.DEFINE_float("timeout", D.timeout, "--continuous: seconds to wait for a new checkpoint "
@@ -70,11 +73,11 @@ def main(argv):
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, global_batch_size=FLAGS.batch_size,
         top_k=_ints("top_k"), knn_k=_ints("knn_k"), gallery_split=FLAGS.gallery_split,
         use_average=FLAGS.use_average, output=FLAGS.output, plot_dir=FLAGS.plot_dir,
+        summary_dir=FLAGS.summary_dir,
         continuous=FLAGS.continuous, timeout=FLAGS.timeout, **common_flags.strategy_options())
-    try:
-        history = evaluator.evaluate(config)
-    except (evaluator.EvalConfigError, data.DatasetUnavailableError) as err:
-        common_flags.exit_with_error(err)
+    history = common_flags.run_and_release(
+        lambda: evaluator.evaluate(config),
+        usage_errors=(evaluator.EvalConfigError, data.DatasetUnavailableError))
     print(json.dumps([evaluator.summary(results) for results in history], indent=2))
 
 

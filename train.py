@@ -6,7 +6,8 @@
 
 One global batch is split across the replicas; the numbers match one device. Checkpoints,
 `config.json`, TensorBoard summaries, `metrics.json` and the exports go to --model_dir; running
-again with the same --model_dir resumes from its latest checkpoint.
+again with the same --model_dir resumes from its newest readable checkpoint (one process writes
+a model_dir at a time).
 """
 import json
 import os
@@ -138,10 +139,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     common_flags.import_from_working_directory()
-    try:
-        metrics = training.train(config_from_flags())
-    except (training.ConfigError, data.DatasetUnavailableError) as err:
-        common_flags.exit_with_error(err)
+    config = config_from_flags()
+    metrics = common_flags.run_and_release(
+        lambda: training.train(config),
+        usage_errors=(training.ConfigError, data.DatasetUnavailableError),
+        failures=(training.NonFiniteLossError,))
     print(json.dumps(metrics, indent=2))
 
 

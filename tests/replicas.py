@@ -19,6 +19,7 @@ Count 1 uses `OneDeviceStrategy` (the single-device reference); N > 1 uses `Mirr
 over `/cpu:0 .. /cpu:N-1`. Scenarios must not run TensorFlow ops at import time.
 """
 import argparse
+import gc
 import importlib
 import os
 import pathlib
@@ -122,6 +123,11 @@ def main(argv=None):
             np.savez(str(stem) + ".npz", **{k: np.asarray(v) for k, v in result.items()})
         except Exception:  # reported to the test that asked for this scenario
             stem.with_suffix(".err").write_text(traceback.format_exc())
+        fn = result = None
+    # Release the scenarios' tf.data iterators and the strategy now: left to the interpreter's
+    # shutdown, destroying an iterator can hang the process after all results were written.
+    del strategy
+    gc.collect()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ def run(script, *args, timeout=600, **env):
 
 
 def start(script, *args, **env):
-    """Like `run` but returns the running Popen (stdout/stderr to pipes)."""
+    """Like `run` but returns the running Popen (stdout/stderr to pipes). Callers bound it:
+    `communicate(timeout=...)`, and a kill when a wait of theirs runs out."""
     return subprocess.Popen(_command(script, args), cwd=ROOT, env=script_env(**env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -200,17 +200,54 @@ def test_ported_checkpoint(tmp_path):
     assert os.path.exists(tmp_path / "eval_test.json")
 
 
-def test_diverged_checkpoint_reports_what_it_can(tmp_path):
-    from tfmodels.evaluation.evaluator import EvalConfig, evaluate
+def test_diverged_checkpoint_is_refused(tmp_path):
+    """Weights holding NaN (a diverged run) are refused before any evaluation: what a NaN net
+    outputs differs between CPUs (max(NaN, 0) is 0 on some), so no number it gave would mean
+    anything."""
+    from tfmodels.evaluation.evaluator import EvalConfig, EvalConfigError, evaluate
 
     _ported_dir(tmp_path, {"model": "lenet", "num_classes": 10, "image_shape": [8, 8, 1],
                            "dataset": "digits"}, diverged=True)
-    [results] = evaluate(EvalConfig(model_dir=str(tmp_path), plot_dir=str(tmp_path / "plots")))
-    assert results["count"] == NUM_TEST and np.isnan(results["loss"])
-    assert list(results["plots"]) == ["confusion_matrix"]
+    with pytest.raises(EvalConfigError, match=r"ckpt-1' holds inf/NaN values in model/.* and "
+                                              r"\d+ more: the weights of a diverged run are not "
+                                              "evaluated"):
+        evaluate(EvalConfig(model_dir=str(tmp_path), plot_dir=str(tmp_path / "plots")))
+    assert not os.path.exists(tmp_path / "eval_test.json")
+    assert not os.path.exists(tmp_path / "plots") and not os.path.exists(tmp_path / "eval")
+
+
+def test_non_finite_embeddings_report_what_can_be_computed(tmp_path):
+    """Finite weights can still give non-finite embeddings (overflow): the classification
+    metrics and the confusion matrix are reported; k-NN, embedding statistics and the
+    embedding plot, which need finite embeddings, are left out; the JSON stays strict."""
+    import types
+
+    import keras
+    import tensorflow as tf
+
+    from tfmodels.evaluation import evaluator
+    from tfmodels.losses import per_example_loss_fn
+
+    images = keras.Input((8, 8, 1))
+    features = keras.layers.Flatten()(images)
+    # x * inf is +-inf, or NaN for x == 0: non-finite on every IEEE machine.
+    embedding = keras.layers.Lambda(lambda x: x * float("inf"))(features)
+    logits = keras.layers.Dense(NUM_CLASSES)(features)
+    model = keras.Model(images, {"logits": logits, "embedding": embedding})
+    evaluation = evaluator.evaluate_model(
+        tf.distribute.get_strategy(), model, dataset="digits", split="test",
+        global_batch_size=100, gallery_split="train",
+        loss_fn=per_example_loss_fn("cross_entropy", 0.0))
+    results = evaluation.results
+    test = _run_model(model, "test")
+    assert not np.isfinite(test["embedding"]).all()
+    _check_metrics(results, test)
     assert "embedding_stats" not in results and "knn_1_accuracy" not in results
-    with open(tmp_path / "eval_test.json") as f:
-        assert json.load(f)["loss"] is None  # strict JSON: NaN becomes null
+    plan = types.SimpleNamespace(record=types.SimpleNamespace(model="dense"), dataset="digits",
+                                 split="test", plot_dir=str(tmp_path))
+    assert list(evaluator._write_plots(plan, evaluation, step=0)) == ["confusion_matrix"]
+    assert evaluator._jsonable({"loss": np.float32("nan"), "a": [np.inf, 1.0]}) == \
+        {"loss": None, "a": [None, 1.0]}
 
 
 def _copy_with_config(source, target, **changes):

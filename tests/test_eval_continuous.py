@@ -1,8 +1,9 @@
 """Continuous evaluation: each new checkpoint once, stop at the final step or on the timeout.
 
 A publisher thread plays the trainer: it copies pre-made checkpoints (`ckpt-<step>` holding a
-model and a `step` variable, as the trainer saves them) into the model_dir and then updates the
-`checkpoint` index file, the last thing TensorFlow writes. It publishes the next checkpoint only
+model and a `step` variable, as the trainer saves them) into the model_dir, file by file (so the
+evaluator may see a half-copied one, which it must pass over until it reads), and then updates
+the `checkpoint` state file. It publishes the next checkpoint only
 after the evaluation's JSON shows the previous step, so none is skipped by the iterator's
 polling, and publishes one more after the final step: an evaluator that did not stop there
 would evaluate it.
@@ -119,25 +120,26 @@ def test_timeout_stops_without_a_final_checkpoint(staged, tmp_path, caplog):
     assert [r["step"] for r in history] == [1]
     assert "no new checkpoint" in caplog.text and "after 1 evaluation(s)" in caplog.text
 
-    # Nothing new at all: the timeout ends it with no evaluation.
-    _point_to(model_dir, "ckpt-9")  # TensorFlow ignores an index entry without files
-    assert evaluate(EvalConfig(model_dir=model_dir, continuous=True, timeout=1.0, knn_k=(),
+    # No checkpoint at all: the timeout ends it with no evaluation.
+    empty = _model_dir(tmp_path / "empty")
+    _point_to(empty, "ckpt-9")  # a state file entry without files is not a checkpoint
+    assert evaluate(EvalConfig(model_dir=empty, continuous=True, timeout=1.0, knn_k=(),
                                plot_dir="")) == []
     assert "after 0 evaluation(s)" in caplog.text
 
 
 def test_checkpoint_deleted_before_it_is_read_is_skipped(staged, tmp_path, monkeypatch, caplog):
-    """The trainer's keep_checkpoints may delete a checkpoint between the iterator's look and
+    """The trainer's keep_checkpoints may delete a checkpoint between the poller's look and
     the restore: that one is skipped, the next evaluated."""
-    import tensorflow as tf
-
     from tfmodels.evaluation.evaluator import EvalConfig, evaluate
+    from tfmodels.model_dir import Inspection, checkpoints
 
     caplog.set_level(logging.INFO)
     model_dir = _model_dir(tmp_path / "run")
     _publish(staged, model_dir, TOTAL_STEPS)
-    paths = [os.path.join(model_dir, "ckpt-2"), os.path.join(model_dir, f"ckpt-{TOTAL_STEPS}")]
-    monkeypatch.setattr(tf.train, "checkpoints_iterator", lambda *args, **kwargs: iter(paths))
+    seen = [Inspection(os.path.join(model_dir, "ckpt-2"), 2),  # read, then deleted
+            Inspection(os.path.join(model_dir, f"ckpt-{TOTAL_STEPS}"), TOTAL_STEPS)]
+    monkeypatch.setattr(checkpoints, "watch", lambda *args, **kwargs: iter(seen))
     history = evaluate(EvalConfig(model_dir=model_dir, continuous=True, knn_k=(), plot_dir=""))
     assert [r["step"] for r in history] == [TOTAL_STEPS]
     assert "ckpt-2 was deleted before it could be evaluated; skipped" in caplog.text

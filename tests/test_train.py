@@ -139,7 +139,7 @@ def test_exact_resume_after_sigkill(tmp_path):
         time.sleep(0.005)
     time.sleep(rng.uniform(0.0, 0.02))
     victim.send_signal(signal.SIGKILL)
-    victim.communicate()
+    victim.communicate(timeout=60)
     killed_at = tf.train.latest_checkpoint(resumed)
     assert killed_at is not None and not killed_at.endswith("ckpt-40"), killed_at
 
@@ -182,6 +182,9 @@ def _snapshot(model_dir):
      "global_batch_size=64 is not divisible by the 3 replicas; use a multiple of 3"),
     (["--batch_size=0"], "flag --batch_size=0: 0 is not a positive integer"),
     (["--dataset=imagenet_fake"], "dataset name='imagenet_fake'"),
+    (["--learning_rate=inf"], "learning_rate=inf must be a finite number"),
+    (["--learning_rate=1e39"], "learning_rate=1e+39 overflows float32"),
+    (["--center_loss_weight=nan"], "center_loss_weight=nan must be a finite number"),
 ])
 def test_bad_flags_fail_before_any_work(tmp_path, flags, message):
     model_dir = str(tmp_path / "never")

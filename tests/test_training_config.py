@@ -44,6 +44,37 @@ def test_validate_names_the_option(kwargs, match):
         config(**kwargs).validate()
 
 
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(learning_rate=INF), "learning_rate=inf must be a finite number"),
+    (dict(learning_rate=1e39), r"learning_rate=1e\+39 overflows float32"),
+    (dict(learning_rate=-1e39), r"learning_rate=-1e\+39 overflows float32"),
+    (dict(learning_rate=1e-50), "learning_rate=1e-50 is 0 in float32"),
+    (dict(learning_rate=NAN), "learning_rate=nan must be a finite number"),
+    (dict(center_loss_weight=NAN), "center_loss_weight=nan must be a finite number"),
+    (dict(center_loss_weight=INF), "center_loss_weight=inf must be a finite number"),
+    (dict(weight_decay=NAN), "weight_decay=nan must be a finite number"),
+    (dict(weight_decay=1e40), "weight_decay=1e\\+40 overflows float32"),
+    (dict(lr_decay_factor=NAN), "lr_decay_factor=nan must be a finite number"),
+    (dict(ema_decay=NAN), "ema_decay=nan must be a finite number"),
+    (dict(momentum=INF), "momentum=inf must be a finite number"),
+    (dict(clip_grad_norm=INF), "clip_grad_norm=inf must be a finite number"),
+    (dict(train_steps=None, epochs=INF), "epochs=inf must be a finite number"),
+    (dict(label_smoothing="0.1"), "label_smoothing='0.1' must be a number"),
+])
+def test_rates_decays_and_loss_weights_are_finite_in_float32(kwargs, match):
+    """What is NaN, infinite, or overflows float32 (the dtype the graph uses) is refused, so
+    it can neither train nor reach config.json (strict JSON)."""
+    with pytest.raises(ValueError, match=match):
+        config(**kwargs).validate()
+
+
+def test_largest_float32_values_are_accepted():
+    config(learning_rate=3.4e38, weight_decay=1e-45, center_loss_weight=3.4e38).validate()
+
+
 def test_resolve_epochs_replicas_and_batch():
     resolved = config(train_steps=None, epochs=2.5, global_batch_size=64).resolve(INFO, 4)
     assert resolved.steps_per_epoch == 1000 // 64

@@ -4,14 +4,18 @@ Everything that can be wrong with the input is found here, before a model is bui
 empty model_dir, a config.json without the model's identity, no dataset (a ported checkpoint's
 config may not name one), a dataset whose classes or image shape differ from the model's, a
 split the dataset does not have, a batch not divisible by the replicas, a k larger than the
-gallery, a checkpoint that does not exist.
+gallery, a checkpoint that does not exist, does not read, or holds inf/NaN weights.
+
+Checkpoints are found from the model_dir's files (`model_dir.checkpoints`), never from the paths
+its `checkpoint` state file names. Evaluation writes into the model_dir only by default and only
+when the folder is writable: a read-only model_dir is evaluated with `output` elsewhere.
 """
 import dataclasses
 import math
 import os
 from typing import Optional, Tuple
 
-import tensorflow as tf
+from absl import logging
 
 from tfmodels import data, distribute
 from tfmodels import model_dir as model_dir_lib
@@ -41,8 +45,11 @@ class EvalConfig:
       knn_k: k values of k-NN accuracy; () disables k-NN.
       gallery_split: k-NN gallery and class-mean split; None: the run's train split.
       use_average: evaluate the EMA weights when the run kept them.
-      output: the JSON file; None: <model_dir>/eval_<split>.json.
-      plot_dir: where PNGs go; None: <model_dir>/plots; '' disables the pictures.
+      output: the JSON file; None: <model_dir>/eval_<split>.json (model_dir must be writable).
+      plot_dir: where PNGs go; None: <model_dir>/plots when model_dir is writable, else none;
+        '' disables the pictures.
+      summary_dir: TensorBoard scalars; None: <model_dir>/eval (eval_<split> for another
+        split) when model_dir is writable, else none; '' disables them.
       continuous: evaluate each new checkpoint until the final step (or the timeout).
       timeout: continuous mode: seconds to wait for a new checkpoint before stopping.
       strategy, num_gpus, all_reduce, virtual_devices: as train.py's strategy flags.
@@ -59,6 +66,7 @@ class EvalConfig:
     use_average: bool = True
     output: Optional[str] = None
     plot_dir: Optional[str] = None
+    summary_dir: Optional[str] = None
     continuous: bool = False
     timeout: float = 3600.0
     strategy: str = "auto"
@@ -100,8 +108,8 @@ class EvalPlan:
       gallery_split: the k-NN gallery / class-mean split (None: not needed).
       global_batch_size: examples per step over all replicas (a multiple of them).
       top_k, knn_k, use_average: as `EvalConfig`.
-      checkpoint: the checkpoint to evaluate (None in continuous mode).
-      output: the results JSON; plot_dir: PNGs (None: none); summary_dir: TensorBoard scalars.
+      checkpoint: the checkpoint to evaluate (None in continuous mode), read in full.
+      output: the results JSON; plot_dir: PNGs; summary_dir: TensorBoard scalars (None: none).
     """
     model_dir: str
     record: model_dir_lib.ModelRecord
@@ -116,7 +124,7 @@ class EvalPlan:
     checkpoint: Optional[str]
     output: str
     plot_dir: Optional[str]
-    summary_dir: str
+    summary_dir: Optional[str]
 
 
 def resolve(config, record, num_replicas):
@@ -170,33 +178,72 @@ def resolve(config, record, num_replicas):
         raise EvalConfigError(f"batch_size={batch} is not divisible by the {num_replicas} "
                               f"replicas; use a multiple of {num_replicas}")
 
-    plot_dir = (os.path.join(model_dir, "plots") if config.plot_dir is None
-                else config.plot_dir or None)
+    writable = model_dir_lib.is_writable(model_dir)
+    if config.output is None and not writable:
+        raise EvalConfigError(f"model_dir={model_dir!r} is not writable: pass --output for the "
+                              "results (and --summary_dir / --plot_dir for TensorBoard / PNGs)")
+    # Our default split's curves sit beside train/ in TensorBoard; others get their own.
+    summary_dir = _default_dir(config.summary_dir, model_dir, writable, "TensorBoard scalars",
+                               "eval" if split == default_split else f"eval_{split}")
+    plot_dir = _default_dir(config.plot_dir, model_dir, writable, "plots", "plots")
     return EvalPlan(
         model_dir=model_dir, record=record, dataset=dataset, data_dir=data_dir, split=split,
         gallery_split=gallery_split, global_batch_size=int(batch),
         top_k=tuple(config.top_k), knn_k=tuple(config.knn_k), use_average=config.use_average,
         checkpoint=None if config.continuous else _checkpoint(config.checkpoint, model_dir),
         output=config.output or os.path.join(model_dir, f"eval_{split}.json"),
-        plot_dir=plot_dir,
-        # Our default split's curves sit beside train/ in TensorBoard; others get their own.
-        summary_dir=os.path.join(model_dir, "eval" if split == default_split
-                                 else f"eval_{split}"))
+        plot_dir=plot_dir, summary_dir=summary_dir)
+
+
+def _default_dir(given, model_dir, writable, what, name):
+    """`given` ('' -> None), else <model_dir>/<name> if the model_dir is writable, else None."""
+    if given is not None:
+        return given or None
+    if not writable:
+        logging.info("model_dir %s is not writable: no %s (pass a folder elsewhere)", model_dir,
+                     what)
+        return None
+    path = os.path.join(model_dir, name)
+    if os.path.islink(path):
+        raise EvalConfigError(f"{path!r} is a symbolic link: nothing is written through links; "
+                              f"remove it or pass a folder for the {what}")
+    return path
+
+
+def check_checkpoint(inspection):
+    """Raise EvalConfigError when a read checkpoint (`model_dir.Inspection`) cannot be
+    evaluated: it does not read, or holds inf/NaN (a diverged run: its numbers mean nothing)."""
+    if inspection.problem:
+        raise EvalConfigError(f"checkpoint {inspection.path!r} cannot be read: "
+                              f"{inspection.problem}")
+    if inspection.non_finite:
+        raise EvalConfigError(
+            f"checkpoint {inspection.path!r} {inspection.reason()}: the weights of a diverged "
+            "run are not evaluated; pass --checkpoint with an earlier one")
 
 
 def _checkpoint(name, model_dir):
-    """The checkpoint path for `name` (a path, or a name inside model_dir), or the latest."""
+    """The checkpoint `name` (a path, or a name inside model_dir), or the newest one that
+    reads; checked in full (`check_checkpoint`)."""
+    checkpoints = model_dir_lib.checkpoints
     if not name:
-        latest = model_dir_lib.latest_checkpoint(model_dir)
-        if latest is None:
+        found, skipped = checkpoints.newest_usable(model_dir, finite=False)
+        if found is None and skipped:
+            raise EvalConfigError(f"model_dir={model_dir!r} holds no readable checkpoint:\n"
+                                  f"{checkpoints.describe_unusable(skipped)}")
+        if found is None:
             raise EvalConfigError(f"model_dir={model_dir!r} has no checkpoint yet (use "
                                   "--continuous to wait for one)")
-        return latest
+        for bad in skipped:
+            logging.warning("checkpoint %s cannot be read (%s); evaluating %s, the newest that "
+                            "can", bad.path, bad.reason(), found.path)
+        check_checkpoint(found)
+        return found.path
     for path in (name, os.path.join(model_dir, name)):
-        if tf.io.gfile.exists(path + ".index"):
+        if os.path.exists(path + ".index"):
+            check_checkpoint(checkpoints.inspect(path))
             return path
-    state = tf.train.get_checkpoint_state(model_dir)
-    available = [os.path.basename(p) for p in state.all_model_checkpoint_paths] if state else []
+    available = [os.path.basename(p) for _, p in checkpoints.list_checkpoints(model_dir)]
     raise EvalConfigError(f"checkpoint={name!r} does not exist (as a path or in "
                           f"model_dir={model_dir!r}); available: {available or 'none'}")
 

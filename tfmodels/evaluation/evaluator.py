@@ -9,10 +9,13 @@ model_dir; EvalConfig's dataset / data_dir / batch size, when given, override it
 every example of the split counted exactly once (`collect_outputs`), classification metrics,
 k-NN accuracy of the embeddings against the training split's embeddings, intra/inter-class
 distance statistics relative to the centers, then (on the chief only) a JSON file, TensorBoard
-scalars at the checkpoint's step and the PNG pictures.
+scalars at the checkpoint's step and the PNG pictures. Checkpoints are found from the
+model_dir's files and read in full before use; one that does not read is passed over with a
+warning, one holding inf/NaN is refused.
 """
 import collections
 import dataclasses
+import gc
 import math
 import os
 
@@ -23,7 +26,8 @@ from absl import logging
 from tfmodels import data, distribute
 from tfmodels import model_dir as model_dir_lib
 from tfmodels.evaluation import embedding_stats, knn, plots
-from tfmodels.evaluation.eval_config import EvalConfig, EvalConfigError, EvalPlan, resolve
+from tfmodels.evaluation.eval_config import (EvalConfig, EvalConfigError, EvalPlan,
+                                             check_checkpoint, resolve)
 from tfmodels.evaluation.metrics import classification_metrics
 from tfmodels.evaluation.predict import collect_outputs
 from tfmodels.losses import per_example_loss_fn
@@ -37,11 +41,12 @@ Evaluation = collections.namedtuple("Evaluation", "results outputs gallery cente
 def evaluate(config, strategy=None):
     """Evaluate one checkpoint, or (`config.continuous`) each new one until the final step.
 
-    Continuous mode waits for checkpoints with `tf.train.checkpoints_iterator` (polling every
-    second) and stops after evaluating one whose step is >= the run's `total_steps` (re-read
-    from config.json each time, since a resumed run may extend it), or when `config.timeout`
-    seconds pass without a new checkpoint. A checkpoint deleted by the trainer's
-    `keep_checkpoints` before it could be read is skipped with a warning.
+    Continuous mode polls the model_dir's files every second for a checkpoint newer than the
+    last evaluated, evaluates the newest that reads, and stops after evaluating one whose step
+    is >= the run's `total_steps` (re-read from config.json each time, since a resumed run may
+    extend it), or when `config.timeout` seconds pass without a new checkpoint. A checkpoint
+    deleted by the trainer's `keep_checkpoints` before it could be read is skipped with a
+    warning.
 
     Args:
       config: an `EvalConfig`.
@@ -56,6 +61,15 @@ def evaluate(config, strategy=None):
         no dataset, a checkpoint of another model, ...).
       data.DatasetUnavailableError: the dataset is not prepared under data_dir.
     """
+    try:
+        return _evaluate(config, strategy)
+    finally:
+        # Free the evaluation's tf.data iterators (reference cycles) while the interpreter is
+        # whole: destroyed at exit, one can hang the process (see trainer.train).
+        gc.collect()
+
+
+def _evaluate(config, strategy):
     try:
         config.validate()
         record = model_dir_lib.read_config(config.model_dir)
@@ -91,14 +105,15 @@ def evaluate(config, strategy=None):
 
 def _evaluate_continuously(plan, strategy, writer, chief, timeout):
     history = []
-    for path in tf.train.checkpoints_iterator(plan.model_dir, timeout=timeout):
+    for found in model_dir_lib.checkpoints.watch(plan.model_dir, timeout):
+        check_checkpoint(found)
         try:
-            results = evaluate_checkpoint(plan, strategy, path, writer, chief)
+            results = evaluate_checkpoint(plan, strategy, found.path, writer, chief)
         except (EvalConfigError, tf.errors.NotFoundError):
-            if tf.io.gfile.exists(path + ".index"):
+            if os.path.exists(found.path + ".index"):
                 raise
             logging.warning("checkpoint %s was deleted before it could be evaluated; skipped",
-                            path)
+                            found.path)
             continue
         history.append(results)
         total = _total_steps(plan)

@@ -114,20 +114,33 @@ class Mapping:
 
 
 def resolve_checkpoint(checkpoint_path):
-    """(checkpoint prefix, 'tf1' | 'tf2') of a prefix or a directory (its latest checkpoint)."""
+    """(checkpoint prefix, 'tf1' | 'tf2') of a prefix or a directory.
+
+    A directory stands for its newest `ckpt-<N>`, or the state file's latest entry when that
+    names a file directly inside it (`model_dir.checkpoints.resolve_in_directory`): paths a
+    state file names elsewhere are not followed.
+
+    Raises:
+      ValueError: nothing there, or the checkpoint cannot be read (names the path and why).
+    """
     if not checkpoint_path or not isinstance(checkpoint_path, (str, os.PathLike)):
         raise ValueError(f"checkpoint={checkpoint_path!r} must be a checkpoint prefix or a "
                          "directory holding checkpoints")
     path = os.fspath(checkpoint_path)
     if tf.io.gfile.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
+        latest = model_dir_lib.checkpoints.resolve_in_directory(path)
         if latest is None:
             raise ValueError(f"checkpoint={path!r} is a directory without a checkpoint index "
                              "file; pass a checkpoint prefix such as DIR/model.ckpt-1000")
         path = latest
     if not (tf.io.gfile.exists(path + ".index") or tf.io.gfile.exists(path)):
         raise ValueError(f"checkpoint={path!r} does not exist (no {path}.index)")
-    keys = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    try:
+        keys = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    except Exception as err:  # noqa: BLE001 -- TensorFlow's message does not name the file
+        reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+        raise ValueError(f"checkpoint={path!r} cannot be read as a TensorFlow checkpoint: "
+                         f"{type(err).__name__}: {reason}") from None
     return path, ("tf2" if _OBJECT_GRAPH in keys else "tf1")
 
 

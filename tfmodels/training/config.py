@@ -23,6 +23,13 @@ from tfmodels.training.optimizers import OPTIMIZERS
 
 MIXED_PRECISION = ("none", "bfloat16", "float16")
 WEIGHT_DECAY_TYPES = ("auto", "l2", "decoupled")
+# Real-valued options: each must be a finite number that float32 (the dtype of rates, decays
+# and loss weights in the graph) holds without overflowing to inf or underflowing to 0.
+FLOAT_OPTIONS = ("learning_rate", "lr_decay_factor", "momentum", "label_smoothing",
+                 "center_loss_weight", "center_alpha", "weight_decay", "ema_decay",
+                 "clip_grad_norm", "epochs")
+_FLOAT32_MAX = 3.4028234663852886e38
+_FLOAT32_TINY = 1.401298464324817e-45  # the smallest positive (subnormal) float32
 # Training length when neither train_steps nor epochs is given: on digits (22 steps of 64 per
 # epoch) ~6.5 s of SmallCNN on 2 CPU cores.
 DEFAULT_EPOCHS = 30.0
@@ -90,6 +97,8 @@ class TrainConfig:
 
     def validate(self):
         """Raise ValueError naming the option, its value and what is allowed; no TF work."""
+        for name in FLOAT_OPTIONS:
+            _float32(name, getattr(self, name))
         if custom.is_custom(self.model):
             nets.get_net(self.model)  # imports it: errors name model=... and the contract
         else:
@@ -215,6 +224,21 @@ class ResolvedConfig:
 def _choice(name, value, allowed):
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not one of: {', '.join(allowed)}")
+
+
+def _float32(name, value):
+    """A real option (None allowed where the field is optional) must be finite in float32."""
+    if value is None and name in ("clip_grad_norm", "epochs"):
+        return
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise ValueError(f"{name}={value!r} must be a number")
+    if not math.isfinite(value):
+        raise ValueError(f"{name}={value} must be a finite number")
+    if abs(value) > _FLOAT32_MAX:
+        raise ValueError(f"{name}={value} overflows float32 (|value| <= {_FLOAT32_MAX:.7g})")
+    if value and abs(value) < _FLOAT32_TINY / 2:
+        raise ValueError(f"{name}={value} is 0 in float32 (the smallest positive float32 is "
+                         f"{_FLOAT32_TINY:.7g})")
 
 
 def _positive_int(name, value):

@@ -3,6 +3,10 @@
 The serving signature takes raw pixels as the dataset stores them (0..255; 0..16 for digits),
 float32 [N, H, W, C], applies the dataset's normalisation, and returns
 {'probabilities': [N, K], 'classes': [N] int64, 'embedding': [N, D]}.
+
+Both are written under temporary names in the model_dir and renamed into place
+(`model_dir.files`): a crash leaves the previous export whole, and a symbolic link at
+`model.keras` or `saved_model` is replaced, never written through.
 """
 import os
 import shutil
@@ -12,7 +16,7 @@ import tensorflow as tf
 
 from tfmodels.data import preprocessing
 from tfmodels.layers import softmax
-from tfmodels.model_dir import KERAS_FILE, SAVED_MODEL_DIR
+from tfmodels.model_dir import KERAS_FILE, SAVED_MODEL_DIR, files
 
 
 class _Serving(tf.Module):
@@ -43,11 +47,13 @@ def export(model, info, export_dir, *, is_chief=True):
     target = export_dir if is_chief else tempfile.mkdtemp(prefix="tfmodels_export_")
     try:
         serving = _Serving(model, info)
-        saved_model = os.path.join(target, SAVED_MODEL_DIR)
-        tf.saved_model.save(serving, saved_model,
-                            signatures={"serving_default": serving.serve})
-        keras_path = os.path.join(target, KERAS_FILE)
-        model.save(keras_path)
+        saved_model = files.replace_dir(
+            os.path.join(target, SAVED_MODEL_DIR),
+            lambda tmp: tf.saved_model.save(serving, tmp,
+                                            signatures={"serving_default": serving.serve}))
+        # Keras insists on the .keras extension, also for the temporary name.
+        keras_path = files.write_atomic(os.path.join(target, KERAS_FILE), model.save,
+                                        suffix=".keras")
         return {"saved_model": saved_model, "keras": keras_path} if is_chief else {}
     finally:
         if not is_chief:

@@ -2,11 +2,15 @@
 
 Order of work: validate the config (no TensorFlow work yet), split devices and create the
 strategy (both must precede any op), read the dataset's shape and classes, check the model_dir
-(a checkpoint of another model stops everything before a byte is written), build model,
-optimizer, center loss and step counter under `strategy.scope()`, resume from the latest
-checkpoint, train in loops of `steps_per_loop` steps per tf.function call, evaluate every test
-example exactly once, export, and write `metrics.json`.
+(checkpoint files of another run stop everything before a byte is written), take the
+model_dir's writer lock, recover it (leftovers of interrupted writes removed, unreadable
+checkpoints set aside, state file rebuilt), build model, optimizer, center loss and step counter
+under `strategy.scope()`, resume from the newest readable checkpoint, train in loops of
+`steps_per_loop` steps per tf.function call (saving only finite state), evaluate every test
+example exactly once, export, and write `metrics.json`; then release the lock and the input
+iterators.
 """
+import gc
 import math
 import os
 import time
@@ -20,17 +24,14 @@ from tfmodels import data, distribute, porting
 from tfmodels import model_dir as model_dir_lib
 from tfmodels.evaluation.metrics import classification_metrics
 from tfmodels.evaluation.predict import collect_outputs
-from tfmodels.training import export
+from tfmodels.training import export, guards
 from tfmodels.training.checkpoints import CheckpointSaver
+from tfmodels.training.guards import NonFiniteLossError
 from tfmodels.training.parts import build_training
 from tfmodels.training.progress import Progress
 from tfmodels.training.step import TrainStep
 
 _POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became inf or NaN; the last good checkpoint is kept."""
 
 
 class ConfigError(ValueError):
@@ -45,10 +46,23 @@ def train(config, strategy=None):
 
     Raises:
       ConfigError: bad input, before any work (unknown model/dataset/optimizer, batch not
-        divisible by replicas, too many GPUs, model_dir holding another model, ...).
+        divisible by replicas, too many GPUs, model_dir holding another run's checkpoints or
+        being written by another process, no readable checkpoint to resume from, ...).
       data.DatasetUnavailableError: the dataset is not prepared and cannot be downloaded.
-      NonFiniteLossError: the loss became inf/NaN (the last good checkpoint is kept).
+      NonFiniteLossError: the loss or the weights became inf/NaN (nothing non-finite was
+        saved; the last good checkpoint is kept).
     """
+    try:
+        return _train(config, strategy)
+    finally:
+        # The run's tf.data iterators (one per replica, each with its autotune thread) sit in
+        # reference cycles. Left to interpreter exit, destroying one there can hang for good
+        # (the main thread waits on a thread that can no longer run): free them now. After an
+        # exception its traceback still holds them; the scripts drop it, then collect again.
+        gc.collect()
+
+
+def _train(config, strategy):
     try:
         config.validate()
         if strategy is None:
@@ -59,15 +73,50 @@ def train(config, strategy=None):
         resolved = config.resolve(info, strategy.num_replicas_in_sync)
         config = resolved.config  # model_dir and length filled in
         record = resolved.to_json()
-        resume_from = model_dir_lib.check_model_dir(config.model_dir, record)
+        found = model_dir_lib.check_model_dir(config.model_dir, record)  # reads only
         init_from = None
-        if config.init_checkpoint and not resume_from:  # model_dir > init_checkpoint > scratch
+        if config.init_checkpoint and not found:  # model_dir > init_checkpoint > scratch
             init_from, _ = porting.resolve_checkpoint(config.init_checkpoint)
+        chief = distribute.is_chief(strategy)
+        # One writer per model_dir, from here until the end (the OS drops it if we die).
+        lock = model_dir_lib.WriterLock(config.model_dir) if chief else None
     except ValueError as err:
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(str(err)) from err
-    chief = distribute.is_chief(strategy)
+    try:
+        return _run(resolved, info, record, strategy, chief, init_from)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _prepare_model_dir(config, record, chief):
+    """The checkpoint to resume from (an `Inspection`, or None), after making the model_dir
+    consistent (chief, holding the lock: leftovers removed, unusable checkpoints set aside,
+    state file rebuilt) or just finding it (other workers: they only read)."""
+    try:
+        model_dir_lib.check_model_dir(config.model_dir, record)  # again, now under the lock
+        if chief:
+            model_dir_lib.files.real_dir(os.path.join(config.model_dir, "train"),
+                                         "TensorBoard folder")
+            return model_dir_lib.recover(config.model_dir)
+        resume, skipped = model_dir_lib.newest_usable(config.model_dir, finite=True)
+        if skipped and resume is None:
+            raise model_dir_lib.NoUsableCheckpointError(
+                f"model_dir={config.model_dir!r} holds no usable checkpoint:\n"
+                f"{model_dir_lib.checkpoints.describe_unusable(skipped)}")
+        return resume
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def _run(resolved, info, record, strategy, chief, init_from):
+    config = resolved.config
+    resume = _prepare_model_dir(config, record, chief)
+    if resume is not None and init_from:
+        logging.info("model_dir holds %s: --init_checkpoint is not used", resume.path)
+        init_from = None
     _log_start(resolved, record, strategy)
 
     keras.mixed_precision.set_dtype_policy(_POLICIES[config.mixed_precision])
@@ -86,19 +135,21 @@ def train(config, strategy=None):
     iterator = iter(train_data)
     checkpoint = tf.train.Checkpoint(input=iterator, **parts.trackables())
     saver = CheckpointSaver(checkpoint, config.model_dir, keep=config.keep_checkpoints,
-                            is_chief=chief, step_counter=parts.step_counter)
+                            is_chief=chief,
+                            finite_check=guards.FiniteCheck(guards.state_variables(parts)))
     try:
-        if resume_from:
-            saver.restore(resume_from)
+        if resume is not None:
+            saver.restore(resume.path)
             logging.info("resuming from step %d (%s)", int(parts.step_counter.numpy()),
-                         resume_from)
+                         resume.path)
         elif not init_from:
             logging.info("training from scratch")
+        start_step = int(parts.step_counter.numpy())
         if chief:
             model_dir_lib.write_json_atomic(
                 os.path.join(config.model_dir, model_dir_lib.CONFIG_FILE), record)
         train_metrics = _train_loop(resolved, strategy, parts, iterator, saver, chief)
-        metrics = _final_metrics(resolved, info, strategy, parts, train_metrics)
+        metrics = _final_metrics(resolved, info, strategy, parts, train_metrics, start_step)
         if config.export:
             with parts.averaged_weights():
                 export.export(parts.model, info, config.model_dir, is_chief=chief)
@@ -127,9 +178,10 @@ def _train_loop(resolved, strategy, parts, iterator, saver, chief):
         seconds = time.perf_counter() - start
         previous, step = step, step + num_steps
         if not math.isfinite(results["loss"]):
+            good = saver.last_good or "none (no checkpoint was written)"
             raise NonFiniteLossError(
                 f"the training loss became {results['loss']} between step {previous} and step "
-                f"{step}; the last good checkpoint is {saver.manager.latest_checkpoint} "
+                f"{step}; the last good checkpoint is {good} "
                 "(try a lower --learning_rate or --clip_grad_norm)")
         timings.append((num_steps, seconds))
         images_per_sec = num_steps * config.global_batch_size / seconds
@@ -157,7 +209,13 @@ def _write_summaries(writer, step, results, images_per_sec, learning_rate):
         tf.summary.scalar("learning_rate", learning_rate)
 
 
-def _final_metrics(resolved, info, strategy, parts, train_metrics):
+def _final_metrics(resolved, info, strategy, parts, train_metrics, start_step):
+    """metrics.json: the test metrics, and the training metrics this run measured.
+
+    A run resumed at its last step trains no step: its training loss, accuracy and speed were
+    not measured, so they are left out (not written as null); `measured_in_this_run` names the
+    metrics this process measured and `start_step` the step it started from.
+    """
     config = resolved.config
     eval_data = data.distribute_dataset(
         strategy, config.dataset, info.eval_split, global_batch_size=config.global_batch_size,
@@ -165,18 +223,18 @@ def _final_metrics(resolved, info, strategy, parts, train_metrics):
     with parts.averaged_weights():
         outputs = collect_outputs(strategy, parts.model, eval_data, loss_fn=parts.loss_fn)
     scores = classification_metrics(outputs["label"], outputs["logits"], outputs["loss"])
-    metrics = {
-        "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
-        "test_examples": scores["count"], "eval_split": info.eval_split,
-        "steps": int(parts.step_counter.numpy()),
-        "images_per_sec": train_metrics.get("images_per_sec", float("nan")),
-        "train_loss": train_metrics.get("loss", float("nan")),
-        "train_accuracy": train_metrics.get("accuracy", float("nan")),
-        "num_replicas": resolved.num_replicas,
-        "global_batch_size": config.global_batch_size,
-        "model": config.model, "dataset": config.dataset,
-    }
-    metrics.update({k: v for k, v in scores.items() if k.startswith("top_")})
+    measured = {"test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
+                "test_examples": scores["count"]}
+    measured.update({k: v for k, v in scores.items() if k.startswith("top_")})
+    steps = int(parts.step_counter.numpy())
+    if steps > start_step:
+        measured.update(images_per_sec=train_metrics.get("images_per_sec", float("nan")),
+                        train_loss=train_metrics.get("loss", float("nan")),
+                        train_accuracy=train_metrics.get("accuracy", float("nan")))
+    metrics = dict(
+        measured, eval_split=info.eval_split, steps=steps, start_step=start_step,
+        measured_in_this_run=sorted(measured), num_replicas=resolved.num_replicas,
+        global_batch_size=config.global_batch_size, model=config.model, dataset=config.dataset)
     logging.info("final metrics: %s", {k: (round(v, 5) if isinstance(v, float) else v)
                                        for k, v in metrics.items()})
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v)

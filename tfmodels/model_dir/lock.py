@@ -1,0 +1,87 @@
+"""One writer per model_dir: an OS lock on `<model_dir>/.lock`.
+
+    with WriterLock(model_dir):       # ModelDirBusyError at once if another process holds it
+        ...train...
+
+The lock is `fcntl.flock` on a file inside the model_dir. The kernel releases it when the
+holder's file descriptor closes, which includes every way a process can end (kill -9 too), so a
+stale lock cannot outlive its process. The holder writes its pid (and host) into the file so
+that a refused writer can say who holds it; the file itself stays (unlinking a lock file races
+with processes that already opened it).
+"""
+import errno
+import fcntl
+import os
+import socket
+
+LOCK_FILE = ".lock"
+
+
+class ModelDirBusyError(ValueError):
+    """Another process holds the model_dir's writer lock."""
+
+
+class WriterLock:
+    """An exclusive, non-blocking lock on a model_dir, held until `release()` or exit.
+
+    Args:
+      model_dir: the folder to lock (created if missing).
+
+    Raises:
+      ModelDirBusyError: another process holds it (the message names its pid).
+      ValueError: the lock file is a symbolic link or cannot be opened.
+    """
+
+    def __init__(self, model_dir):
+        self.model_dir = model_dir
+        self.path = os.path.join(model_dir, LOCK_FILE)
+        try:
+            os.makedirs(model_dir, exist_ok=True)
+        except OSError as err:
+            raise ValueError(f"model_dir={model_dir!r} cannot be created: {err.strerror}") \
+                from None
+        try:
+            # O_NOFOLLOW: a link planted at the lock's name is refused, never written through.
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                               0o644)
+        except OSError as err:
+            reason = ("it is a symbolic link" if err.errno == errno.ELOOP else err.strerror)
+            raise ValueError(f"cannot open the lock file {self.path!r}: {reason}") from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = _read_holder(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise ValueError(f"cannot lock {self.path!r}: {err.strerror}") from None
+            raise ModelDirBusyError(
+                f"model_dir={model_dir!r} is being written by another process ({holder}); "
+                "one writer per model_dir: wait for it to end or use another --model_dir "
+                f"(the lock is {self.path}, released by the OS when that process ends)") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+
+    @property
+    def held(self):
+        return self._fd is not None
+
+    def release(self):
+        """Release the lock (closing the descriptor releases it); safe to call twice."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def _read_holder(fd):
+    try:
+        text = os.pread(fd, 200, 0).decode(errors="replace").strip()
+    except OSError:
+        text = ""
+    return text or "pid not yet recorded"
