@@ -48,6 +48,12 @@ flags.DEFINE_bool("continuous", D.continuous, "Evaluate each new checkpoint unti
                   "final step.")
 flags.DEFINE_float("timeout", D.timeout, "--continuous: seconds to wait for a new checkpoint "
                    "before stopping.")
+flags.DEFINE_string("preprocessing", D.preprocessing, "Override the run's preprocessing (one "
+                    "of cifarnet, inception, lenet, vgg; default: the run's, or for a ported "
+                    "model on a dataset of varying image size the net's own).")
+flags.DEFINE_bool("skip_undecodable", D.skip_undecodable, "Skip (and count in the results) "
+                  "images that cannot be decoded, instead of stopping with an error naming "
+                  "them.")
 common_flags.define_strategy_flags(D)
 flags.mark_flag_as_required("model_dir")
 FLAGS = flags.FLAGS
@@ -70,7 +76,9 @@ def main(argv):
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, global_batch_size=FLAGS.batch_size,
         top_k=_ints("top_k"), knn_k=_ints("knn_k"), gallery_split=FLAGS.gallery_split,
         use_average=FLAGS.use_average, output=FLAGS.output, plot_dir=FLAGS.plot_dir,
-        continuous=FLAGS.continuous, timeout=FLAGS.timeout, **common_flags.strategy_options())
+        continuous=FLAGS.continuous, timeout=FLAGS.timeout,
+        preprocessing=FLAGS.preprocessing or None, skip_undecodable=FLAGS.skip_undecodable,
+        **common_flags.strategy_options())
     try:
         history = evaluator.evaluate(config)
     except (evaluator.EvalConfigError, data.DatasetUnavailableError) as err:

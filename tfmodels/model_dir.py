@@ -33,7 +33,7 @@ KERAS_FILE = "model.keras"
 # Config keys that decide which variables a checkpoint holds: a model_dir whose config differs
 # in one of them holds a checkpoint of another model and must not be resumed or overwritten.
 IDENTITY_KEYS = ("model", "num_classes", "image_shape", "center_loss", "optimizer",
-                 "ema_decay_enabled", "loss_scaling", "trainable_scopes")
+                 "ema_decay_enabled", "loss_scaling", "trainable_scopes", "preprocessing")
 # What a config.json must name for its model to be rebuilt.
 REQUIRED_KEYS = ("model", "num_classes", "image_shape")
 
@@ -50,6 +50,8 @@ class ModelRecord:
       dataset, data_dir, train_split, eval_split: the run's data (None for a ported model
         recorded without a dataset).
       global_batch_size, total_steps: the run's batch and length (None when not trained here).
+      preprocessing: the run's per-net preprocessing ('vgg', ...), or None for the dataset's
+        normalisation (images are `image_shape` either way, resized when the run resized them).
     """
     model: str
     num_classes: int
@@ -65,6 +67,7 @@ class ModelRecord:
     eval_split: Optional[str] = None
     global_batch_size: Optional[int] = None
     total_steps: Optional[int] = None
+    preprocessing: Optional[str] = None
 
     @classmethod
     def from_json(cls, values, source=CONFIG_FILE):

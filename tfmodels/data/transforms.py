@@ -8,6 +8,8 @@
   every example at `image_size` (`preprocessing.get_preprocessing`), which also produces the
   net's input scale (vgg: minus the ImageNet means; inception: [-1, 1]; ...). It sees 8-bit
   pixels: a dataset stored on another scale (digits: 0..16) is rescaled to 0..255 first.
+  CifarNet's training transform (pad 4, random crop) is made for images of the output size:
+  other sizes are first centre-cropped / zero-padded to it, as its evaluation does.
 
 Training randomness of per-net preprocessing is stateless: the example at row `r` of the global
 batch of step `s` is preprocessed with the seed `example_seed(seed, s, r)`, so its image is the
@@ -62,6 +64,11 @@ def example_fn(info, name, size, training):
 
     def apply(image, seed=None):
         image = eight_bit(image, info.pixel_max)
+        if training and name == "cifarnet":
+            # slim's CifarNet training pads the 32x32 CIFAR images by 4 and crops 32x32 at
+            # random: images of another size are first centre-cropped / padded to the output
+            # size, as its evaluation does (a no-op for images of that size).
+            image = tf.image.resize_with_crop_or_pad(image, height, width)
         if training:
             output = preprocess(image, height, width, seed=seed)
         else:

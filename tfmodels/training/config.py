@@ -14,10 +14,12 @@ import dataclasses
 import math
 import numbers
 import os
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 from tfmodels import distribute, losses, nets
+from tfmodels.data import preprocessing as data_preprocessing
 from tfmodels.data import steps_per_epoch
+from tfmodels.data.pipeline import check_image_size, check_preprocessing
 from tfmodels.nets import custom
 from tfmodels.training import schedules
 from tfmodels.training.optimizers import OPTIMIZERS
@@ -76,6 +78,12 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     deterministic: bool = False
+    # Input size and preprocessing (see `resolve_input`): None: the dataset's own size (the
+    # net's default_image_size for datasets of varying image size) and the dataset's
+    # normalisation (the net's preprocessing, e.g. 'vgg', for datasets of varying size).
+    image_size: Optional[Union[int, Tuple[int, int]]] = None
+    preprocessing: Optional[str] = None
+    skip_undecodable: bool = False
     # Checkpoints, logs, exports.
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
@@ -99,6 +107,12 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         _choice("weight_decay_type", self.weight_decay_type, WEIGHT_DECAY_TYPES)
+        check_image_size(self.image_size)
+        if self.preprocessing is not None:
+            _choice("preprocessing", self.preprocessing,
+                    sorted(data_preprocessing.PREPROCESSING_FNS))
+        if not isinstance(self.skip_undecodable, bool):
+            raise ValueError(f"skip_undecodable={self.skip_undecodable!r} must be True or False")
         distribute.check_options(self.strategy, num_gpus=self.num_gpus,
                                  all_reduce=self.all_reduce,
                                  virtual_devices=self.virtual_devices)
@@ -153,8 +167,11 @@ class TrainConfig:
 
         Raises:
           ValueError: the global batch does not split evenly over the replicas, is larger than
-            the training split, or the warmup is longer than the run.
+            the training split, the warmup is longer than the run, or the net cannot take the
+            resolved image size (`resolve_input`).
         """
+        image_shape, preprocessing = resolve_input(self.model, info, self.image_size,
+                                                   self.preprocessing)
         if self.global_batch_size % num_replicas:
             raise ValueError(
                 f"global_batch_size={self.global_batch_size} is not divisible by the "
@@ -171,10 +188,79 @@ class TrainConfig:
             "runs", f"{self.model}-{self.dataset}".replace(":", "_"))
         return ResolvedConfig(
             config=dataclasses.replace(self, model_dir=model_dir, epochs=epochs),
-            num_classes=info.num_classes, image_shape=tuple(info.image_shape),
+            num_classes=info.num_classes, image_shape=image_shape,
             train_split=info.train_split, eval_split=info.eval_split,
             num_replicas=num_replicas, per_replica_batch_size=self.global_batch_size //
-            num_replicas, steps_per_epoch=per_epoch, total_steps=total)
+            num_replicas, steps_per_epoch=per_epoch, total_steps=total,
+            preprocessing=preprocessing)
+
+
+def parse_image_size(text):
+    """`--image_size` as TrainConfig takes it: '' or None -> None, 'N' -> N, 'HxW' -> (H, W).
+
+    Raises:
+      ValueError: naming --image_size, unless N or HxW of positive integers.
+    """
+    if text is None or not str(text).strip():
+        return None
+    parts = str(text).strip().lower().split("x")
+    if len(parts) in (1, 2) and all(p.isdigit() and int(p) > 0 for p in parts):
+        sides = tuple(int(p) for p in parts)
+        return sides[0] if len(sides) == 1 else sides
+    raise ValueError(f"--image_size={text!r} must be N (square) or HxW, positive integers, "
+                     "e.g. --image_size=224 or --image_size=240x320")
+
+
+def resolve_input(model, info, image_size=None, preprocessing=None):
+    """The image shape and preprocessing `model` gets on dataset `info`, checked against the net.
+
+    Size: `image_size` when given; else, for a dataset of varying image size, the net's
+    `default_image_size`; else the dataset's fixed size (never resized unless asked).
+    Preprocessing: `preprocessing` when given; else, for a dataset of varying image size, the
+    net's default (`data.preprocessing.default_preprocessing`, e.g. 'vgg' for vgg_16 and
+    resnet_v1_50); else None, the dataset's own normalisation. Nets outside the registry have no
+    default preprocessing: on such datasets they need `preprocessing`.
+
+    Returns:
+      ((height, width, channels), preprocessing name or None).
+
+    Raises:
+      ValueError: the net cannot take that size (the message names --model, the size, what the
+        net takes and the --image_size to pass), or no size / preprocessing can be chosen.
+    """
+    spec = nets.get_net(model)
+    size = check_image_size(image_size)
+    if size is None and info.variable_size:
+        if spec.default_image_size is None:
+            raise ValueError(f"dataset {info.name!r} has images of varying size and "
+                             f"--model={model} gives no default_image_size; pass "
+                             "--image_size=HxW")
+        size = (spec.default_image_size,) * 2
+    if preprocessing is None and info.variable_size:
+        if model not in data_preprocessing.NET_PREPROCESSING:
+            raise ValueError(
+                f"dataset {info.name!r} has images of varying size, which need a per-net "
+                f"preprocessing, and --model={model} has no default one; pass --preprocessing="
+                f"{'|'.join(sorted(data_preprocessing.PREPROCESSING_FNS))}")
+        preprocessing = data_preprocessing.default_preprocessing(model)
+    check_preprocessing(preprocessing, info)
+    found = size or tuple(info.image_shape[:2])
+    low, high = spec.image_size_limits()
+    if any(d < low or (high is not None and d > high) for d in found):
+        takes = f">= {low}" if high is None else f"in [{low}, {high}]"
+        default = spec.default_image_size
+        fits = default is not None and low <= default and (high is None or default <= high)
+        suggest = default if fits else low
+        what = (f"--image_size={_size_text(found)}" if size is not None else
+                f"the {_size_text(found)} images of dataset {info.name!r}")
+        raise ValueError(f"--model={model} cannot take {what}: {model} takes height and width "
+                         f"{takes}; pass --image_size={suggest} to resize the images to "
+                         f"{suggest}x{suggest}")
+    return (*found, info.channels), preprocessing
+
+
+def _size_text(size):
+    return f"{size[0]}x{size[1]}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +275,7 @@ class ResolvedConfig:
     per_replica_batch_size: int
     steps_per_epoch: int
     total_steps: int
+    preprocessing: Optional[str] = None  # resolved: None is the dataset's normalisation
 
     @property
     def center_loss(self):
@@ -206,6 +293,8 @@ class ResolvedConfig:
             values[name] = list(values[name])
         values.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                        if f.name != "config"})
+        if isinstance(values["image_size"], tuple):
+            values["image_size"] = list(values["image_size"])
         values.update(image_shape=list(self.image_shape), center_loss=self.center_loss,
                       decoupled_weight_decay=self.config.decoupled_weight_decay,
                       ema_decay_enabled=self.config.ema_decay > 0,

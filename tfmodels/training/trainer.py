@@ -82,7 +82,8 @@ def train(config, strategy=None):
     train_data = data.distribute_dataset(
         strategy, config.dataset, info.train_split, global_batch_size=config.global_batch_size,
         training=True, augment=config.augment, seed=config.seed,
-        deterministic=config.deterministic, data_dir=config.data_dir)
+        deterministic=config.deterministic, data_dir=config.data_dir,
+        **_input_options(resolved))
     iterator = iter(train_data)
     checkpoint = tf.train.Checkpoint(input=iterator, **parts.trackables())
     saver = CheckpointSaver(checkpoint, config.model_dir, keep=config.keep_checkpoints,
@@ -98,10 +99,13 @@ def train(config, strategy=None):
             model_dir_lib.write_json_atomic(
                 os.path.join(config.model_dir, model_dir_lib.CONFIG_FILE), record)
         train_metrics = _train_loop(resolved, strategy, parts, iterator, saver, chief)
+        train_metrics["skipped_undecodable"] = train_data.skipped_examples
         metrics = _final_metrics(resolved, info, strategy, parts, train_metrics)
         if config.export:
             with parts.averaged_weights():
-                export.export(parts.model, info, config.model_dir, is_chief=chief)
+                export.export(parts.model, info, config.model_dir, is_chief=chief,
+                              image_shape=resolved.image_shape,
+                              preprocessing=resolved.preprocessing)
         if chief:
             model_dir_lib.write_json_atomic(
                 os.path.join(config.model_dir, model_dir_lib.METRICS_FILE), metrics)
@@ -161,7 +165,7 @@ def _final_metrics(resolved, info, strategy, parts, train_metrics):
     config = resolved.config
     eval_data = data.distribute_dataset(
         strategy, config.dataset, info.eval_split, global_batch_size=config.global_batch_size,
-        training=False, data_dir=config.data_dir)
+        training=False, data_dir=config.data_dir, **_input_options(resolved))
     with parts.averaged_weights():
         outputs = collect_outputs(strategy, parts.model, eval_data, loss_fn=parts.loss_fn)
     scores = classification_metrics(outputs["label"], outputs["logits"], outputs["loss"])
@@ -175,12 +179,25 @@ def _final_metrics(resolved, info, strategy, parts, train_metrics):
         "num_replicas": resolved.num_replicas,
         "global_batch_size": config.global_batch_size,
         "model": config.model, "dataset": config.dataset,
+        "train_skipped_undecodable": train_metrics.get("skipped_undecodable", 0),
+        "test_skipped_undecodable": eval_data.skipped_examples,
     }
+    for split, name in ((info.train_split, "train"), (info.eval_split, "test")):
+        if metrics[f"{name}_skipped_undecodable"]:
+            logging.warning("skipped %d undecodable example(s) of split %r of %s",
+                            metrics[f"{name}_skipped_undecodable"], split, config.dataset)
     metrics.update({k: v for k, v in scores.items() if k.startswith("top_")})
     logging.info("final metrics: %s", {k: (round(v, 5) if isinstance(v, float) else v)
                                        for k, v in metrics.items()})
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
             for k, v in metrics.items()}
+
+
+def _input_options(resolved):
+    """The resolved input size and preprocessing, as `data.distribute_dataset` takes them."""
+    return dict(image_size=tuple(resolved.image_shape[:2]),
+                preprocessing=resolved.preprocessing,
+                skip_undecodable=resolved.config.skip_undecodable)
 
 
 def _log_start(resolved, record, strategy):
