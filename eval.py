@@ -3,7 +3,7 @@
     python eval.py --model_dir=runs/lenet_pp-mnist                      # latest checkpoint
     python eval.py --model_dir=runs/r20 --checkpoint=ckpt-2000 --split=train
     python eval.py --model_dir=runs/r20 --continuous --timeout=1800     # beside train.py
-    python eval.py --model_dir=ported/vgg16 --dataset=tfds:imagenette --knn_k=
+    python eval.py --model_dir=runs/vgg_16-ported --dataset=tfds:imagenet2012 --split=validation
 
 The model and the data come from the config.json train.py saved in --model_dir; flags given
 here override it. Every example of the split is counted once with any number of replicas.

@@ -39,8 +39,9 @@ flags.DEFINE_integer("batch_size", D.global_batch_size, "Global batch size (exam
 flags.DEFINE_integer("train_steps", D.train_steps, "Training length in steps (global batches).")
 flags.DEFINE_float("epochs", D.epochs, "Training length in epochs over the training split "
                    f"(default {config_lib.DEFAULT_EPOCHS:g} when --train_steps is not given).")
-flags.DEFINE_bool("augment", D.augment, "Pad-and-crop augmentation, plus horizontal flips where "
-                  "the dataset allows them (CIFAR, Fashion-MNIST).")
+flags.DEFINE_bool("augment", D.augment, "Training augmentation: pad-and-crop, plus horizontal "
+                  "flips where the dataset allows them (CIFAR, Fashion-MNIST); with "
+                  "--preprocessing, its random training transform (off: its evaluation one).")
 flags.DEFINE_integer("seed", D.seed, "Seed of weights, shuffling and augmentation.")
 flags.DEFINE_bool("deterministic", D.deterministic, "Deterministic ops: a resumed run ends with "
                   "exactly the weights of an uninterrupted one (slower).")

@@ -1,8 +1,9 @@
 """The README's fine-tuning example, end to end, on mocked tfds data and a tf-slim checkpoint.
 
     python train.py --model=vgg_16 --dataset=tfds:oxford_flowers102 --init_checkpoint=vgg_16.ckpt \
-        --checkpoint_exclude_scopes=vgg_16/fc8 --trainable_scopes=vgg_16/fc7,vgg_16/fc8
-    python eval.py --model_dir=runs/vgg_16-tfds_oxford_flowers102
+        --checkpoint_exclude_scopes=vgg_16/fc8 --trainable_scopes=vgg_16/fc7,vgg_16/fc8 \
+        --learning_rate=0.01 --model_dir=runs/vgg_16-flowers
+    python eval.py --model_dir=runs/vgg_16-flowers
 
 The test writes tf_slim's own vgg_16 (ImageNet's 1000 classes, random weights) as a TF1 Saver
 checkpoint, then runs the two commands unchanged inside `tfds.testing.mock_data` (flower images
@@ -48,7 +49,7 @@ def test_readme_fine_tuning_example(tmp_path):
     proc = mocked("train.py", "--model=vgg_16", "--dataset=tfds:oxford_flowers102",
                   f"--init_checkpoint={slim_checkpoint}",
                   "--checkpoint_exclude_scopes=vgg_16/fc8",
-                  "--trainable_scopes=vgg_16/fc7,vgg_16/fc8",
+                  "--trainable_scopes=vgg_16/fc7,vgg_16/fc8", "--learning_rate=0.01",
                   f"--model_dir={model_dir}", "--train_steps=2", "--batch_size=2",
                   "--steps_per_loop=1", "--noexport")
     metrics = json.loads(proc.stdout)
