@@ -5,6 +5,7 @@ import sys
 from absl import flags
 
 from tfmodels import distribute
+from tfmodels.data import decoding
 
 
 def define_strategy_flags(defaults):
@@ -35,7 +36,16 @@ def import_from_working_directory():
         sys.path.insert(1, os.getcwd())
 
 
-def exit_with_error(err):
-    """Bad input found after flag parsing: the one message (no flag help), exit status 2."""
+def exit_with_error(err, status=2):
+    """Bad input found after flag parsing: the one message (no flag help), exit status 2 (or
+    `status`)."""
     print(f"error: {err}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(status)
+
+
+def exit_if_undecodable(err):
+    """An image the input pipeline could not decode: its one-line report, exit status 1.
+    Returns (for the caller to re-raise) when `err` is another error."""
+    message = decoding.undecodable_message(err)
+    if message is not None:
+        exit_with_error(message, status=1)

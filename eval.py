@@ -14,6 +14,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import common_flags  # noqa: E402
@@ -83,6 +84,9 @@ def main(argv):
         history = evaluator.evaluate(config)
     except (evaluator.EvalConfigError, data.DatasetUnavailableError) as err:
         common_flags.exit_with_error(err)
+    except tf.errors.InvalidArgumentError as err:  # e.g. an undecodable image
+        common_flags.exit_if_undecodable(err)
+        raise
     print(json.dumps([evaluator.summary(results) for results in history], indent=2))
 
 

@@ -13,6 +13,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import common_flags  # noqa: E402
@@ -160,6 +161,9 @@ def main(argv):
         metrics = training.train(config_from_flags())
     except (training.ConfigError, data.DatasetUnavailableError) as err:
         common_flags.exit_with_error(err)
+    except tf.errors.InvalidArgumentError as err:  # e.g. an undecodable image
+        common_flags.exit_if_undecodable(err)
+        raise
     print(json.dumps(metrics, indent=2))
 
 

@@ -11,11 +11,13 @@ of random sizes), with a short run added (`--train_steps=2 --batch_size=2`).
 """
 import json
 import os
+import time
 
 import numpy as np
 import tensorflow as tf
 
 from tests import scripts, slim_reference
+from tfmodels import model_dir as model_dir_lib
 
 N = 6  # mocked examples per split (k-NN takes k = 1, 5)
 
@@ -41,8 +43,6 @@ def mocked(script, *args):
 
 
 def test_readme_fine_tuning_example(tmp_path):
-    import time
-
     start = time.perf_counter()
     slim_checkpoint = write_slim_vgg_16(str(tmp_path / "slim" / "vgg_16.ckpt"))
     model_dir = str(tmp_path / "runs" / "vgg_16-flowers")
@@ -60,8 +60,6 @@ def test_readme_fine_tuning_example(tmp_path):
     assert config["num_classes"] == 102
 
     # Ported from slim: the frozen layers hold slim's values, fc7 was trained, fc8 is new.
-    from tfmodels import model_dir as model_dir_lib
-
     model, _ = model_dir_lib.restore_model(model_dir_lib.read_config(model_dir),
                                            os.path.join(model_dir, "ckpt-2"))
     slim = tf.train.load_checkpoint(slim_checkpoint)

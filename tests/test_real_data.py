@@ -1,8 +1,10 @@
 """train.py and eval.py on users' real data: unchanged inside `tfds.testing.mock_data` on a dataset
 of varying image size (resolved size and preprocessing recorded, exact resume, exports that apply
-the evaluation preprocessing), digits resized for LeNet, and a net refused for its input size."""
+the evaluation preprocessing, undecodable images named or counted), digits resized for LeNet,
+and a net refused for its input size."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -152,3 +154,34 @@ def test_a_size_the_net_cannot_take_is_refused_before_any_work(tmp_path, flags, 
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr and "--keep_checkpoints" not in proc.stderr
     assert not os.path.exists(model_dir)
+
+
+def test_undecodable_images_stop_the_run_naming_them_or_are_counted(tmp_path):
+    run = ["-m tests.mock_tfds_run", "8", "--undecodable=2,5"]  # 6 of 8 images decode
+    flags = ["--model=lenet", "--dataset=tfds:food101", "--image_size=16", "--batch_size=2",
+             "--train_steps=4", "--steps_per_loop=2", "--noexport"]
+    proc = scripts.run(*run, "train.py", f"--model_dir={tmp_path / 'a'}", *flags, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert re.search(r"error: could not decode the image of example\(s\) #\d+ "
+                     r"\(id=food101-train.tfrecord-00000-of-00001__[25]\) of dataset "
+                     r"tfds:food101; pass --skip_undecodable", proc.stderr), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+
+    model_dir = str(tmp_path / "b")
+    proc = scripts.run(*run, "train.py", f"--model_dir={model_dir}", "--skip_undecodable",
+                       *flags, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads(proc.stdout)
+    assert metrics["test_examples"] == 6 and metrics["test_skipped_undecodable"] == 2
+    assert metrics["train_skipped_undecodable"] >= 2  # 8 training images: all of epoch 1 read
+    assert "skipped 2 undecodable example(s) of split 'test' of tfds:food101" in proc.stderr
+    assert "skipped undecodable example(s) #5 (id=food101-test.tfrecord-00000-of-00001__5)" \
+        in proc.stderr
+
+    proc = scripts.run(*run, "eval.py", f"--model_dir={model_dir}", "--plot_dir=",
+                       "--skip_undecodable", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = read(os.path.join(model_dir, "eval_test.json"))
+    assert results["count"] == 6 and results["skipped_undecodable"] == 2
+    assert results["gallery_count"] == 6 and results["gallery_skipped_undecodable"] == 2
+    np.testing.assert_allclose(results["accuracy"], metrics["test_accuracy"], atol=1e-9)

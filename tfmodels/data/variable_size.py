@@ -83,7 +83,8 @@ def _decoded(spec, records):
     decoded, _ = decoding.decode_examples(
         records, dataset_name=spec.info.name, image_key="image",
         id_key="id" if "id" in records.element_spec else None, channels=spec.info.channels,
-        skip_errors=spec.skip_undecodable, skip_counter=spec.skip_counter)
+        skip_errors=spec.skip_undecodable, skip_counter=spec.skip_counter,
+        skip_hint="pass --skip_undecodable (skip_undecodable=True)")
     return decoded
 
 

@@ -181,8 +181,9 @@ def evaluate_model(strategy, model, *, dataset, split, global_batch_size, data_d
       `Evaluation(results, outputs, gallery, centers)`: results holds classification_metrics'
       keys, 'knn_<k>_accuracy', 'gallery_split', 'gallery_count', 'embedding_stats'
       (embedding_stats.embedding_stats plus 'center_source': 'learned' or
-      'train_class_means') and 'skipped_undecodable' ({split: examples skipped});
-      outputs/gallery are collect_outputs' arrays; centers [K, D].
+      'train_class_means'), 'skipped_undecodable' (undecodable examples of `split` skipped)
+      and, with another gallery split, 'gallery_skipped_undecodable'; outputs/gallery are
+      collect_outputs' arrays; centers [K, D].
     """
     skipped = {}
 
@@ -203,7 +204,7 @@ def evaluate_model(strategy, model, *, dataset, split, global_batch_size, data_d
     num_classes = outputs["logits"].shape[1]
     results = classification_metrics(outputs["label"], outputs["logits"], outputs.get("loss"),
                                      top_k=top_k)
-    results["skipped_undecodable"] = skipped
+    results["skipped_undecodable"] = skipped[split]
     if not np.isfinite(outputs["embedding"]).all():
         # A diverged checkpoint: report what can be computed rather than fail on it.
         logging.warning("the embeddings hold inf/NaN: no k-NN or embedding statistics")
@@ -212,6 +213,8 @@ def evaluate_model(strategy, model, *, dataset, split, global_batch_size, data_d
     if gallery_split is not None:
         gallery = outputs if gallery_split == split else collect(gallery_split)
         results.update(gallery_split=gallery_split, gallery_count=len(gallery["label"]))
+        if gallery_split != split:
+            results["gallery_skipped_undecodable"] = skipped[gallery_split]
         if knn_k:
             accuracy = knn.knn_accuracy(outputs["embedding"], outputs["label"],
                                         gallery["embedding"], gallery["label"], ks=knn_k,
