@@ -20,7 +20,7 @@ import common_flags  # noqa: E402
 from tfmodels import data, losses, nets, training  # noqa: E402
 from tfmodels.data import preprocessing as data_preprocessing  # noqa: E402
 from tfmodels.training import config as config_lib  # noqa: E402
-from tfmodels.training import optimizers, schedules  # noqa: E402
+from tfmodels.training import inputs, optimizers, schedules  # noqa: E402
 
 # Every default is TrainConfig()'s: the embedded-digits recipe (SmallCNN, augmentation, label
 # smoothing, weight decay, cosine rate). Presets in configs/ set their own.
@@ -126,7 +126,7 @@ def config_from_flags():
         raise app.UsageError(f"--lr_boundaries={','.join(FLAGS.lr_boundaries)} must be a "
                              "comma-separated list of steps") from None
     try:
-        image_size = config_lib.parse_image_size(FLAGS.image_size)
+        image_size = inputs.parse_image_size(FLAGS.image_size)
     except ValueError as err:
         raise training.ConfigError(str(err)) from None
     return training.TrainConfig(

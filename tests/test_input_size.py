@@ -7,7 +7,7 @@ import tensorflow as tf
 from tfmodels import data
 from tfmodels.data import fake_tfds, preprocessing, transforms
 from tfmodels.training import TrainConfig
-from tfmodels.training.config import parse_image_size, resolve_input
+from tfmodels.training.inputs import parse_image_size, resolve_input
 
 DIGITS = data.get_dataset_info("digits")
 VARIABLE = data.DatasetInfo(name="tfds:imagenette", image_shape=(None, None, 3), num_classes=10,
