@@ -7,6 +7,7 @@ import traceback
 from absl import flags
 
 from tfmodels import distribute
+from tfmodels.data import decoding
 
 
 def define_strategy_flags(defaults):
@@ -63,8 +64,10 @@ def run_and_release(work, usage_errors=(), failures=()):
         report, status = f"error: {err}\n", 2
     except failures as err:
         report, status = f"error: {err}\n", 1
-    except Exception:  # noqa: BLE001 -- printed below, once the run's objects are freed
-        report, status = traceback.format_exc(), 1
+    except Exception as err:  # noqa: BLE001 -- printed below, once the run's objects are freed
+        # An image the input pipeline could not decode: its one-line report, not a traceback.
+        message = decoding.undecodable_message(err)
+        report, status = (f"error: {message}\n" if message else traceback.format_exc()), 1
     gc.collect()
     if report is not None:
         sys.stderr.write(report)

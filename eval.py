@@ -3,7 +3,7 @@
     python eval.py --model_dir=runs/lenet_pp-mnist                      # latest checkpoint
     python eval.py --model_dir=runs/r20 --checkpoint=ckpt-2000 --split=train
     python eval.py --model_dir=runs/r20 --continuous --timeout=1800     # beside train.py
-    python eval.py --model_dir=ported/vgg16 --dataset=tfds:imagenette --knn_k=
+    python eval.py --model_dir=runs/vgg_16-ported --dataset=tfds:imagenet2012 --split=validation
 
 The model and the data come from the config.json train.py saved in --model_dir; flags given
 here override it. Every example of the split is counted once with any number of replicas.
@@ -51,6 +51,12 @@ flags.DEFINE_bool("continuous", D.continuous, "Evaluate each new checkpoint unti
                   "final step.")
 flags.DEFINE_float("timeout", D.timeout, "--continuous: seconds to wait for a new checkpoint "
                    "before stopping.")
+flags.DEFINE_string("preprocessing", D.preprocessing, "Override the run's preprocessing (one "
+                    "of cifarnet, inception, lenet, vgg; default: the run's, or for a ported "
+                    "model on a dataset of varying image size the net's own).")
+flags.DEFINE_bool("skip_undecodable", D.skip_undecodable, "Skip (and count in the results) "
+                  "images that cannot be decoded, instead of stopping with an error naming "
+                  "them.")
 common_flags.define_strategy_flags(D)
 flags.mark_flag_as_required("model_dir")
 FLAGS = flags.FLAGS
@@ -74,7 +80,9 @@ def main(argv):
         top_k=_ints("top_k"), knn_k=_ints("knn_k"), gallery_split=FLAGS.gallery_split,
         use_average=FLAGS.use_average, output=FLAGS.output, plot_dir=FLAGS.plot_dir,
         summary_dir=FLAGS.summary_dir,
-        continuous=FLAGS.continuous, timeout=FLAGS.timeout, **common_flags.strategy_options())
+        continuous=FLAGS.continuous, timeout=FLAGS.timeout,
+        preprocessing=FLAGS.preprocessing or None, skip_undecodable=FLAGS.skip_undecodable,
+        **common_flags.strategy_options())
     history = common_flags.run_and_release(
         lambda: evaluator.evaluate(config),
         usage_errors=(evaluator.EvalConfigError, data.DatasetUnavailableError))

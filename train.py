@@ -18,8 +18,9 @@ from absl import app, flags  # noqa: E402
 
 import common_flags  # noqa: E402
 from tfmodels import data, losses, nets, schedules, training  # noqa: E402
+from tfmodels.data import preprocessing as data_preprocessing  # noqa: E402
 from tfmodels.training import config as config_lib  # noqa: E402
-from tfmodels.training import optimizers  # noqa: E402
+from tfmodels.training import inputs, optimizers  # noqa: E402
 
 # Every default is TrainConfig()'s: the embedded-digits recipe (SmallCNN, augmentation, label
 # smoothing, weight decay, cosine rate). Presets in configs/ set their own.
@@ -39,11 +40,23 @@ flags.DEFINE_integer("batch_size", D.global_batch_size, "Global batch size (exam
 flags.DEFINE_integer("train_steps", D.train_steps, "Training length in steps (global batches).")
 flags.DEFINE_float("epochs", D.epochs, "Training length in epochs over the training split "
                    f"(default {config_lib.DEFAULT_EPOCHS:g} when --train_steps is not given).")
-flags.DEFINE_bool("augment", D.augment, "Pad-and-crop augmentation, plus horizontal flips where "
-                  "the dataset allows them (CIFAR, Fashion-MNIST).")
+flags.DEFINE_bool("augment", D.augment, "Training augmentation: pad-and-crop, plus horizontal "
+                  "flips where the dataset allows them (CIFAR, Fashion-MNIST); with "
+                  "--preprocessing, its random training transform (off: its evaluation one).")
 flags.DEFINE_integer("seed", D.seed, "Seed of weights, shuffling and augmentation.")
 flags.DEFINE_bool("deterministic", D.deterministic, "Deterministic ops: a resumed run ends with "
                   "exactly the weights of an uninterrupted one (slower).")
+flags.DEFINE_string("image_size", None if D.image_size is None else str(D.image_size),
+                    "Input size N or HxW the images are resized / preprocessed to (default: the "
+                    "dataset's size; for datasets of varying image size the net's default, e.g. "
+                    "224 for vgg_16).")
+flags.DEFINE_string("preprocessing", D.preprocessing, "Per-net preprocessing: one of "
+                    f"{', '.join(sorted(data_preprocessing.PREPROCESSING_FNS))} (default: the "
+                    "dataset's normalisation; for datasets of varying image size the net's own, "
+                    "e.g. vgg for vgg_16 and resnet_v1_50).")
+flags.DEFINE_bool("skip_undecodable", D.skip_undecodable, "Skip (and count in the logs and "
+                  "metrics.json) images that cannot be decoded, instead of stopping with an "
+                  "error naming them.")
 # --- loss ---
 flags.DEFINE_enum("loss", D.loss, losses.LOSSES, "Data loss per example.")
 flags.DEFINE_float("label_smoothing", D.label_smoothing, "Label smoothing of the "
@@ -112,6 +125,10 @@ def config_from_flags():
     except ValueError:
         raise app.UsageError(f"--lr_boundaries={','.join(FLAGS.lr_boundaries)} must be a "
                              "comma-separated list of steps") from None
+    try:
+        image_size = inputs.parse_image_size(FLAGS.image_size)
+    except ValueError as err:
+        raise training.ConfigError(str(err)) from None
     return training.TrainConfig(
         model_dir=FLAGS.model_dir, model=FLAGS.model, dataset=FLAGS.dataset,
         data_dir=FLAGS.data_dir, global_batch_size=FLAGS.batch_size,
@@ -125,7 +142,8 @@ def config_from_flags():
         clip_grad_norm=FLAGS.clip_grad_norm, ema_decay=FLAGS.ema_decay,
         steps_per_loop=FLAGS.steps_per_loop, jit_compile=FLAGS.jit_compile,
         mixed_precision=FLAGS.mixed_precision, sync_bn=FLAGS.sync_bn, augment=FLAGS.augment,
-        seed=FLAGS.seed, deterministic=FLAGS.deterministic,
+        seed=FLAGS.seed, deterministic=FLAGS.deterministic, image_size=image_size,
+        preprocessing=FLAGS.preprocessing or None, skip_undecodable=FLAGS.skip_undecodable,
         checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
         log_every=FLAGS.log_every, export=FLAGS.export, init_checkpoint=FLAGS.init_checkpoint,
         init_checkpoint_use_ema=FLAGS.init_checkpoint_use_ema,

@@ -91,7 +91,8 @@ def test_every_option_has_a_flag(train_script, tmp_path):
                "export": "false", "init_checkpoint": str(tmp_path),
                "init_checkpoint_use_ema": "true", "checkpoint_exclude_scopes": "a/b",
                "init_checkpoint_ignore": "x/.*", "init_checkpoint_strip_scope": "model",
-               "trainable_scopes": "c"}
+               "trainable_scopes": "c", "image_size": "32x24", "preprocessing": "vgg",
+               "skip_undecodable": "true"}
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["train.py"] + [f"--{k}={v}" for k, v in changed.items()])
     config, default = train_script.config_from_flags(), TrainConfig()

@@ -93,7 +93,8 @@ def _describe(first, count, recent_ids, id_key):
 
 def decode_examples(dataset, *, dataset_name, image_key="image", id_key=None, channels=3,
                     skip_errors=False, skip_counter=None,
-                    num_parallel_calls=tf.data.AUTOTUNE):
+                    num_parallel_calls=tf.data.AUTOTUNE,
+                    skip_hint="pass skip_errors=True to decode_examples"):
     """Decodes `element[image_key]` of every example, reporting undecodable ones.
 
     Args:
@@ -109,6 +110,7 @@ def decode_examples(dataset, *, dataset_name, image_key="image", id_key=None, ch
       skip_counter: an int64 scalar `tf.Variable` to add skips to (shared between pipelines);
         None creates one.
       num_parallel_calls: parallelism of the decoding map (its output order is kept).
+      skip_hint: how to skip instead, in the error message (callers name their own option).
 
     Returns:
       (dataset, skip_counter): elements equal the input's with `image_key` replaced by a uint8
@@ -164,8 +166,7 @@ def decode_examples(dataset, *, dataset_name, image_key="image", id_key=None, ch
                     return tf.identity(missing)
             message = tf.strings.join([
                 "could not decode the image of example(s) ", names, f" of dataset "
-                f"{dataset_name}; pass skip_errors=True to decode_examples to skip and count "
-                "such examples"])
+                f"{dataset_name}; {skip_hint} to skip and count such examples"])
             failed = tf.debugging.Assert(tf.constant(False), [message])
             with tf.control_dependencies([failed]):
                 return tf.identity(missing)
@@ -184,3 +185,14 @@ def decode_examples(dataset, *, dataset_name, image_key="image", id_key=None, ch
 
     checked = decoded.scan(tf.constant(0, tf.int64), check)
     return checked.filter(is_real).map(strip_flag), skip_counter
+
+
+def undecodable_message(error):
+    """The "could not decode the image of example(s) ..." message inside a TensorFlow error
+    raised by a `decode_examples` pipeline (for a one-line report), else None."""
+    text = getattr(error, "message", None) or str(error)
+    start = text.find("could not decode the image of example(s)")
+    if start < 0:
+        return None
+    end = text.find("such examples", start)
+    return text[start:end + len("such examples")] if end > 0 else text[start:].splitlines()[0]

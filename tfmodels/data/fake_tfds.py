@@ -11,17 +11,25 @@ reference:
         pixels, labels = fake_tfds.fake_examples("mnist", "test", 50, (28, 28, 1), 10)
 """
 import contextlib
+import functools
 import os
 import zlib
 
 import numpy as np
 
 
+@functools.lru_cache(maxsize=8)
 def fake_examples(tfds_name, split, num_examples, image_shape, num_classes):
-    """The examples `fake_prepared` serves: (uint8 [N, H, W, C], int64 [N]), seeded by name."""
+    """The examples `fake_prepared` serves: (uint8 [N, H, W, C], int64 [N]), seeded by name.
+
+    Made once per arguments (tfds asks for a mocked split twice: its size, then its examples);
+    the arrays are read-only.
+    """
     rng = np.random.default_rng(zlib.crc32(f"{tfds_name}/{split}".encode()))
-    pixels = rng.integers(0, 256, (num_examples, *image_shape), dtype=np.uint8)
+    pixels = rng.integers(0, 256, (num_examples, *tuple(image_shape)), dtype=np.uint8)
     labels = rng.integers(0, num_classes, num_examples, dtype=np.int64)
+    pixels.setflags(write=False)
+    labels.setflags(write=False)
     return pixels, labels
 
 

@@ -3,10 +3,11 @@
 Training: epoch `e = s // steps_per_epoch` visits the split in the order
 `tf.random.experimental.index_shuffle(position, seed=f(seed, e))`, a stateless bijection, and
 drops the last `n mod G` positions of the epoch's order (different examples each epoch).
-Augmentation draws come from `f(seed, s)`. The stream is a pure function of (seed, step), so an
-iterator's state is just its position: a tf.data checkpoint with
-`experimental_symbolic_checkpoint` is a few hundred bytes (~0.5 kB measured) and holds no
-shuffle buffer or prefetched images; `start_step` starts the stream anywhere.
+Augmentation draws come from `f(seed, s)` (`transforms.py`: the dataset's normalisation with
+draws for the global batch, or a per-net preprocessing with one seed per row of it). The stream
+is a pure function of (seed, step), so an iterator's state is just its position: a tf.data
+checkpoint with `experimental_symbolic_checkpoint` is a few hundred bytes (~0.5 kB measured)
+and holds no shuffle buffer or prefetched images; `start_step` starts the stream anywhere.
 
 Evaluation: `ceil(n / G)` steps on every pipeline; positions >= n are padding (zero images,
 label 0, `mask` 0), so every replica gets a full batch at every step and every example is
@@ -18,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmodels.data import layout as layout_lib
-from tfmodels.data import preprocessing
+from tfmodels.data import preprocessing, transforms
 
 _INT64_MAX = np.iinfo(np.int64).max
 _CONSTANTS = {}  # id(array) -> (array, tf constant): one copy per process, not per build
@@ -41,7 +42,6 @@ def pipeline(spec, layout, pixels, labels):
         raise RuntimeError(f"{info.name!r} split {split!r} yielded {len(labels)} examples but its "
                            f"info says {n}; the prepared data is inconsistent")
     pixels_t, labels_t = (_constant(pixels), _constant(labels))
-    augment = spec.training and spec.augment
 
     @tf.autograph.experimental.do_not_convert
     def train_batch(u):
@@ -51,10 +51,8 @@ def pipeline(spec, layout, pixels, labels):
                                                step // steps_per_epoch)
         index = tf.random.experimental.index_shuffle((step % steps_per_epoch) * g + offset,
                                                      seed=epoch_seed, max_index=n - 1)
-        draws = (layout_lib.augmentation_rows(spec, step, replica, layout.per_replica)
-                 if augment else (None, None))
-        image = preprocessing.preprocess_batch(tf.gather(pixels_t, index), info,
-                                               offsets=draws[0], flips=draws[1])
+        image = transforms.train_batch(spec, tf.gather(pixels_t, index), step, replica,
+                                       layout.per_replica)
         return {"image": image, "label": tf.gather(labels_t, index)}
 
     @tf.autograph.experimental.do_not_convert
@@ -65,7 +63,7 @@ def pipeline(spec, layout, pixels, labels):
         index = tf.minimum(position, n - 1)
         batch = tf.where(valid[:, None, None, None], tf.gather(pixels_t, index),
                          tf.zeros([], pixels_t.dtype))
-        return {"image": preprocessing.preprocess_batch(batch, info),
+        return {"image": transforms.eval_batch(spec, batch),
                 "label": tf.where(valid, tf.gather(labels_t, index), 0),
                 "mask": tf.cast(valid, tf.float32)}
 

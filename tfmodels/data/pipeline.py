@@ -13,13 +13,14 @@ tfds splits too large for memory stream (`streaming.py`).
 """
 import dataclasses
 import math
+import numbers
 
 import numpy as np
 import tensorflow as tf
 
-from tfmodels.data import datasets
+from tfmodels.data import datasets, decoding, resumable
+from tfmodels.data import preprocessing as preprocessing_lib
 from tfmodels.data import layout as layout_lib
-from tfmodels.data import resumable
 from tfmodels.data.specs import PipelineSpec, check_split
 
 
@@ -42,7 +43,9 @@ def num_eval_steps(info, split, global_batch_size):
 
 
 def make_dataset(name, split, *, global_batch_size, training, input_context=None, augment=False,
-                 seed=None, deterministic=False, data_dir=None, start_step=0, in_memory=None):
+                 seed=None, deterministic=False, data_dir=None, start_step=0, in_memory=None,
+                 image_size=None, preprocessing=None, skip_undecodable=False,
+                 skip_counter=None):
     """Builds one input pipeline of batched, preprocessed examples.
 
     Args:
@@ -61,7 +64,17 @@ def make_dataset(name, split, *, global_batch_size, training, input_context=None
       data_dir: tfds data folder; None is tfds's default.
       start_step: training only: begin at this global step (resume without a checkpoint).
       in_memory: tfds only: True/False forces reading the split into memory / streaming; None
-        decides by `tfds_source.IN_MEMORY_LIMIT_BYTES`.
+        decides by `tfds_source.IN_MEMORY_LIMIT_BYTES`. Images of varying size are streamed.
+      image_size: (height, width) or an int (square) of the images to yield: a fixed-size
+        dataset is resized to it (None: its own size); a dataset of varying image sizes needs
+        it, and a per-net `preprocessing`.
+      preprocessing: None: the dataset's normalisation (+ CIFAR-style augmentation); or a
+        per-net preprocessing name (`preprocessing.PREPROCESSING_FNS`: 'vgg', 'inception',
+        'cifarnet', 'lenet'), applied to each example (see `transforms.py`).
+      skip_undecodable: decoded (variable-size) datasets: drop undecodable images, reporting
+        and counting them, instead of stopping with an error naming the example.
+      skip_counter: decoded datasets: the int64 `tf.Variable` to count skips in (None: one is
+        made; `decoding.new_skip_counter()`).
 
     Returns:
       A `tf.data.Dataset` of dicts: `image` float32 [B, H, W, C], `label` int32 [B], and at
@@ -71,25 +84,32 @@ def make_dataset(name, split, *, global_batch_size, training, input_context=None
     spec = _validate(name, split, global_batch_size=global_batch_size, training=training,
                      seed=seed, deterministic=deterministic, start_step=start_step,
                      data_dir=data_dir, augment=augment, in_memory=in_memory,
-                     num_replicas=(input_context.num_replicas_in_sync if input_context else 1))
+                     num_replicas=(input_context.num_replicas_in_sync if input_context else 1),
+                     image_size=image_size, preprocessing_name=preprocessing,
+                     skip_undecodable=skip_undecodable)
+    if spec.info.variable_size:
+        spec = dataclasses.replace(spec, skip_counter=skip_counter or
+                                   decoding.new_skip_counter())
     return _build(spec, input_context)
 
 
 def distribute_dataset(strategy, name, split, *, global_batch_size, training, augment=False,
                        seed=None, deterministic=False, data_dir=None, start_step=0,
-                       in_memory=None):
+                       in_memory=None, image_size=None, preprocessing=None,
+                       skip_undecodable=False):
     """Per-replica batches for `strategy` via `distribute_datasets_from_function`.
 
     Args:
       strategy: a `tf.distribute.Strategy`.
       name, split, global_batch_size, training, augment, seed, deterministic, data_dir,
-        start_step, in_memory: as `make_dataset` (the strategy supplies each input pipeline's
-        `input_context`).
+        start_step, in_memory, image_size, preprocessing, skip_undecodable: as `make_dataset`
+        (the strategy supplies each input pipeline's `input_context`).
 
     Returns:
       A `resumable.DistributedData`: `iter()` gives a checkpointable iterator
       (`tf.train.Checkpoint(iterator=it)`), `.steps` is steps per epoch (training) or
-      `num_eval_steps` (evaluation), `.distributed_dataset` the plain tf.distribute dataset.
+      `num_eval_steps` (evaluation), `.distributed_dataset` the plain tf.distribute dataset,
+      `.skipped_examples` the undecodable examples skipped so far (all pipelines).
 
     Raises:
       ValueError: before any work, if `global_batch_size` is not divisible by the number of
@@ -104,7 +124,12 @@ def distribute_dataset(strategy, name, split, *, global_batch_size, training, au
     spec = _validate(name, split, global_batch_size=global_batch_size, training=training,
                      seed=seed, deterministic=deterministic, start_step=start_step,
                      data_dir=data_dir, augment=augment, in_memory=in_memory,
-                     num_replicas=strategy.num_replicas_in_sync)
+                     num_replicas=strategy.num_replicas_in_sync, image_size=image_size,
+                     preprocessing_name=preprocessing, skip_undecodable=skip_undecodable)
+    if spec.info.variable_size:
+        # One plain counter for every pipeline (made outside any strategy scope).
+        with tf.init_scope(), tf.device("/cpu:0"):
+            spec = dataclasses.replace(spec, skip_counter=decoding.new_skip_counter())
     datasets.source_of(spec.info).prepare(spec)
     options = input_options(strategy)
 
@@ -115,7 +140,8 @@ def distribute_dataset(strategy, name, split, *, global_batch_size, training, au
 
     steps = (steps_per_epoch(spec.info, split, global_batch_size) if training
              else num_eval_steps(spec.info, split, global_batch_size))
-    return resumable.DistributedData(build, steps=steps, start_step=spec.start_step)
+    return resumable.DistributedData(build, steps=steps, start_step=spec.start_step,
+                                     skip_counter=spec.skip_counter)
 
 
 def input_options(strategy):
@@ -145,15 +171,49 @@ def _check_batch(global_batch_size):
         raise ValueError(f"global_batch_size={global_batch_size!r} must be a positive int")
 
 
+def check_image_size(image_size, argument="image_size"):
+    """`image_size` as None or (height, width): an int N means (N, N).
+
+    Raises:
+      ValueError: naming `argument`, unless None, a positive int or two positive ints.
+    """
+    if image_size is None:
+        return None
+    sides = (image_size, image_size) if isinstance(image_size, numbers.Integral) else image_size
+    try:
+        sides = tuple(sides)
+    except TypeError:
+        sides = ()
+    if len(sides) != 2 or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
+                                  and d >= 1 for d in sides):
+        raise ValueError(f"{argument}={image_size!r} must be None, a positive int or (height, "
+                         "width) of positive ints")
+    return tuple(int(d) for d in sides)
+
+
+def check_preprocessing(name, info, argument="preprocessing"):
+    """Raises ValueError unless `name` is None or a per-net preprocessing `info` can take."""
+    if name is None:
+        return
+    names = ", ".join(sorted(preprocessing_lib.PREPROCESSING_FNS))
+    if not isinstance(name, str) or name not in preprocessing_lib.PREPROCESSING_FNS:
+        raise ValueError(f"{argument}={name!r} is not one of: None (the dataset's "
+                         f"normalisation), {names}")
+    if name in ("vgg", "inception") and info.channels != 3:
+        raise ValueError(f"{argument}={name!r} works on RGB images; dataset {info.name!r} has "
+                         f"{info.channels} channel(s) (try 'lenet' or 'cifarnet')")
+
+
 def _validate(name, split, *, global_batch_size, training, seed, deterministic, start_step,
-              data_dir, augment, in_memory, num_replicas):
+              data_dir, augment, in_memory, num_replicas, image_size=None,
+              preprocessing_name=None, skip_undecodable=False):
     """Checks every argument (cheap ones first) and returns the `PipelineSpec`."""
     _check_batch(global_batch_size)
     if global_batch_size % num_replicas:
         raise ValueError(f"global_batch_size={global_batch_size} is not divisible by the "
                          f"number of replicas ({num_replicas}); use a multiple of {num_replicas}")
     for arg, value in (("training", training), ("augment", augment),
-                       ("deterministic", deterministic)):
+                       ("deterministic", deterministic), ("skip_undecodable", skip_undecodable)):
         if not isinstance(value, bool):
             raise ValueError(f"{arg}={value!r} must be True or False")
     if in_memory not in (None, True, False):
@@ -165,11 +225,22 @@ def _validate(name, split, *, global_batch_size, training, seed, deterministic, 
         raise ValueError(f"start_step={start_step!r} must be a non-negative int")
     if training and deterministic and seed is None:
         raise ValueError("seed=None: deterministic=True training needs an integer seed")
+    size = check_image_size(image_size)
     info = datasets.get_dataset_info(name, data_dir=data_dir)
     check_split(info, split)
-    if any(d is None for d in info.image_shape):
-        raise ValueError(f"dataset {info.name!r} has images of varying size {info.image_shape};"
-                         " batching them needs a resize, which tfmodels.data does not do")
+    check_preprocessing(preprocessing_name, info)
+    if info.variable_size:
+        if size is None or preprocessing_name is None:
+            raise ValueError(
+                f"dataset {info.name!r} has images of varying size {info.image_shape}: batching "
+                f"them needs image_size=(height, width) and a per-net preprocessing (one of "
+                f"{', '.join(sorted(preprocessing_lib.PREPROCESSING_FNS))}); got "
+                f"image_size={image_size!r}, preprocessing={preprocessing_name!r}")
+        if in_memory:
+            raise ValueError(f"in_memory=True: dataset {info.name!r} has images of varying "
+                             "size, which are streamed")
+    elif size == tuple(info.image_shape[:2]):
+        size = None  # the dataset's own size: nothing to resize
     if training:
         steps_per_epoch(info, split, global_batch_size)
     if seed is None:
@@ -177,7 +248,9 @@ def _validate(name, split, *, global_batch_size, training, seed, deterministic, 
         seed = int(np.random.SeedSequence().entropy % 2**63)
     return PipelineSpec(info=info, split=split, global_batch_size=int(global_batch_size),
                         training=training, seed=int(seed), deterministic=deterministic,
-                        start_step=int(start_step), augment=augment, in_memory=in_memory)
+                        start_step=int(start_step), augment=augment, in_memory=in_memory,
+                        image_size=size, preprocessing=preprocessing_name,
+                        skip_undecodable=skip_undecodable)
 
 
 def _build(spec, input_context):

@@ -132,7 +132,16 @@ def crop_and_flip(images, offsets, flips, *, padding):
     return tf.gather(out, cols, axis=2, batch_dims=1)        # [B, H, W, C]
 
 
-def preprocess_batch(pixels, info, *, offsets=None, flips=None):
+def resize_batch(pixels, size):
+    """Bilinear resize of a batch [B, H, W, C] to `size` (h, w): float32 [B, h, w, C].
+
+    TF2's `tf.image.resize` (half-pixel centres, no antialiasing): the resize `--image_size`
+    applies to a fixed-size dataset normalised by its own statistics (digits 8x8 -> 28x28).
+    """
+    return tf.image.resize(tf.cast(pixels, tf.float32), size, method="bilinear")
+
+
+def preprocess_batch(pixels, info, *, offsets=None, flips=None, size=None):
     """Raw pixels of one batch -> float32 network input, augmented when draws are given.
 
     Runs as one XLA-compiled function: fusing cast, crop/flip gathers and the multiply-add is
@@ -144,25 +153,30 @@ def preprocess_batch(pixels, info, *, offsets=None, flips=None):
       info: a `DatasetInfo` (pixel_max, mean, std, crop_padding).
       offsets, flips: from `augmentation_draws` (rows for this batch), or None for no
         augmentation (evaluation).
+      size: (h, w) to resize the batch to first (`resize_batch`), or None to keep H x W.
 
     Returns:
-      float32 [B, H, W, C].
+      float32 [B, H, W, C] (or [B, h, w, C]).
     """
     augment = offsets is not None
     fn = _compiled(float(info.pixel_max), tuple(info.mean), tuple(info.std),
-                   int(info.crop_padding), augment)
+                   int(info.crop_padding), augment, tuple(size) if size else None)
     return fn(pixels, offsets, flips) if augment else fn(pixels)
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(pixel_max, mean, std, padding, augment):
-    """One jit-compiled preprocessing function per dataset normalisation and augmentation."""
+def _compiled(pixel_max, mean, std, padding, augment, size=None):
+    """One jit-compiled preprocessing function per dataset normalisation, augmentation and
+    output size."""
+    def resized(pixels):
+        return pixels if size is None else resize_batch(pixels, size)
+
     def with_augmentation(pixels, offsets, flips):
-        cropped = crop_and_flip(pixels, offsets, flips, padding=padding)
+        cropped = crop_and_flip(resized(pixels), offsets, flips, padding=padding)
         return normalize(cropped, pixel_max=pixel_max, mean=mean, std=std)
 
     def without(pixels):
-        return normalize(pixels, pixel_max=pixel_max, mean=mean, std=std)
+        return normalize(resized(pixels), pixel_max=pixel_max, mean=mean, std=std)
 
     return tf.function(with_augmentation if augment else without, jit_compile=True,
                        autograph=False)
@@ -187,6 +201,9 @@ NET_PREPROCESSING = {
     "ufldl_cnn": "lenet", "small_cnn": "lenet",
     "vgg_a": "vgg", "vgg_16": "vgg", "vgg_19": "vgg",
     "resnet_v1_50": "vgg", "resnet_v1_101": "vgg", "resnet_v1_152": "vgg",
+    # Vision Transformers take inputs scaled to [-1, 1] with Inception-style crops (as the
+    # ViT and DeiT recipes).
+    "vit_tiny": "inception", "vit_small": "inception",
     # slim's nets without a tfmodels port yet, kept so ported checkpoints find theirs.
     "inception_v1": "inception", "inception_v2": "inception", "inception_v3": "inception",
     "inception_v4": "inception", "inception_resnet_v2": "inception",

@@ -21,12 +21,19 @@ class DistributedData:
         worker.
     """
 
-    def __init__(self, build, *, steps, start_step=0):
-        """`build(start_step)` returns a tf.distribute dataset starting at that global step."""
+    def __init__(self, build, *, steps, start_step=0, skip_counter=None):
+        """`build(start_step)` returns a tf.distribute dataset starting at that global step;
+        `skip_counter` is the int64 variable its pipelines count undecodable examples in."""
         self._build = build
         self._start_step = start_step
         self._dataset = None
+        self._skip_counter = skip_counter
         self.steps = steps
+
+    @property
+    def skipped_examples(self):
+        """Undecodable examples its pipelines skipped so far (0 for data that is not decoded)."""
+        return 0 if self._skip_counter is None else int(self._skip_counter.numpy())
 
     @property
     def distributed_dataset(self):

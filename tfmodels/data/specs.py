@@ -2,7 +2,7 @@
 what a data source provides (`Source`). Every module of `tfmodels.data` speaks these types."""
 import dataclasses
 import math
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 
 class DatasetUnavailableError(FileNotFoundError):
@@ -45,6 +45,16 @@ class DatasetInfo:
     label_key: str = "label"
     data_dir: Optional[str] = None
 
+    @property
+    def variable_size(self):
+        """True when the images' height or width varies (e.g. `tfds:imagenette`)."""
+        return any(d is None for d in self.image_shape[:2])
+
+    @property
+    def channels(self):
+        """Channels of every image (3 when a tfds feature leaves it open)."""
+        return self.image_shape[-1] or 3
+
     def split_bytes(self, split):
         """uint8 bytes of one split's pixels, or None when image sizes vary."""
         if any(d is None for d in self.image_shape):
@@ -72,6 +82,13 @@ class PipelineSpec:
       start_step: training only: the global step the stream starts at.
       augment: pad + random crop (+ flip) when training.
       in_memory: tfds only: force (True) or forbid (False) reading the split into memory.
+      image_size: (height, width) of the images yielded when it differs from the dataset's
+        fixed size, or when the dataset's size varies; None: the dataset's own size.
+      preprocessing: None: the dataset's normalisation (`preprocessing.preprocess_batch`); else
+        a per-net preprocessing name (`preprocessing.PREPROCESSING_FNS`), see `transforms.py`.
+      skip_undecodable: decoded datasets: drop (and count) undecodable images instead of
+        stopping with an error naming them.
+      skip_counter: the int64 `tf.Variable` that counts skipped examples (decoded datasets).
     """
     info: DatasetInfo
     split: str
@@ -82,6 +99,20 @@ class PipelineSpec:
     start_step: int = 0
     augment: bool = False
     in_memory: Optional[bool] = None
+    image_size: Optional[Tuple[int, int]] = None
+    preprocessing: Optional[str] = None
+    skip_undecodable: bool = False
+    skip_counter: Any = dataclasses.field(default=None, compare=False)
+
+    @property
+    def output_size(self):
+        """(height, width) of the images the pipeline yields."""
+        return tuple(self.image_size or self.info.image_shape[:2])
+
+    @property
+    def output_shape(self):
+        """(height, width, channels) of the images the pipeline yields."""
+        return (*self.output_size, self.info.channels)
 
 
 @dataclasses.dataclass(frozen=True)

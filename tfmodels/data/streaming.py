@@ -1,4 +1,4 @@
-"""Streaming input for tfds splits too large to hold in memory (fixed image sizes only).
+"""Streaming input for tfds splits of fixed-size images too large to hold in memory.
 
 Records are read in a fixed order (seeded file shuffle, deterministic interleave) and sharded
 element-wise per input pipeline (`shard(P, p)`): exact for any number of pipelines, at the cost
@@ -13,7 +13,7 @@ import math
 import tensorflow as tf
 
 from tfmodels.data import layout as layout_lib
-from tfmodels.data import preprocessing
+from tfmodels.data import transforms
 
 SHUFFLE_BUFFER = 10_000
 
@@ -51,11 +51,8 @@ def pipeline(spec, layout, input_context, builder):
 
         def train_batch(u, batch):
             pixels, labels = batch
-            offsets, flips = None, None
-            if spec.augment:
-                offsets, flips = layout_lib.augmentation_rows(spec, u // replicas,
-                                                              first + u % replicas, per_replica)
-            image = preprocessing.preprocess_batch(pixels, info, offsets=offsets, flips=flips)
+            image = transforms.train_batch(spec, pixels, u // replicas, first + u % replicas,
+                                           per_replica)
             return {"image": image, "label": labels}
         return batches.map(train_batch, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -68,7 +65,7 @@ def pipeline(spec, layout, input_context, builder):
         padding.map(lambda x, y: (x, y, 0.0)))
 
     def eval_batch(pixels, labels, mask):
-        return {"image": preprocessing.preprocess_batch(pixels, info), "label": labels,
+        return {"image": transforms.eval_batch(spec, pixels), "label": labels,
                 "mask": mask}
     return examples.batch(per_replica, drop_remainder=True).map(
         eval_batch, num_parallel_calls=tf.data.AUTOTUNE)

@@ -49,11 +49,15 @@ def parse(name):
 
 
 def pipeline(spec, layout, input_context=None):
-    """One random per-replica batch, repeated (training) or masked to the split's size."""
+    """One random per-replica batch, repeated (training) or masked to the split's size.
+
+    The images are already network input: made at `spec.image_size` when given, and neither
+    augmented nor preprocessed.
+    """
     del input_context
     info, g = spec.info, spec.global_batch_size
     seed = preprocessing.derive_seed(spec.seed, preprocessing.SYNTHETIC_SALT, 0)
-    images = tf.random.stateless_uniform([layout.per_replica, *info.image_shape], seed=seed)
+    images = tf.random.stateless_uniform([layout.per_replica, *spec.output_shape], seed=seed)
     labels = tf.random.stateless_uniform([layout.per_replica], seed=seed + 1, minval=0,
                                          maxval=info.num_classes, dtype=tf.int32)
     if spec.training:

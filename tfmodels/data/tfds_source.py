@@ -1,18 +1,24 @@
 """tensorflow-datasets: `mnist`, `fashion_mnist`, `cifar10`, `cifar100`, and any image
 classification dataset as `tfds:NAME`.
 
-The image and label features and the class count come from the builder's info. A split is read
-into memory (uint8, once per process) when it fits in `IN_MEMORY_LIMIT_BYTES`, and streamed
-otherwise (`streaming.py`). tfds never downloads here: a dataset that is not prepared under
-`data_dir` raises `DatasetUnavailableError` at once, naming the dataset, the folder searched
-and how to prepare it (tfds's own download retries for ~205 s offline and leaves a half-made
-folder).
+The image and label features and the class count come from the builder's info. A split of
+fixed-size images is read into memory (uint8, once per process) when it fits in
+`IN_MEMORY_LIMIT_BYTES`, and streamed otherwise (`streaming.py`); images of varying size are
+always streamed, decoded and preprocessed one by one (`variable_size.py`). tfds never downloads
+here: a dataset that is not prepared under `data_dir` raises `DatasetUnavailableError` at once,
+naming the dataset, the folder searched and how to prepare it (tfds's own download retries for
+~205 s offline and leaves a half-made folder).
+
+Inside `tfds.testing.mock_data` (how tfds users test pipelines) builders serve generated
+examples and have no prepared files: they are let through (`is_mocked`), and their split sizes
+are what they yield (mock_data's info reports no splits without metadata, or the real sizes
+with it, while yielding `num_examples`).
 """
 import functools
 
 import numpy as np
 
-from tfmodels.data import in_memory, streaming
+from tfmodels.data import in_memory, streaming, variable_size
 from tfmodels.data.specs import DatasetInfo, DatasetUnavailableError, Source, check_split
 
 # Upper bound on one split's uint8 pixels held in memory. The arrays are captured as constants
@@ -59,7 +65,8 @@ def uses_memory(spec):
 def load_arrays(info, split):
     """One split as (uint8 [N, H, W, C], int32 [N]), decoded once per process (read-only)."""
     check_split(info, split)
-    return _arrays(info.tfds_name, split, info.data_dir, info.image_key, info.label_key)
+    return _arrays(info.tfds_name, split, info.data_dir, info.image_key, info.label_key,
+                   info.splits[split])
 
 
 def prepare(spec):
@@ -68,10 +75,21 @@ def prepare(spec):
 
 
 def pipeline(spec, layout, input_context=None):
+    if spec.info.variable_size:
+        return variable_size.pipeline(spec, layout, input_context,
+                                      builder(spec.info.tfds_name, spec.info.data_dir))
     if uses_memory(spec):
         return in_memory.pipeline(spec, layout, *load_arrays(spec.info, spec.split))
     return streaming.pipeline(spec, layout, input_context,
                               builder(spec.info.tfds_name, spec.info.data_dir))
+
+
+def is_mocked(found):
+    """True for a builder inside `tfds.testing.mock_data`, which replaces
+    `DatasetBuilder.as_dataset` by its own generator of examples: nothing is read from files,
+    so there is nothing to prepare."""
+    as_dataset = getattr(type(found), "as_dataset", None)
+    return getattr(as_dataset, "__module__", "").startswith("tensorflow_datasets.testing")
 
 
 def builder(tfds_name, data_dir):
@@ -83,7 +101,7 @@ def builder(tfds_name, data_dir):
     except tfds.core.registered.DatasetNotFoundError:
         raise ValueError(f"tfds has no dataset named {tfds_name!r} (dataset name 'tfds:"
                          f"{tfds_name}'); see tfds.list_builders()") from None
-    if not found.is_prepared():
+    if not found.is_prepared() and not is_mocked(found):
         raise DatasetUnavailableError(
             f"Dataset {tfds_name!r} is not prepared in data_dir={data_dir or '(tfds default)'} "
             f"(looked for {found.data_dir}); tfmodels does not download datasets. "
@@ -97,7 +115,8 @@ def builder(tfds_name, data_dir):
 def _info(name, tfds_name, data_dir, *, mean=None, std=None, crop_padding=4, flip=False):
     import tensorflow_datasets as tfds
 
-    metadata = builder(tfds_name, data_dir).info
+    found = builder(tfds_name, data_dir)
+    metadata = found.info
     features = metadata.features
     # Most tfds classification datasets declare supervised_keys=('image', 'label').
     keys = metadata.supervised_keys
@@ -112,7 +131,10 @@ def _info(name, tfds_name, data_dir, *, mean=None, std=None, crop_padding=4, fli
                          f"Image feature and a ClassLabel feature (features: {features})")
     shape = tuple(image.shape)
     channels = shape[-1] or 3
-    splits = {split: int(s.num_examples) for split, s in metadata.splits.items()}
+    if is_mocked(found):
+        splits = _mocked_splits(found)
+    else:
+        splits = {split: int(s.num_examples) for split, s in metadata.splits.items()}
     return DatasetInfo(
         name=name, image_shape=shape, num_classes=int(label.num_classes), splits=splits,
         train_split="train" if "train" in splits else sorted(splits)[0],
@@ -122,9 +144,25 @@ def _info(name, tfds_name, data_dir, *, mean=None, std=None, crop_padding=4, fli
         tfds_name=tfds_name, image_key=image_key, label_key=label_key, data_dir=data_dir)
 
 
+def _mocked_splits(found):
+    """{split: examples yielded} of a mocked builder: its info's splits, or (no metadata, so
+    any split name is served) 'train', 'validation' and 'test'."""
+    sizes = {}
+    for split in list(found.info.splits) or ["train", "validation", "test"]:
+        examples = found.as_dataset(split=split)
+        size = int(examples.cardinality())
+        if size < 0:  # a hand-written as_dataset_fn of unknown length: count
+            size = int(examples.reduce(np.int64(0), lambda count, _: count + 1))
+        sizes[split] = size
+    return sizes
+
+
 @functools.lru_cache(maxsize=8)
-def _arrays(tfds_name, split, data_dir, image_key, label_key):
+def _arrays(tfds_name, split, data_dir, image_key, label_key, num_examples):
+    """The split's arrays; `num_examples` is part of the cache key (mocks of other sizes)."""
     import tensorflow_datasets as tfds
+
+    del num_examples
 
     examples = tfds.as_numpy(builder(tfds_name, data_dir).as_dataset(split=split,
                                                                      batch_size=-1))

@@ -19,6 +19,8 @@ from absl import logging
 
 from tfmodels import data, distribute
 from tfmodels import model_dir as model_dir_lib
+from tfmodels.data import preprocessing as data_preprocessing
+from tfmodels.data.pipeline import check_preprocessing
 from tfmodels.data.specs import check_split
 
 # Without a batch size in config.json (ported checkpoints) or given: evaluation keeps no
@@ -53,6 +55,9 @@ class EvalConfig:
       continuous: evaluate each new checkpoint until the final step (or the timeout).
       timeout: continuous mode: seconds to wait for a new checkpoint before stopping.
       strategy, num_gpus, all_reduce, virtual_devices: as train.py's strategy flags.
+      preprocessing: override the run's preprocessing (None: the run's; for a record without
+        one, e.g. a ported checkpoint, on a dataset of varying image size: the net's default).
+      skip_undecodable: skip (and count) undecodable images instead of stopping.
     """
     model_dir: Optional[str] = None
     checkpoint: Optional[str] = None
@@ -73,6 +78,8 @@ class EvalConfig:
     num_gpus: Optional[int] = None
     all_reduce: str = "auto"
     virtual_devices: int = 1
+    preprocessing: Optional[str] = None
+    skip_undecodable: bool = False
 
     def validate(self):
         """Raise EvalConfigError naming the option, its value and what is allowed; no TF work."""
@@ -91,6 +98,13 @@ class EvalConfig:
                 _positive_int(name, k)
         if not self.timeout > 0:
             raise EvalConfigError(f"timeout={self.timeout} must be > 0 seconds")
+        names = sorted(data_preprocessing.PREPROCESSING_FNS)
+        if self.preprocessing is not None and self.preprocessing not in names:
+            raise EvalConfigError(f"preprocessing={self.preprocessing!r} is not one of: "
+                                  f"{', '.join(names)}")
+        if not isinstance(self.skip_undecodable, bool):
+            raise EvalConfigError(f"skip_undecodable={self.skip_undecodable!r} must be True or "
+                                  "False")
         if self.continuous and self.checkpoint:
             raise EvalConfigError(f"checkpoint={self.checkpoint!r} with continuous=True: "
                                   "continuous mode evaluates each new checkpoint; give one or "
@@ -110,6 +124,9 @@ class EvalPlan:
       top_k, knn_k, use_average: as `EvalConfig`.
       checkpoint: the checkpoint to evaluate (None in continuous mode), read in full.
       output: the results JSON; plot_dir: PNGs; summary_dir: TensorBoard scalars (None: none).
+      image_size: (height, width) the pipeline yields: the model's input size.
+      preprocessing: the pipeline's preprocessing (None: the dataset's normalisation).
+      skip_undecodable: as `EvalConfig`.
     """
     model_dir: str
     record: model_dir_lib.ModelRecord
@@ -125,6 +142,9 @@ class EvalPlan:
     output: str
     plot_dir: Optional[str]
     summary_dir: Optional[str]
+    image_size: Optional[Tuple[int, int]] = None
+    preprocessing: Optional[str] = None
+    skip_undecodable: bool = False
 
 
 def resolve(config, record, num_replicas):
@@ -147,12 +167,21 @@ def resolve(config, record, num_replicas):
     same_dataset = dataset == record.dataset
     data_dir = config.data_dir or (record.data_dir if same_dataset else None)
     info = data.get_dataset_info(dataset, data_dir=data_dir)
-    if info.num_classes != record.num_classes or tuple(info.image_shape) != record.image_shape:
+    preprocessing = _preprocessing(config, record, info)
+    # The pipeline yields the model's image shape: a per-net preprocessing brings images of any
+    # size to it, and the run's own dataset is resized as the run resized it.
+    resized = preprocessing is not None or same_dataset
+    if (info.num_classes != record.num_classes or info.channels != record.image_shape[2]
+            or (tuple(info.image_shape) != record.image_shape and not resized)):
         raise EvalConfigError(
             f"dataset={dataset!r} has {info.num_classes} classes of images "
             f"{tuple(info.image_shape)}, but the {record.model} in model_dir={model_dir!r} "
             f"takes {record.num_classes} classes of images {record.image_shape}; "
             "pass the dataset it was trained on (--dataset)")
+    try:
+        check_preprocessing(preprocessing, info)
+    except ValueError as err:
+        raise EvalConfigError(str(err)) from None
     default_split = (record.eval_split if same_dataset else None) or info.eval_split
     split = config.split or default_split
     check_split(info, split)
@@ -192,7 +221,9 @@ def resolve(config, record, num_replicas):
         top_k=tuple(config.top_k), knn_k=tuple(config.knn_k), use_average=config.use_average,
         checkpoint=None if config.continuous else _checkpoint(config.checkpoint, model_dir),
         output=config.output or os.path.join(model_dir, f"eval_{split}.json"),
-        plot_dir=plot_dir, summary_dir=summary_dir)
+        plot_dir=plot_dir, summary_dir=summary_dir,
+        image_size=tuple(record.image_shape[:2]), preprocessing=preprocessing,
+        skip_undecodable=config.skip_undecodable)
 
 
 def _default_dir(given, model_dir, writable, what, name):
@@ -220,6 +251,20 @@ def check_checkpoint(inspection):
         raise EvalConfigError(
             f"checkpoint {inspection.path!r} {inspection.reason()}: the weights of a diverged "
             "run are not evaluated; pass --checkpoint with an earlier one")
+
+
+def _preprocessing(config, record, info):
+    """The given preprocessing, else the run's; a record without one (a ported checkpoint) on
+    a dataset of varying image size takes the net's default."""
+    found = config.preprocessing or record.preprocessing
+    if found is None and info.variable_size:
+        if record.model not in data_preprocessing.NET_PREPROCESSING:
+            raise EvalConfigError(
+                f"dataset {info.name!r} has images of varying size, which need a per-net "
+                f"preprocessing, and model {record.model!r} has no default one; pass "
+                f"--preprocessing={'|'.join(sorted(data_preprocessing.PREPROCESSING_FNS))}")
+        found = data_preprocessing.default_preprocessing(record.model)
+    return found
 
 
 def _checkpoint(name, model_dir):

@@ -154,7 +154,8 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
         global_batch_size=plan.global_batch_size, data_dir=plan.data_dir,
         loss_fn=per_example_loss_fn(record.loss, record.label_smoothing),
         center_loss=center_loss, top_k=plan.top_k, knn_k=plan.knn_k,
-        gallery_split=plan.gallery_split)
+        gallery_split=plan.gallery_split, image_size=plan.image_size,
+        preprocessing=plan.preprocessing, skip_undecodable=plan.skip_undecodable)
     results = dict(evaluation.results)
     results.update(
         step=step, checkpoint=checkpoint_path, split=plan.split, dataset=plan.dataset,
@@ -172,7 +173,8 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
 
 
 def evaluate_model(strategy, model, *, dataset, split, global_batch_size, data_dir=None,
-                   loss_fn=None, center_loss=None, top_k=(5,), knn_k=(1, 5), gallery_split=None):
+                   loss_fn=None, center_loss=None, top_k=(5,), knn_k=(1, 5), gallery_split=None,
+                   image_size=None, preprocessing=None, skip_undecodable=False):
     """Metrics, k-NN accuracy and embedding statistics of `model` on one split.
 
     Args:
@@ -186,23 +188,38 @@ def evaluate_model(strategy, model, *, dataset, split, global_batch_size, data_d
       knn_k: k values of 'knn_<k>_accuracy' (empty: no k-NN).
       gallery_split: the split whose embeddings are the k-NN gallery and, without a center
         loss, give the class means; None skips both. Equal to `split`: leave-one-out k-NN.
+      image_size, preprocessing, skip_undecodable: the input pipeline's (`data.make_dataset`):
+        the model's (height, width), the run's preprocessing (None: the dataset's
+        normalisation), and whether undecodable images are skipped.
 
     Returns:
       `Evaluation(results, outputs, gallery, centers)`: results holds classification_metrics'
-      keys, 'knn_<k>_accuracy', 'gallery_split', 'gallery_count' and 'embedding_stats'
+      keys, 'knn_<k>_accuracy', 'gallery_split', 'gallery_count', 'embedding_stats'
       (embedding_stats.embedding_stats plus 'center_source': 'learned' or
-      'train_class_means'); outputs/gallery are collect_outputs' arrays; centers [K, D].
+      'train_class_means'), 'skipped_undecodable' (undecodable examples of `split` skipped)
+      and, with another gallery split, 'gallery_skipped_undecodable'; outputs/gallery are
+      collect_outputs' arrays; centers [K, D].
     """
+    skipped = {}
+
     def collect(name):
         split_data = data.distribute_dataset(strategy, dataset, name,
                                              global_batch_size=global_batch_size,
-                                             training=False, data_dir=data_dir)
-        return collect_outputs(strategy, model, split_data, loss_fn=loss_fn)
+                                             training=False, data_dir=data_dir,
+                                             image_size=image_size, preprocessing=preprocessing,
+                                             skip_undecodable=skip_undecodable)
+        collected = collect_outputs(strategy, model, split_data, loss_fn=loss_fn)
+        skipped[name] = split_data.skipped_examples
+        if skipped[name]:
+            logging.warning("skipped %d undecodable example(s) of split %r of %s",
+                            skipped[name], name, dataset)
+        return collected
 
     outputs = collect(split)
     num_classes = outputs["logits"].shape[1]
     results = classification_metrics(outputs["label"], outputs["logits"], outputs.get("loss"),
                                      top_k=top_k)
+    results["skipped_undecodable"] = skipped[split]
     if not np.isfinite(outputs["embedding"]).all():
         # A diverged checkpoint: report what can be computed rather than fail on it.
         logging.warning("the embeddings hold inf/NaN: no k-NN or embedding statistics")
@@ -211,6 +228,8 @@ def evaluate_model(strategy, model, *, dataset, split, global_batch_size, data_d
     if gallery_split is not None:
         gallery = outputs if gallery_split == split else collect(gallery_split)
         results.update(gallery_split=gallery_split, gallery_count=len(gallery["label"]))
+        if gallery_split != split:
+            results["gallery_skipped_undecodable"] = skipped[gallery_split]
         if knn_k:
             accuracy = knn.knn_accuracy(outputs["embedding"], outputs["label"],
                                         gallery["embedding"], gallery["label"], ks=knn_k,

@@ -15,8 +15,9 @@ from tfmodels.model_dir.files import CONFIG_FILE, read_json
 # Config keys that decide what a checkpoint holds and what its numbers mean: a model_dir whose
 # config differs in one of them holds another run's checkpoints, which must not be resumed or
 # overwritten. The input pipeline's preprocessing belongs here as soon as the config has it.
-IDENTITY_KEYS = ("model", "num_classes", "image_shape", "dataset", "center_loss", "optimizer",
-                 "ema_decay_enabled", "loss_scaling", "trainable_scopes")
+IDENTITY_KEYS = ("model", "num_classes", "image_shape", "dataset", "preprocessing",
+                 "center_loss", "optimizer", "ema_decay_enabled", "loss_scaling",
+                 "trainable_scopes")
 # What a config.json must name for its model to be rebuilt.
 REQUIRED_KEYS = ("model", "num_classes", "image_shape")
 
@@ -33,6 +34,8 @@ class ModelRecord:
       dataset, data_dir, train_split, eval_split: the run's data (None for a ported model
         recorded without a dataset).
       global_batch_size, total_steps: the run's batch and length (None when not trained here).
+      preprocessing: the run's per-net preprocessing ('vgg', ...), or None for the dataset's
+        normalisation (images are `image_shape` either way, resized when the run resized them).
     """
     model: str
     num_classes: int
@@ -48,6 +51,7 @@ class ModelRecord:
     eval_split: Optional[str] = None
     global_batch_size: Optional[int] = None
     total_steps: Optional[int] = None
+    preprocessing: Optional[str] = None
 
     @classmethod
     def from_json(cls, values, source=CONFIG_FILE):

@@ -14,11 +14,14 @@ import dataclasses
 import math
 import numbers
 import os
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 from tfmodels import distribute, losses, nets, schedules
+from tfmodels.data import preprocessing as data_preprocessing
 from tfmodels.data import steps_per_epoch
+from tfmodels.data.pipeline import check_image_size
 from tfmodels.nets import custom
+from tfmodels.training.inputs import resolve_input
 from tfmodels.training.optimizers import OPTIMIZERS
 
 MIXED_PRECISION = ("none", "bfloat16", "float16")
@@ -82,6 +85,12 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     deterministic: bool = False
+    # Input size and preprocessing (see `resolve_input`): None: the dataset's own size (the
+    # net's default_image_size for datasets of varying image size) and the dataset's
+    # normalisation (the net's preprocessing, e.g. 'vgg', for datasets of varying size).
+    image_size: Optional[Union[int, Tuple[int, int]]] = None
+    preprocessing: Optional[str] = None
+    skip_undecodable: bool = False
     # Checkpoints, logs, exports.
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
@@ -107,6 +116,12 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         _choice("weight_decay_type", self.weight_decay_type, WEIGHT_DECAY_TYPES)
+        check_image_size(self.image_size)
+        if self.preprocessing is not None:
+            _choice("preprocessing", self.preprocessing,
+                    sorted(data_preprocessing.PREPROCESSING_FNS))
+        if not isinstance(self.skip_undecodable, bool):
+            raise ValueError(f"skip_undecodable={self.skip_undecodable!r} must be True or False")
         distribute.check_options(self.strategy, num_gpus=self.num_gpus,
                                  all_reduce=self.all_reduce,
                                  virtual_devices=self.virtual_devices)
@@ -161,8 +176,11 @@ class TrainConfig:
 
         Raises:
           ValueError: the global batch does not split evenly over the replicas, is larger than
-            the training split, or the warmup is longer than the run.
+            the training split, the warmup is longer than the run, or the net cannot take the
+            resolved image size (`resolve_input`).
         """
+        image_shape, preprocessing = resolve_input(self.model, info, self.image_size,
+                                                   self.preprocessing)
         if self.global_batch_size % num_replicas:
             raise ValueError(
                 f"global_batch_size={self.global_batch_size} is not divisible by the "
@@ -179,10 +197,11 @@ class TrainConfig:
             "runs", f"{self.model}-{self.dataset}".replace(":", "_"))
         return ResolvedConfig(
             config=dataclasses.replace(self, model_dir=model_dir, epochs=epochs),
-            num_classes=info.num_classes, image_shape=tuple(info.image_shape),
+            num_classes=info.num_classes, image_shape=image_shape,
             train_split=info.train_split, eval_split=info.eval_split,
             num_replicas=num_replicas, per_replica_batch_size=self.global_batch_size //
-            num_replicas, steps_per_epoch=per_epoch, total_steps=total)
+            num_replicas, steps_per_epoch=per_epoch, total_steps=total,
+            preprocessing=preprocessing)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +216,7 @@ class ResolvedConfig:
     per_replica_batch_size: int
     steps_per_epoch: int
     total_steps: int
+    preprocessing: Optional[str] = None  # resolved: None is the dataset's normalisation
 
     @property
     def center_loss(self):
@@ -214,6 +234,8 @@ class ResolvedConfig:
             values[name] = list(values[name])
         values.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                        if f.name != "config"})
+        if isinstance(values["image_size"], tuple):
+            values["image_size"] = list(values["image_size"])
         values.update(image_shape=list(self.image_shape), center_loss=self.center_loss,
                       decoupled_weight_decay=self.config.decoupled_weight_decay,
                       ema_decay_enabled=self.config.ema_decay > 0,

@@ -1,8 +1,17 @@
 """Exports: a SavedModel whose serving signature returns probabilities, and a `.keras` file.
 
-The serving signature takes raw pixels as the dataset stores them (0..255; 0..16 for digits),
-float32 [N, H, W, C], applies the dataset's normalisation, and returns
-{'probabilities': [N, K], 'classes': [N] int64, 'embedding': [N, D]}.
+The serving signature takes raw pixels (0..255; 0..16 for digits) as float32 and applies the
+run's evaluation transform (`data.transforms.serving_transform`) before the model, so it
+predicts what eval.py measures:
+
+* the dataset's normalisation (the default on fixed-size datasets): images [N, H, W, C] at the
+  dataset's own size, resized first when the run resized them (`--image_size`);
+* a per-net preprocessing ('vgg', 'inception', ...; the default on datasets of varying image
+  size): images of any size [N, h, w, C] (one size per call; e.g. whole photos), each
+  preprocessed as in evaluation (vgg: smaller side to 256, central crop, minus the means).
+
+It returns {'probabilities': [N, K], 'classes': [N] int64, 'embedding': [N, D]}. The `.keras`
+model takes the preprocessed images.
 
 Both are written under temporary names in the model_dir and renamed into place
 (`model_dir.files`): a crash leaves the previous export whole, and a symbolic link at
@@ -14,39 +23,46 @@ import tempfile
 
 import tensorflow as tf
 
-from tfmodels.data import preprocessing
+from tfmodels.data import transforms
 from tfmodels.layers import softmax
 from tfmodels.model_dir import KERAS_FILE, SAVED_MODEL_DIR, files
 
 
 class _Serving(tf.Module):
-    def __init__(self, model, info):
+    def __init__(self, model, info, image_shape, preprocessing):
         super().__init__(name="serving")
         self.model = model
-        self._norm = dict(pixel_max=info.pixel_max, mean=info.mean, std=info.std)
-        self.serve = tf.function(self._serve, input_signature=[
-            tf.TensorSpec([None, *info.image_shape], tf.float32, name="pixels")])
+        signature, self._transform = transforms.serving_transform(info, image_shape,
+                                                                  preprocessing)
+        self.serve = tf.function(self._serve, input_signature=[signature])
 
     def _serve(self, pixels):
-        outputs = self.model(preprocessing.normalize(pixels, **self._norm), training=False)
+        outputs = self.model(self._transform(pixels), training=False)
         probabilities = softmax(tf.cast(outputs["logits"], tf.float32))
         return {"probabilities": probabilities,
                 "classes": tf.argmax(probabilities, axis=-1),
                 "embedding": tf.cast(outputs["embedding"], tf.float32)}
 
 
-def export(model, info, export_dir, *, is_chief=True):
+def export(model, info, export_dir, *, is_chief=True, image_shape=None, preprocessing=None):
     """Write `<export_dir>/saved_model/` and `<export_dir>/model.keras`.
 
     Under MultiWorkerMirroredStrategy every worker must save (saving takes part in
     collectives); non-chief workers write to a temporary directory that is then deleted.
+
+    Args:
+      model, info: the trained model and the `DatasetInfo` it was trained on.
+      export_dir: where the exports go.
+      is_chief: whether this worker writes them.
+      image_shape: (H, W, C) the model takes (None: the dataset's fixed shape).
+      preprocessing: the run's preprocessing (None: the dataset's normalisation).
 
     Returns:
       The paths written: {'saved_model': ..., 'keras': ...} (chief) or {} (other workers).
     """
     target = export_dir if is_chief else tempfile.mkdtemp(prefix="tfmodels_export_")
     try:
-        serving = _Serving(model, info)
+        serving = _Serving(model, info, image_shape or info.image_shape, preprocessing)
         saved_model = files.replace_dir(
             os.path.join(target, SAVED_MODEL_DIR),
             lambda tmp: tf.saved_model.save(serving, tmp,

@@ -131,7 +131,8 @@ def _run(resolved, info, record, strategy, chief, init_from):
     train_data = data.distribute_dataset(
         strategy, config.dataset, info.train_split, global_batch_size=config.global_batch_size,
         training=True, augment=config.augment, seed=config.seed,
-        deterministic=config.deterministic, data_dir=config.data_dir)
+        deterministic=config.deterministic, data_dir=config.data_dir,
+        **_input_options(resolved))
     iterator = iter(train_data)
     checkpoint = tf.train.Checkpoint(input=iterator, **parts.trackables())
     saver = CheckpointSaver(checkpoint, config.model_dir, keep=config.keep_checkpoints,
@@ -149,10 +150,13 @@ def _run(resolved, info, record, strategy, chief, init_from):
             model_dir_lib.write_json_atomic(
                 os.path.join(config.model_dir, model_dir_lib.CONFIG_FILE), record)
         train_metrics = _train_loop(resolved, strategy, parts, iterator, saver, chief)
+        train_metrics["skipped_undecodable"] = train_data.skipped_examples
         metrics = _final_metrics(resolved, info, strategy, parts, train_metrics, start_step)
         if config.export:
             with parts.averaged_weights():
-                export.export(parts.model, info, config.model_dir, is_chief=chief)
+                export.export(parts.model, info, config.model_dir, is_chief=chief,
+                              image_shape=resolved.image_shape,
+                              preprocessing=resolved.preprocessing)
         if chief:
             model_dir_lib.write_json_atomic(
                 os.path.join(config.model_dir, model_dir_lib.METRICS_FILE), metrics)
@@ -219,26 +223,39 @@ def _final_metrics(resolved, info, strategy, parts, train_metrics, start_step):
     config = resolved.config
     eval_data = data.distribute_dataset(
         strategy, config.dataset, info.eval_split, global_batch_size=config.global_batch_size,
-        training=False, data_dir=config.data_dir)
+        training=False, data_dir=config.data_dir, **_input_options(resolved))
     with parts.averaged_weights():
         outputs = collect_outputs(strategy, parts.model, eval_data, loss_fn=parts.loss_fn)
     scores = classification_metrics(outputs["label"], outputs["logits"], outputs["loss"])
     measured = {"test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
-                "test_examples": scores["count"]}
+                "test_examples": scores["count"],
+                "test_skipped_undecodable": eval_data.skipped_examples}
     measured.update({k: v for k, v in scores.items() if k.startswith("top_")})
     steps = int(parts.step_counter.numpy())
     if steps > start_step:
         measured.update(images_per_sec=train_metrics.get("images_per_sec", float("nan")),
                         train_loss=train_metrics.get("loss", float("nan")),
-                        train_accuracy=train_metrics.get("accuracy", float("nan")))
+                        train_accuracy=train_metrics.get("accuracy", float("nan")),
+                        train_skipped_undecodable=train_metrics.get("skipped_undecodable", 0))
     metrics = dict(
         measured, eval_split=info.eval_split, steps=steps, start_step=start_step,
         measured_in_this_run=sorted(measured), num_replicas=resolved.num_replicas,
         global_batch_size=config.global_batch_size, model=config.model, dataset=config.dataset)
+    for split, name in ((info.train_split, "train"), (info.eval_split, "test")):
+        if metrics.get(f"{name}_skipped_undecodable"):
+            logging.warning("skipped %d undecodable example(s) of split %r of %s",
+                            metrics[f"{name}_skipped_undecodable"], split, config.dataset)
     logging.info("final metrics: %s", {k: (round(v, 5) if isinstance(v, float) else v)
                                        for k, v in metrics.items()})
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
             for k, v in metrics.items()}
+
+
+def _input_options(resolved):
+    """The resolved input size and preprocessing, as `data.distribute_dataset` takes them."""
+    return dict(image_size=tuple(resolved.image_shape[:2]),
+                preprocessing=resolved.preprocessing,
+                skip_undecodable=resolved.config.skip_undecodable)
 
 
 def _log_start(resolved, record, strategy):
