@@ -78,14 +78,25 @@ def _train(config, strategy):
         if config.init_checkpoint and not found:  # model_dir > init_checkpoint > scratch
             init_from, _ = porting.resolve_checkpoint(config.init_checkpoint)
         chief = distribute.is_chief(strategy)
-        # One writer per model_dir, from here until the end (the OS drops it if we die).
-        lock = model_dir_lib.WriterLock(config.model_dir) if chief else None
     except ValueError as err:
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(str(err)) from err
+    _log_start(resolved, record, strategy)
+    keras.mixed_precision.set_dtype_policy(_POLICIES[config.mixed_precision])
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    # Built (and filled from --init_checkpoint) before the model_dir is touched: a checkpoint
+    # that does not fit the net is bad input, and leaves nothing behind.
     try:
-        return _run(resolved, info, record, strategy, chief, init_from)
+        parts = build_training(resolved, strategy, init_from=init_from)
+        # One writer per model_dir, from here until the end (the OS drops it if we die).
+        lock = model_dir_lib.WriterLock(config.model_dir) if chief else None
+    except ValueError as err:  # a porting report, a bad scope, a busy model_dir
+        raise ConfigError(str(err)) from err
+    try:
+        return _run(resolved, info, record, strategy, chief, parts, init_from)
     finally:
         if lock is not None:
             lock.release()
@@ -111,23 +122,13 @@ def _prepare_model_dir(config, record, chief):
         raise ConfigError(str(err)) from err
 
 
-def _run(resolved, info, record, strategy, chief, init_from):
+def _run(resolved, info, record, strategy, chief, parts, init_from):
     config = resolved.config
     resume = _prepare_model_dir(config, record, chief)
     if resume is not None and init_from:
+        # Another run wrote a checkpoint since the first look: it wins over init_checkpoint.
         logging.info("model_dir holds %s: --init_checkpoint is not used", resume.path)
         init_from = None
-    _log_start(resolved, record, strategy)
-
-    keras.mixed_precision.set_dtype_policy(_POLICIES[config.mixed_precision])
-    keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-
-    try:
-        parts = build_training(resolved, strategy, init_from=init_from)
-    except ValueError as err:  # a porting report or a bad scope: nothing was written
-        raise ConfigError(str(err)) from err
     train_data = data.distribute_dataset(
         strategy, config.dataset, info.train_split, global_batch_size=config.global_batch_size,
         training=True, augment=config.augment, seed=config.seed,
