@@ -157,9 +157,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     common_flags.import_from_working_directory()
-    config = config_from_flags()
     metrics = common_flags.run_and_release(
-        lambda: training.train(config),
+        lambda: training.train(config_from_flags()),
         usage_errors=(training.ConfigError, data.DatasetUnavailableError),
         failures=(training.NonFiniteLossError,))
     print(json.dumps(metrics, indent=2))

@@ -319,7 +319,7 @@ def test_6_rerun_after_the_last_checkpoint_says_what_it_measured(run):
     assert saved == metrics and None not in saved.values()
     assert saved["start_step"] == saved["steps"] == 30
     assert saved["measured_in_this_run"] == ["test_accuracy", "test_examples", "test_loss",
-                                             "top_5_accuracy"]
+                                             "test_skipped_undecodable", "top_5_accuracy"]
     assert "train_loss" not in saved and "images_per_sec" not in saved
 
 
