@@ -122,7 +122,7 @@ def images_per_sec(fn, photos, batch, seconds, warmup_batches=3):
 
 
 def run(out_path, deadline, quick=False):
-    batch, seconds = (16, 1.0) if quick else (256, 8.0)
+    batch, seconds = (16, 1.0) if quick else (256, 5.0)
     photos = encoded_photos(NUM_IMAGES)
     variants = [("decode + resize 256 + crop 224", resize_crop, "bare tf.data map"),
                 ("decode_and_crop + resize 224", decode_and_crop, "bare tf.data map")]

@@ -183,7 +183,8 @@ def markdown(results):
             ["variant", "status", "images/s", "cores", "vs our training", "how"],
             [(r["variant"], r["status"], r.get("images_per_sec"), r.get("cores"),
               r.get("images_per_sec") and training and r["images_per_sec"] / training,
-              r.get("preprocessing") or r.get("reason") or r.get("error", "")[:120])
+              (r.get("preprocessing") if r["status"] == "ok"
+               else r.get("reason") or r.get("error", "")[:120]))
              for r in inputs]), ""]
         if summary_.get("cores_to_feed_ours"):
             out += [f"Cores the best variant needs to keep up with that rate: "
