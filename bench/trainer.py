@@ -22,6 +22,8 @@ import sys
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# This checkout's tfmodels, not whichever one the environment has installed.
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # name -> (image shape, global batch, steps per tf.function call, timed calls per candidate)
 CASES = {"two_layer_net": ((8, 8, 1), 64, 200, 40), "lenet_pp": ((28, 28, 1), 128, 20, 7),
