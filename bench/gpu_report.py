@@ -1,7 +1,7 @@
 """What bench/gpu.py makes of its sections: statuses, a summary and the Markdown tables."""
 import re
 
-from loops import LOOPS
+from loops import DEVICE_BATCH, ONE_DEVICE
 
 _TEST_LINE = re.compile(r"^(tests/\S+::\S+) (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)"
                         r"(?: \((.*)\))?")
@@ -84,13 +84,13 @@ def _records(results, prefix, kind):
 
 
 def summary(results):
-    """Headline figures: the device, ResNet-50's best training images/s (any loop reading its
-    batches from the host, and ours), and the input pipeline's headroom over ours."""
+    """Headline figures: the device, ResNet-50's best training images/s (any loop fed by an
+    input pipeline, and ours), and the input pipeline's headroom over ours."""
     device = next(iter(_records(results, "device", "device")), {})
     measured = [r for r in _records(results, "throughput/resnet_v1_50", "variant")
-                if r.get("status") == "ok" and r["loop"] in LOOPS]
+                if r.get("status") == "ok" and r["loop"] != DEVICE_BATCH]
     best = max(measured, key=lambda r: r["images_per_sec"], default=None)
-    ours = max((r for r in measured if r["loop"] == "ours"),
+    ours = max((r for r in measured if r["loop"] in ("ours", ONE_DEVICE)),
                key=lambda r: r["images_per_sec"], default=None)
     inputs = [r for r in _records(results, "input_pipeline", "input") if r.get("status") == "ok"]
     best_input = max(inputs, key=lambda r: r["images_per_sec"], default=None)

@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from loops import LOOPS  # noqa: E402
+from loops import DEVICE_BATCH, LOOPS, ONE_DEVICE  # noqa: E402
 
 # section model -> (net, image shape, global batch, classes, steps per call, timed calls)
 SIZES = {
@@ -36,26 +36,28 @@ QUICK_SIZES = {
     "lenet_pp": ("lenet_pp", (28, 28, 1), 4, 10, 2, 2),
 }
 OURS_MINIMAL = ("ours", "minimal")
-# (precision, XLA, loops, minimal loop with the batch on the device too), in order.
+# (precision, XLA, loops), most informative first.
 PLANS = {
-    "resnet_v1_50": [("bfloat16", False, OURS_MINIMAL, False),
-                     ("bfloat16", True, OURS_MINIMAL, False),
-                     ("float16", False, OURS_MINIMAL, False),
-                     ("float32", False, OURS_MINIMAL, False),
-                     ("bfloat16", False, ("model.fit",), True),
-                     ("bfloat16", True, ("model.fit",), False),
-                     ("float16", True, OURS_MINIMAL, False),
-                     ("float32", True, OURS_MINIMAL, False)],
-    "small": [("float32", False, LOOPS, False),
-              ("bfloat16", False, OURS_MINIMAL, False),
-              ("bfloat16", True, OURS_MINIMAL, False),
-              ("float16", False, OURS_MINIMAL, False),
-              ("float32", True, LOOPS, True)],
+    "resnet_v1_50": [("bfloat16", False, OURS_MINIMAL),
+                     ("bfloat16", True, OURS_MINIMAL),
+                     ("bfloat16", False, (ONE_DEVICE, DEVICE_BATCH)),
+                     ("float16", False, OURS_MINIMAL),
+                     ("float32", False, OURS_MINIMAL),
+                     ("bfloat16", False, ("model.fit",)),
+                     ("bfloat16", True, ("model.fit",)),
+                     ("float16", True, OURS_MINIMAL),
+                     ("float32", True, OURS_MINIMAL)],
+    "small": [("float32", False, LOOPS),
+              ("bfloat16", False, OURS_MINIMAL),
+              ("bfloat16", True, OURS_MINIMAL),
+              ("float32", False, (ONE_DEVICE, DEVICE_BATCH)),
+              ("float16", False, OURS_MINIMAL),
+              ("float32", True, LOOPS)],
     # --quick: every loop, precision and XLA setting at least once.
-    "quick": [("float32", False, LOOPS, True),
-              ("bfloat16", True, LOOPS, False),
-              ("float16", False, OURS_MINIMAL, False)],
-    "quick_small": [("float32", False, OURS_MINIMAL, False)],
+    "quick": [("float32", False, LOOPS + (ONE_DEVICE, DEVICE_BATCH)),
+              ("bfloat16", True, LOOPS),
+              ("float16", False, OURS_MINIMAL)],
+    "quick_small": [("float32", False, OURS_MINIMAL)],
 }
 
 
@@ -80,7 +82,7 @@ def run(model, out_path, deadline, quick=False):
                       "train_gflops_per_image": flops / 1e9, "card": info["card"],
                       "tf32": info["tf32"], "device": "GPU" if info["gpus"] else "CPU"})
     last_seconds = 0.0
-    for precision, xla, loops, device_batch in plan_for(model, quick):
+    for precision, xla, loops in plan_for(model, quick):
         variant = {"kind": "variant", "model": net, "precision": precision, "xla": xla,
                    "batch": batch}
         left = deadline - time.time()
@@ -91,8 +93,7 @@ def run(model, out_path, deadline, quick=False):
             continue
         started = time.time()
         try:
-            fns = _build(net, shape, batch, steps, classes, precision, xla, loops,
-                         device_batch)
+            fns = _build(net, shape, batch, steps, classes, precision, xla, loops)
             first = {}
             for name, fn in fns.items():  # the first call traces and compiles
                 t = time.perf_counter()
@@ -118,12 +119,11 @@ def run(model, out_path, deadline, quick=False):
         last_seconds = time.time() - started
 
 
-def _build(net, shape, batch, steps, classes, precision, xla, loops, device_batch):
+def _build(net, shape, batch, steps, classes, precision, xla, loops):
     from loops import build_loops
 
     return build_loops(net, shape, batch, steps, num_classes=classes,
-                       mixed_precision=precision, jit_compile=xla, loops=loops,
-                       device_batch=device_batch)
+                       mixed_precision=precision, jit_compile=xla, loops=loops)
 
 
 def _block(out):

@@ -16,16 +16,19 @@ rate, `steps_per_loop` steps per call.
   loss with Keras's `LossScaleOptimizer`.
 - `model.fit`: a single-output Keras model over the same layers, `steps_per_execution` =
   `steps_per_loop`, `jit_compile` as given (Keras wraps float16 in `LossScaleOptimizer`).
-- `minimal, batch on device` (with `device_batch=True`): the minimal loop reading the batch
-  from tensors already on the device instead of a host iterator, to show what the host-to-device
-  copy of each batch costs.
+- `ours, one_device`: ours under `OneDeviceStrategy` (`--strategy=one_device`), whose input
+  prefetches each batch to the device; `--strategy=auto` on one device uses TensorFlow's default
+  strategy (the `ours` row), whose batches stay in host memory until the step copies them.
+- `minimal, batch on device`: the minimal loop reading the batch from tensors already on the
+  device instead of a host iterator, to show what the host-to-device copy of each batch costs.
 """
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 LOOPS = ("ours", "minimal", "model.fit")
-DEVICE_BATCH = "minimal, batch on device"
+ONE_DEVICE, DEVICE_BATCH = "ours, one_device", "minimal, batch on device"
+ALL_LOOPS = LOOPS + (ONE_DEVICE, DEVICE_BATCH)
 WEIGHT_DECAY, LEARNING_RATE, MOMENTUM = 1e-3, 0.01, 0.9
 _POLICIES = {"none": "float32", "float32": "float32", "bfloat16": "mixed_bfloat16",
              "float16": "mixed_float16"}
@@ -63,7 +66,7 @@ def synthetic_batch(image_shape, batch, num_classes=10):
 
 
 def build_loops(model_name, image_shape, batch, steps_per_loop, *, num_classes=10,
-                mixed_precision="none", jit_compile=False, loops=LOOPS, device_batch=False):
+                mixed_precision="none", jit_compile=False, loops=LOOPS):
     """Zero-argument callables, each running `steps_per_loop` training steps per call.
 
     Args:
@@ -75,8 +78,7 @@ def build_loops(model_name, image_shape, batch, steps_per_loop, *, num_classes=1
       mixed_precision: `none`/`float32`, `bfloat16` or `float16` (Keras mixed policies; the
         global policy is restored afterwards).
       jit_compile: XLA (see the module docstring for what each loop compiles).
-      loops: which of `LOOPS` to build.
-      device_batch: also build `DEVICE_BATCH`.
+      loops: which of `ALL_LOOPS` to build.
 
     Returns:
       dict name -> callable, in the order asked.
@@ -87,9 +89,9 @@ def build_loops(model_name, image_shape, batch, steps_per_loop, *, num_classes=1
     from tfmodels.data import ResumableIterator
     from tfmodels.training.step import TrainStep
 
-    unknown = set(loops) - set(LOOPS)
+    unknown = set(loops) - set(ALL_LOOPS)
     if unknown or mixed_precision not in _POLICIES:
-        raise ValueError(f"loops={list(loops)} must be among {LOOPS} and mixed_precision="
+        raise ValueError(f"loops={list(loops)} must be among {ALL_LOOPS} and mixed_precision="
                          f"{mixed_precision!r} one of {sorted(_POLICIES)}")
     arrays = synthetic_batch(image_shape, batch, num_classes)
     dataset = tf.data.Dataset.from_tensors(arrays).repeat()
@@ -100,26 +102,29 @@ def build_loops(model_name, image_shape, batch, steps_per_loop, *, num_classes=1
     try:
         for name in loops:
             keras.utils.set_random_seed(0)  # the same initial weights for every loop
-            config, parts = trainer_parts(model_name, image_shape, batch,
+            strategy = None
+            if name == ONE_DEVICE:
+                strategy = tf.distribute.OneDeviceStrategy(
+                    "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0")
+            config, parts = trainer_parts(model_name, image_shape, batch, strategy=strategy,
                                           num_classes=num_classes,
                                           mixed_precision=mixed_precision,
                                           jit_compile=jit_compile)
-            if name == "ours":
-                step = TrainStep(tf.distribute.get_strategy(), parts,
-                                 ResumableIterator(lambda start: dataset), config)
+            if name in ("ours", ONE_DEVICE):
+                source = (dataset if strategy is None
+                          else strategy.experimental_distribute_dataset(dataset))
+                step = TrainStep(strategy or tf.distribute.get_strategy(), parts,
+                                 ResumableIterator(lambda start, source=source: source), config)
                 fns[name] = _bind(step.loop, n)
             elif name == "minimal":
                 fns[name] = _bind(_minimal(parts.model, iter(dataset), mixed_precision,
                                            jit_compile), n)
+            elif name == DEVICE_BATCH:
+                on_device = {k: tf.identity(tf.constant(v)) for k, v in arrays.items()}
+                fns[name] = _bind(_minimal(parts.model, None, mixed_precision, jit_compile,
+                                           batch=on_device), n)
             else:
                 fns[name] = _fit(parts.model, dataset, steps_per_loop, jit_compile)
-        if device_batch:
-            keras.utils.set_random_seed(0)
-            _, parts = trainer_parts(model_name, image_shape, batch, num_classes=num_classes,
-                                     mixed_precision=mixed_precision, jit_compile=jit_compile)
-            on_device = {k: tf.identity(tf.constant(v)) for k, v in arrays.items()}
-            fns[DEVICE_BATCH] = _bind(_minimal(parts.model, None, mixed_precision, jit_compile,
-                                               batch=on_device), n)
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
     return fns

@@ -51,7 +51,7 @@ def test_quick_run_measures_every_loop_precision_and_xla_setting(quick_run):
     measured = [r for name, s in results["sections"].items() if name.startswith("throughput/")
                 for r in s["records"] if r.get("kind") == "variant"]
     assert measured and all(r["status"] == "ok" for r in measured), measured
-    assert {r["loop"] for r in measured} == {"ours", "minimal", "model.fit",
+    assert {r["loop"] for r in measured} == {"ours", "minimal", "model.fit", "ours, one_device",
                                              "minimal, batch on device"}
     assert {r["precision"] for r in measured} == {"float32", "bfloat16", "float16"}
     assert {r["xla"] for r in measured} == {False, True}
