@@ -1,12 +1,18 @@
 """Benchmark the trainer: images/s vs Keras `model.fit` vs a minimal tf.function loop.
 
-    python bench/trainer.py                      # LeNets++ 28x28, ResNet-20 and vit_tiny 32x32
+    python bench/trainer.py                      # two-layer net 8x8 (batch 64, 200 steps/call),
+                                                 # LeNets++ 28x28, ResNet-20 and vit_tiny
+                                                 # 32x32 (batch 128)
     python bench/trainer.py --replicas 1 2 4     # + step time with N logical CPU replicas
     python bench/trainer.py --replicas 1 2 4 --skip_loops --repeats 3   # only that table
 
 Same model, same synthetic batch (repeated: no input cost), same optimizer (SGD + momentum),
-same steps per tf.function call, measured interleaved in one process. Replica counts run in one
-subprocess each (a process hosts one MirroredStrategy device count).
+same loss (cross-entropy + L2 weight decay), same steps per tf.function call (the loops are in
+bench/loops.py), calls interleaved in one process and the best of them kept. Ours draws through
+the trainer's checkpointable iterator (`data.ResumableIterator`) and keeps its training
+metrics; the minimal loop has neither. The two-layer net is so small that the difference is
+per-step overhead. Replica counts run in one subprocess each (a process hosts one
+MirroredStrategy device count).
 """
 import argparse
 import json
@@ -17,82 +23,27 @@ import sys
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# This checkout's tfmodels, not whichever one the environment has installed.
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-CASES = {"lenet_pp": ((28, 28, 1), 128), "resnet20": ((32, 32, 3), 128),
-         "vit_tiny": ((32, 32, 3), 128)}
-
-
-def _parts(model_name, image_shape, batch, strategy):
-    """Our trainer's objects for a synthetic dataset of this shape."""
-    from tfmodels import data
-    from tfmodels.training import TrainConfig
-    from tfmodels.training.parts import build_training
-
-    info = data.DatasetInfo(name="bench", image_shape=image_shape, num_classes=10,
-                            splits={"train": batch * 1000})
-    # The minimal loop's recipe: plain cross-entropy, no weight decay.
-    config = TrainConfig(model_dir="unused", model=model_name, global_batch_size=batch,
-                         train_steps=10_000, lr_schedule="constant", learning_rate=0.01,
-                         optimizer="momentum", label_smoothing=0.0, weight_decay=0.0)
-    return config, build_training(config.resolve(info, strategy.num_replicas_in_sync), strategy)
+# name -> (image shape, global batch, steps per tf.function call, timed calls per candidate)
+CASES = {"two_layer_net": ((8, 8, 1), 64, 200, 40), "lenet_pp": ((28, 28, 1), 128, 20, 7),
+         "resnet20": ((32, 32, 3), 128, 20, 7), "vit_tiny": ((32, 32, 3), 128, 20, 7)}
 
 
-def _batch(image_shape, batch):
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    return {"image": rng.standard_normal((batch, *image_shape)).astype(np.float32),
-            "label": rng.integers(0, 10, batch).astype(np.int32)}
-
-
-def compare_loops(model_name, steps_per_loop, repeats):
-    """Ours vs model.fit vs a minimal loop, one device; returns a table row."""
-    import keras
-    import tensorflow as tf
-
+def compare_loops(model_name, repeats=None, steps_per_loop=None, clock="wall"):
+    """Ours vs model.fit vs a minimal loop (bench/loops.py), one device, best of `repeats`
+    interleaved calls each, timed by `clock` (see timing.time_calls); returns a table row."""
+    from loops import build_loops
     from timing import time_calls
-    from tfmodels.training.step import TrainStep
 
-    image_shape, batch = CASES[model_name]
-    arrays = _batch(image_shape, batch)
-    dataset = tf.data.Dataset.from_tensors(arrays).repeat()
-    strategy = tf.distribute.get_strategy()
-    n = tf.constant(steps_per_loop, tf.int64)
-
-    config, ours = _parts(model_name, image_shape, batch, strategy)
-    step = TrainStep(strategy, ours, iter(dataset), config)
-
-    # The minimal loop: forward, mean cross-entropy + regularization, gradient, apply.
-    _, plain = _parts(model_name, image_shape, batch, strategy)
-    plain_model, plain_opt = plain.model, keras.optimizers.SGD(0.01, momentum=0.9)
-    plain_opt.build(plain_model.trainable_variables)
-    plain_iter = iter(dataset)
-
-    @tf.function
-    def minimal(num_steps):
-        for _ in tf.range(num_steps):
-            b = next(plain_iter)
-            with tf.GradientTape() as tape:
-                logits = plain_model(b["image"], training=True)["logits"]
-                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    b["label"], logits)) + tf.add_n(plain_model.losses or [0.0])
-            plain_opt.apply(tape.gradient(loss, plain_model.trainable_variables))
-
-    # model.fit on a single-output model with the same layers.
-    _, fit_parts = _parts(model_name, image_shape, batch, strategy)
-    fit_model = keras.Model(fit_parts.model.input, fit_parts.model.output["logits"])
-    fit_model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      steps_per_execution=steps_per_loop)
-    fit_data = dataset.map(lambda b: (b["image"], b["label"]))
-
-    def fit():
-        fit_model.fit(fit_data, steps_per_epoch=steps_per_loop, epochs=1, verbose=0)
-
-    times = time_calls({"ours": lambda: step.loop(n), "minimal": lambda: minimal(n),
-                        "model.fit": fit}, repeats=repeats, number=1, warmup=2)
+    image_shape, batch, default_steps, default_repeats = CASES[model_name]
+    steps_per_loop, repeats = steps_per_loop or default_steps, repeats or default_repeats
+    fns = build_loops(model_name, image_shape, batch, steps_per_loop)
+    times = time_calls(fns, repeats=repeats, number=1, warmup=2, statistic="min", clock=clock)
     per_sec = {k: steps_per_loop * batch / v for k, v in times.items()}
-    return {"model": model_name, "batch": batch, "ours img/s": per_sec["ours"],
+    return {"model": model_name, "batch": batch, "steps/call": steps_per_loop, "clock": clock,
+            "ours img/s": per_sec["ours"],
             "minimal img/s": per_sec["minimal"], "model.fit img/s": per_sec["model.fit"],
             "ours/minimal": per_sec["ours"] / per_sec["minimal"],
             "ours/model.fit": per_sec["ours"] / per_sec["model.fit"]}
@@ -102,13 +53,15 @@ def replica_step_time(num_replicas, model_name, steps_per_loop, repeats, strateg
     """Seconds per step of our trainer with `num_replicas` logical CPU replicas."""
     import tensorflow as tf
 
+    from loops import trainer_parts
     from timing import time_calls
     from tfmodels import data, distribute
     from tfmodels.training.step import TrainStep
 
     strategy = distribute.setup(strategy_name, virtual_devices=num_replicas)
-    image_shape, batch = CASES[model_name]
-    config, parts = _parts(model_name, image_shape, batch, strategy)
+    image_shape, batch, default_steps, _ = CASES[model_name]
+    steps_per_loop = steps_per_loop or default_steps
+    config, parts = trainer_parts(model_name, image_shape, batch, strategy=strategy)
     # The trainer's own input path (one repeated random batch per replica).
     synthetic = "synthetic:{}x{}x{}:10".format(*image_shape)
     iterator = iter(data.distribute_dataset(strategy, synthetic, "train", global_batch_size=batch,
@@ -122,8 +75,14 @@ def replica_step_time(num_replicas, model_name, steps_per_loop, repeats, strateg
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--steps_per_loop", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps_per_loop", type=int, default=None,
+                        help="steps per tf.function call (default: per model, see CASES)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed calls per candidate (default: per model, see CASES; 7 "
+                             "for the replica table)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall time, or the process's CPU time (all threads; steadier on a "
+                             "busy machine, and counts work a second core hides)")
     parser.add_argument("--replicas", nargs="*", type=int, default=[])
     parser.add_argument("--skip_loops", action="store_true",
                         help="only the replica table (with --replicas)")
@@ -134,15 +93,17 @@ def main():
     args = parser.parse_args()
 
     if args._child:
-        seconds = replica_step_time(int(args._child[0]), args._child[1], args.steps_per_loop,
-                                    args.repeats, args._child[2])
+        seconds = replica_step_time(int(args._child[0]), args._child[1],
+                                    args.steps_per_loop or None, args.repeats or 7,
+                                    args._child[2])
         print(json.dumps({"seconds_per_step": seconds}))
         return
 
     from timing import print_table
 
     if not args.skip_loops:
-        rows = [compare_loops(m, args.steps_per_loop, args.repeats) for m in args.models]
+        rows = [compare_loops(m, args.repeats, args.steps_per_loop, args.clock)
+                for m in args.models]
         print_table("Trainer images/s, one CPU device (ours vs minimal tf.function loop vs "
                     "model.fit)", rows, list(rows[0]))
     if args.replicas:
@@ -155,8 +116,8 @@ def main():
             for n, strategy in runs:
                 out = subprocess.run(
                     [sys.executable, __file__, "--_child", str(n), model, strategy,
-                     "--steps_per_loop", str(args.steps_per_loop),
-                     "--repeats", str(args.repeats)],
+                     "--steps_per_loop", str(args.steps_per_loop or 0),
+                     "--repeats", str(args.repeats or 7)],
                     capture_output=True, text=True, check=True)
                 times[n, strategy] = json.loads(
                     out.stdout.strip().splitlines()[-1])["seconds_per_step"]

@@ -17,6 +17,11 @@ with NumPy.
 
 Count 1 uses `OneDeviceStrategy` (the single-device reference); N > 1 uses `MirroredStrategy`
 over `/cpu:0 .. /cpu:N-1`. Scenarios must not run TensorFlow ops at import time.
+
+`Runner(workdir, device="gpu")` runs them on the first GPU instead: count 1 on the whole GPU,
+N > 1 on N logical GPUs carved from it (`GPU_MEMORY_MB` each), with TF32 off so that float32
+means float32; one subprocess per (count, scenario), since a GPU run selects the scenarios of
+one test module, not every module pytest collected.
 """
 import argparse
 import gc
@@ -28,6 +33,8 @@ import sys
 import traceback
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+DEVICES = ("cpu", "gpu")
+GPU_MEMORY_MB = 4096  # per logical GPU: the scenarios' nets and batches are small
 _REGISTRY = {}  # scenario key -> replica counts it wants
 
 
@@ -51,9 +58,12 @@ def _file_stem(key):
 class Runner:
     """Launches one subprocess per replica count, lazily, and serves the saved results."""
 
-    def __init__(self, workdir, timeout=1200):
+    def __init__(self, workdir, timeout=1200, device="cpu"):
+        if device not in DEVICES:
+            raise ValueError(f"device={device!r} is not one of {DEVICES}")
         self.workdir = pathlib.Path(workdir)
         self.timeout = timeout
+        self.device = device
         self._logs = {}
 
     def run(self, fn, num_replicas):
@@ -65,35 +75,45 @@ class Runner:
             raise ValueError(
                 f"{getattr(fn, '__name__', fn)} is not registered for {num_replicas} replicas; "
                 f"decorate it with @replicas.scenario(..., {num_replicas}, ...)")
-        if num_replicas not in self._logs:
-            self._logs[num_replicas] = self._launch(num_replicas)
-        out = self.workdir / str(num_replicas)
+        launch = num_replicas if self.device == "cpu" else (num_replicas, key)
+        if launch not in self._logs:
+            keys = ([k for k, counts in _REGISTRY.items() if num_replicas in counts]
+                    if self.device == "cpu" else [key])
+            self._logs[launch] = self._launch(num_replicas, keys)
+        out = self._out(num_replicas)
         err = out / (_file_stem(key) + ".err")
         if err.exists():
             pytest.fail(f"scenario {key} failed with {num_replicas} replicas:\n{err.read_text()}")
         result = out / (_file_stem(key) + ".npz")
         if not result.exists():
             pytest.fail(f"scenario {key} left no result with {num_replicas} replicas; "
-                        f"subprocess output:\n{self._logs[num_replicas]}")
+                        f"subprocess output:\n{self._logs[launch]}")
         with np.load(result, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
 
-    def _launch(self, num_replicas):
-        keys = [k for k, counts in _REGISTRY.items() if num_replicas in counts]
-        out = self.workdir / str(num_replicas)
+    def _out(self, num_replicas):
+        return self.workdir / (str(num_replicas) if self.device == "cpu"
+                               else f"{self.device}-{num_replicas}")
+
+    def _launch(self, num_replicas, keys):
+        out = self._out(num_replicas)
         out.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
+        env.pop("TF_FORCE_GPU_ALLOW_GROWTH", None)  # logical GPUs have fixed memory limits
         proc = subprocess.run(
             [sys.executable, "-m", "tests.replicas", "--replicas", str(num_replicas),
-             "--out", str(out), *keys],
+             "--device", self.device, "--out", str(out), *keys],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=self.timeout)
         return f"exit code {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
 
 
-def make_strategy(num_replicas):
-    """Split the CPU into `num_replicas` logical devices and return a strategy over them."""
+def make_strategy(num_replicas, device="cpu"):
+    """Split the CPU (or the first GPU) into `num_replicas` logical devices and return a
+    strategy over them (`OneDeviceStrategy` for one)."""
     import tensorflow as tf
 
+    if device == "gpu":
+        return _gpu_strategy(num_replicas)
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(num_replicas)])
@@ -102,16 +122,37 @@ def make_strategy(num_replicas):
     return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(num_replicas)])
 
 
+def _gpu_strategy(num_replicas):
+    import tensorflow as tf
+
+    from tfmodels import distribute
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        raise RuntimeError("device='gpu' but TensorFlow sees no GPU")
+    tf.config.set_visible_devices(gpus[:1], "GPU")  # carve the first GPU only
+    if num_replicas > 1:
+        distribute.configure_devices(num_replicas, gpu_memory_mb=GPU_MEMORY_MB)
+    # TF32 (on by default from Ampere) rounds float32 matmuls and convolutions to 10 mantissa
+    # bits, which no split of the batch reproduces.
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    if num_replicas == 1:
+        return tf.distribute.OneDeviceStrategy("/gpu:0")
+    # TensorFlow falls back from NCCL to reduction on one device for logical GPUs.
+    return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(num_replicas)])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicas", type=int, required=True)
+    parser.add_argument("--device", choices=DEVICES, default="cpu")
     parser.add_argument("--out", type=pathlib.Path, required=True)
     parser.add_argument("scenarios", nargs="*")
     args = parser.parse_args(argv)
 
     import numpy as np
 
-    strategy = make_strategy(args.replicas)
+    strategy = make_strategy(args.replicas, args.device)
     for key in args.scenarios:
         stem = args.out / _file_stem(key)
         try:

@@ -12,34 +12,81 @@ Dividing by the *global* batch and scaling regularization by 1/replicas makes th
 replicas equal the one-device objective. The center loss moves its centers with per-class
 counts all-reduced over the global batch (tfmodels.layers.CenterLoss).
 """
-import keras
+import numpy as np
 import tensorflow as tf
 
 
 class TrainMetrics:
-    """Training metrics, aggregated across replicas by Keras (read `result()` outside)."""
+    """The training metrics of one loop, accumulated in-graph with one variable update a step.
 
-    def __init__(self):
-        self.loss = keras.metrics.Mean(name="loss")
-        self.data_loss = keras.metrics.Mean(name="data_loss")
-        self.center_loss = keras.metrics.Mean(name="center_loss")
-        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    Per step, each replica adds to its own copy of `totals` (ON_READ, SUM: no communication per
+    step), example by example, its per-example loss (data loss + weighted center loss), the
+    data loss and center loss when a center loss is on, and whether the top-1 prediction is
+    correct. Reading `totals` outside the replica function adds the copies, and the examples
+    are summed once per loop. The regularization (a function of the weights only) is
+    evaluated once, at the end of the loop.
 
-    @property
-    def all(self):
-        return [self.loss, self.data_loss, self.center_loss, self.accuracy]
+    `results` gives means over the loop's examples (steps x global batch), the same for any
+    number of replicas:
+      loss = mean per-example loss + regularization,  data_loss, center_loss (when on),
+      accuracy (top-1),  regularization (when the net has regularization losses).
+    Keras metric objects cost a handful of ops per metric per step, the regularization a few
+    ops per weight per step; here a step costs the accuracy's compare and one update.
+
+    Args:
+      per_replica_batch_size: examples per step on each replica.
+      center_loss: a center loss is trained (report its mean).
+      regularization: the net has regularization losses (report them, add them to `loss`).
+    """
+
+    def __init__(self, per_replica_batch_size, center_loss=False, regularization=False):
+        self.center_loss = center_loss
+        self.regularization = regularization
+        self.accumulated = (("example_loss", "data_loss", "center_loss", "correct")
+                            if center_loss else ("example_loss", "correct"))
+        self.totals = tf.Variable(
+            tf.zeros([len(self.accumulated), per_replica_batch_size]), trainable=False,
+            synchronization=tf.VariableSynchronization.ON_READ,
+            aggregation=tf.VariableAggregation.SUM, name="train_metric_totals")
 
     def reset(self):
-        for metric in self.all:
-            metric.reset_state()
+        self.totals.assign(tf.zeros_like(self.totals))
 
-    def results(self):
-        return {m.name: float(m.result()) for m in self.all}
+    def update(self, values):
+        """In a replica: add `values` (per-example [B] vectors, one per `accumulated` name)."""
+        self.totals.assign_add(tf.stack(values))
+
+    def read(self, regularization=None):
+        """Outside the replica function: the sums over replicas and examples, in `accumulated`
+        order, then `regularization` (a scalar) if on."""
+        sums = tf.reduce_sum(tf.convert_to_tensor(self.totals), axis=1)
+        if self.regularization:
+            sums = tf.concat([sums, tf.reshape(regularization, [1])], axis=0)
+        return sums
+
+    def results(self, sums, num_examples):
+        """{name: float} from what `read` returned after a loop over `num_examples` examples."""
+        sums = np.asarray(sums, np.float64)
+        means = dict(zip(self.accumulated, sums / num_examples))
+        regularization = float(sums[-1]) if self.regularization else 0.0
+        results = {"loss": float(means["example_loss"]) + regularization,
+                   "data_loss": float(means.get("data_loss", means["example_loss"]))}
+        if self.center_loss:
+            results["center_loss"] = float(means["center_loss"])
+        results["accuracy"] = float(means["correct"])
+        if self.regularization:
+            results["regularization"] = regularization
+        return results
 
 
 class TrainStep:
     """`loop(num_steps)`: `num_steps` replicated steps on batches from `iterator`, in one
-    tf.function call (num_steps is a tensor: one trace for any count).
+    tf.function call (num_steps is a tensor: one trace for any count). It returns the loop's
+    metric sums (summed over replicas); `metrics.results(sums, num_steps * global batch)` turns
+    them into means.
+
+    Only what the config turns on is computed each step: no center-loss terms without a center
+    loss, no regularization sum without regularization losses, no all-reduce with one replica.
 
     Args:
       strategy: the strategy `parts` were created under (`parts.build_training`).
@@ -56,7 +103,10 @@ class TrainStep:
         self.center_loss_weight = float(config.center_loss_weight)
         self.clip_grad_norm = config.clip_grad_norm
         with strategy.scope():
-            self.metrics = TrainMetrics()
+            self.metrics = TrainMetrics(
+                self.global_batch_size // strategy.num_replicas_in_sync,
+                center_loss=parts.center_loss is not None,
+                regularization=bool(parts.model.losses))
         # XLA compiles each replica's forward/backward; the all-reduce and the update stay
         # outside (compiling the whole distributed step fails across CPU devices).
         self._forward_backward = (tf.function(self._gradients, jit_compile=True)
@@ -64,36 +114,47 @@ class TrainStep:
         self.loop = tf.function(self._loop)
 
     def _gradients(self, images, labels):
+        """Gradients of this replica's share of the objective, and its metric sums."""
+        model, center_loss = self.parts.model, self.parts.center_loss
         with tf.GradientTape() as tape:
-            outputs = self.parts.model(images, training=True)
+            outputs = model(images, training=True)
             logits = tf.cast(outputs["logits"], tf.float32)
             data_loss = self.parts.loss_fn(labels, logits)
             per_example = data_loss
-            center = tf.zeros_like(data_loss)
-            if self.parts.center_loss is not None:
+            if center_loss is not None:
                 # The centers move after the gradients (see _replica_step).
-                center = self.parts.center_loss(outputs["embedding"], labels, training=False)
-                per_example = per_example + self.center_loss_weight * center
-            objective = tf.nn.compute_average_loss(
-                per_example, global_batch_size=self.global_batch_size)
-            regularization = tf.constant(0.0)
-            if self.parts.model.losses:
-                regularization = tf.add_n([tf.cast(l, tf.float32) for l in self.parts.model.losses])
-                objective += tf.nn.scale_regularization_loss(regularization)
+                center = center_loss(outputs["embedding"], labels, training=False)
+                per_example = data_loss + self.center_loss_weight * center
+            # = tf.nn.compute_average_loss(per_example, global_batch_size), without its
+            # run-time assertion (an op per step) on a Python int.
+            objective = tf.reduce_sum(per_example) / self.global_batch_size
+            if self.metrics.regularization:
+                # = tf.nn.scale_regularization_loss(regularization)
+                objective += self._regularization() / self.strategy.num_replicas_in_sync
             scaled = objective * self.parts.loss_scale.scale if self.parts.loss_scale else objective
         grads = tape.gradient(scaled, self.parts.train_variables)
-        return grads, outputs["embedding"], logits, data_loss, center, per_example + regularization
+
+        values = [per_example]  # TrainMetrics.accumulated, in order
+        if center_loss is not None:
+            values += [data_loss, center]
+        predictions = tf.argmax(logits, axis=-1, output_type=labels.dtype)
+        values.append(tf.cast(tf.equal(predictions, labels), tf.float32))
+        return grads, outputs["embedding"], values
+
+    def _regularization(self):
+        # Keras builds the regularizers' ops on every access of `losses`.
+        return tf.add_n([tf.cast(l, tf.float32) for l in self.parts.model.losses])
 
     def _replica_step(self, batch):
         labels = batch["label"]
-        grads, embedding, logits, data_loss, center, total = self._forward_backward(
-            batch["image"], labels)
+        grads, embedding, values = self._forward_backward(batch["image"], labels)
         if self.parts.center_loss is not None:
             # Outside the (possibly XLA-compiled) forward pass: the update sums per-class
             # statistics over replicas. Same c_j^t and x_i^t as the loss used.
             self.parts.center_loss.update_centers(embedding, labels)
         context = tf.distribute.get_replica_context()
-        grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        if self.strategy.num_replicas_in_sync > 1:  # one replica: the sum is the gradient
+            grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
         if self.parts.loss_scale is not None:
             grads = [g / self.parts.loss_scale.scale for g in grads]
         if self.clip_grad_norm:
@@ -105,11 +166,7 @@ class TrainStep:
             # A cond whose branch calls merge_call (optimizer.apply does) must run in a
             # cross-replica context; every replica holds the same `finite` (summed gradients).
             context.merge_call(self._apply_if_finite, args=(grads, finite))
-
-        self.metrics.loss.update_state(total)
-        self.metrics.data_loss.update_state(data_loss)
-        self.metrics.center_loss.update_state(center)
-        self.metrics.accuracy.update_state(labels, logits)
+        self.metrics.update(values)
 
     def _apply(self, grads):
         self.parts.optimizer.apply(grads)
@@ -126,6 +183,10 @@ class TrainStep:
         tf.cond(finite, apply, self.parts.loss_scale.after_skipped_step)
 
     def _loop(self, num_steps):
+        self.metrics.reset()
         for _ in tf.range(num_steps):
             self.strategy.run(self._replica_step, args=(next(self.iterator),))
-            self.parts.step_counter.assign_add(1)
+        # Once per loop, not per step: nothing inside the loop reads the counter.
+        self.parts.step_counter.assign_add(num_steps)
+        return self.metrics.read(self._regularization() if self.metrics.regularization
+                                 else None)

@@ -178,8 +178,8 @@ def _train_loop(resolved, strategy, parts, iterator, saver, chief):
         to_checkpoint = config.checkpoint_every - step % config.checkpoint_every
         num_steps = min(config.steps_per_loop, total - step, to_checkpoint)
         start = time.perf_counter()
-        train_step.loop(tf.constant(num_steps, tf.int64))
-        results = train_step.metrics.results()  # reading them waits for the loop to finish
+        sums = train_step.loop(tf.constant(num_steps, tf.int64)).numpy()  # waits for the loop
+        results = train_step.metrics.results(sums, num_steps * config.global_batch_size)
         seconds = time.perf_counter() - start
         previous, step = step, step + num_steps
         if not math.isfinite(results["loss"]):
@@ -194,7 +194,6 @@ def _train_loop(resolved, strategy, parts, iterator, saver, chief):
                          float(parts.schedule(parts.optimizer.iterations)))
         if step // config.log_every > previous // config.log_every or step >= total:
             progress.update(step, results, images_per_sec)
-        train_step.metrics.reset()
         if step - last_saved >= config.checkpoint_every or step >= total:
             saver.save(step)
             last_saved = step
