@@ -11,6 +11,11 @@ Per replica, on its slice of the global batch:
 Dividing by the *global* batch and scaling regularization by 1/replicas makes the sum over
 replicas equal the one-device objective. The center loss moves its centers with per-class
 counts all-reduced over the global batch (tfmodels.layers.CenterLoss).
+
+A sampled head (`--head=sampled_softmax|partial_fc`, tfmodels.training.heads) replaces the
+dense logits: before the tape it draws this step's classes and reads their columns of the class
+matrix (`rows`), inside it gives the per-example data loss from the embedding, and its update
+touches only those columns; everything else above is unchanged.
 """
 import keras
 import tensorflow as tf
@@ -55,6 +60,7 @@ class TrainStep:
         self.global_batch_size = config.global_batch_size
         self.center_loss_weight = float(config.center_loss_weight)
         self.clip_grad_norm = config.clip_grad_norm
+        self.head = parts.head  # None: the net's dense logits
         with strategy.scope():
             self.metrics = TrainMetrics()
         # XLA compiles each replica's forward/backward; the all-reduce and the update stay
@@ -63,31 +69,43 @@ class TrainStep:
                                   if config.jit_compile else self._gradients)
         self.loop = tf.function(self._loop)
 
-    def _gradients(self, images, labels):
+    def _gradients(self, images, labels, rows=None):
+        sources = self.parts.train_variables
         with tf.GradientTape() as tape:
-            outputs = self.parts.model(images, training=True)
-            logits = tf.cast(outputs["logits"], tf.float32)
-            data_loss = self.parts.loss_fn(labels, logits)
+            if self.head is None:
+                outputs = self.parts.model(images, training=True)
+                embedding = outputs["embedding"]
+                logits = tf.cast(outputs["logits"], tf.float32)
+                data_loss = self.parts.loss_fn(labels, logits)
+                metric_labels, penalties = labels, self.parts.model.losses
+            else:  # logits over this step's classes only (`rows`)
+                sources = self.head.body_variables + self.head.trainable_rows(rows)
+                tape.watch(self.head.trainable_rows(rows))
+                embedding, data_loss, logits, metric_labels, penalties = self.head.forward(
+                    images, labels, rows)
             per_example = data_loss
             center = tf.zeros_like(data_loss)
             if self.parts.center_loss is not None:
                 # The centers move after the gradients (see _replica_step).
-                center = self.parts.center_loss(outputs["embedding"], labels, training=False)
+                center = self.parts.center_loss(embedding, labels, training=False)
                 per_example = per_example + self.center_loss_weight * center
             objective = tf.nn.compute_average_loss(
                 per_example, global_batch_size=self.global_batch_size)
             regularization = tf.constant(0.0)
-            if self.parts.model.losses:
-                regularization = tf.add_n([tf.cast(l, tf.float32) for l in self.parts.model.losses])
+            if penalties:
+                regularization = tf.add_n([tf.cast(l, tf.float32) for l in penalties])
                 objective += tf.nn.scale_regularization_loss(regularization)
             scaled = objective * self.parts.loss_scale.scale if self.parts.loss_scale else objective
-        grads = tape.gradient(scaled, self.parts.train_variables)
-        return grads, outputs["embedding"], logits, data_loss, center, per_example + regularization
+        grads = tape.gradient(scaled, sources)
+        return (grads, embedding, logits, metric_labels, data_loss, center,
+                per_example + regularization)
 
     def _replica_step(self, batch):
         labels = batch["label"]
-        grads, embedding, logits, data_loss, center, total = self._forward_backward(
-            batch["image"], labels)
+        # A sampled head draws this step's classes (the same on every replica) and reads them.
+        rows = None if self.head is None else self.head.select(labels, self.parts.step_counter)
+        grads, embedding, logits, metric_labels, data_loss, center, total = \
+            self._forward_backward(batch["image"], labels, rows)
         if self.parts.center_loss is not None:
             # Outside the (possibly XLA-compiled) forward pass: the update sums per-class
             # statistics over replicas. Same c_j^t and x_i^t as the loss used.
@@ -99,28 +117,31 @@ class TrainStep:
         if self.clip_grad_norm:
             grads, _ = tf.clip_by_global_norm(grads, self.clip_grad_norm)
         if self.parts.loss_scale is None:
-            self._apply(grads)
+            self._apply(grads, rows)
         else:
             finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
             # A cond whose branch calls merge_call (optimizer.apply does) must run in a
             # cross-replica context; every replica holds the same `finite` (summed gradients).
-            context.merge_call(self._apply_if_finite, args=(grads, finite))
+            context.merge_call(self._apply_if_finite, args=(grads, rows, finite))
 
         self.metrics.loss.update_state(total)
         self.metrics.data_loss.update_state(data_loss)
         self.metrics.center_loss.update_state(center)
-        self.metrics.accuracy.update_state(labels, logits)
+        self.metrics.accuracy.update_state(metric_labels, logits)
 
-    def _apply(self, grads):
-        self.parts.optimizer.apply(grads)
+    def _apply(self, grads, rows=None):
+        if self.head is None:
+            self.parts.optimizer.apply(grads)
+        else:  # the selected columns of the class matrix, then the net below it
+            self.head.apply(rows, grads)
         if self.parts.weight_average is not None:
             self.parts.weight_average.update(self.parts.optimizer.iterations)
 
-    def _apply_if_finite(self, strategy, grads, finite):
+    def _apply_if_finite(self, strategy, grads, rows, finite):
         finite = strategy.experimental_local_results(finite)[0]
 
         def apply():
-            strategy.extended.call_for_each_replica(self._apply, args=(grads,))
+            strategy.extended.call_for_each_replica(self._apply, args=(grads, rows))
             self.parts.loss_scale.after_finite_step()
 
         tf.cond(finite, apply, self.parts.loss_scale.after_skipped_step)
