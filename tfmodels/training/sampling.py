@@ -95,12 +95,13 @@ def partial_fc_classes(global_labels, num_classes, num_selected, seed):
       negatives; positions int32 [G]: the index in `classes` of each label).
     """
     positives, positions = tf.unique(tf.cast(global_labels, tf.int32))
-    # Uniform scores, positives pushed below every negative: the S - P highest-scoring classes
-    # are a uniform draw without replacement from the negatives (C - P >= S - P of them).
-    scores = tf.random.stateless_uniform([num_classes], seed)
-    scores = tf.tensor_scatter_nd_update(scores, positives[:, None],
-                                         -tf.ones_like(positives, tf.float32))
-    ranked = tf.math.top_k(scores, k=num_selected, sorted=True).indices
+    with tf.name_scope("partial_fc_draw"):  # the only O(C) work of the step: C scalars
+        # Uniform scores, positives pushed below every negative: the S - P highest-scoring
+        # classes are a uniform draw without replacement from the C - P >= S - P negatives.
+        scores = tf.random.stateless_uniform([num_classes], seed)
+        scores = tf.tensor_scatter_nd_update(scores, positives[:, None],
+                                             -tf.ones_like(positives, tf.float32))
+        ranked = tf.math.top_k(scores, k=num_selected, sorted=True).indices
     negatives = ranked[:num_selected - tf.size(positives)]
     classes = tf.ensure_shape(tf.concat([positives, negatives], 0), [num_selected])
     return classes, positions
