@@ -22,9 +22,9 @@ from absl import logging
 
 from tfmodels import data, distribute
 from tfmodels import model_dir as model_dir_lib
-from tfmodels.evaluation import embedding_stats, knn, plots
+from tfmodels.evaluation import chunked, embedding_stats, knn, plots
 from tfmodels.evaluation.eval_config import EvalConfig, EvalConfigError, EvalPlan, resolve
-from tfmodels.evaluation.metrics import classification_metrics
+from tfmodels.evaluation.metrics import output_metrics
 from tfmodels.evaluation.predict import collect_outputs
 from tfmodels.losses import per_example_loss_fn
 
@@ -139,7 +139,7 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
         global_batch_size=plan.global_batch_size, data_dir=plan.data_dir,
         loss_fn=per_example_loss_fn(record.loss, record.label_smoothing),
         center_loss=center_loss, top_k=plan.top_k, knn_k=plan.knn_k,
-        gallery_split=plan.gallery_split)
+        gallery_split=plan.gallery_split, scores=_chunked_scores(record, plan.top_k))
     results = dict(evaluation.results)
     results.update(
         step=step, checkpoint=checkpoint_path, split=plan.split, dataset=plan.dataset,
@@ -156,8 +156,17 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
     return results
 
 
+def _chunked_scores(record, top_k):
+    """Scores in chunks of classes for a model of many classes (`chunked.needs_chunks`)."""
+    if not chunked.needs_chunks(record.num_classes):
+        return None
+    return chunked.ChunkedScores(top_k=max(top_k, default=1), loss=record.loss,
+                                 label_smoothing=record.label_smoothing)
+
+
 def evaluate_model(strategy, model, *, dataset, split, global_batch_size, data_dir=None,
-                   loss_fn=None, center_loss=None, top_k=(5,), knn_k=(1, 5), gallery_split=None):
+                   loss_fn=None, center_loss=None, top_k=(5,), knn_k=(1, 5), gallery_split=None,
+                   scores=None):
     """Metrics, k-NN accuracy and embedding statistics of `model` on one split.
 
     Args:
@@ -171,6 +180,9 @@ def evaluate_model(strategy, model, *, dataset, split, global_batch_size, data_d
       knn_k: k values of 'knn_<k>_accuracy' (empty: no k-NN).
       gallery_split: the split whose embeddings are the k-NN gallery and, without a center
         loss, give the class means; None skips both. Equal to `split`: leave-one-out k-NN.
+      scores: a `chunked.ChunkedScores` to score every class in chunks (many classes): the
+        results then hold `metrics.ranked_metrics`' keys and no embedding statistics (their
+        inter-class distances are over every pair of classes).
 
     Returns:
       `Evaluation(results, outputs, gallery, centers)`: results holds classification_metrics'
@@ -182,12 +194,11 @@ def evaluate_model(strategy, model, *, dataset, split, global_batch_size, data_d
         split_data = data.distribute_dataset(strategy, dataset, name,
                                              global_batch_size=global_batch_size,
                                              training=False, data_dir=data_dir)
-        return collect_outputs(strategy, model, split_data, loss_fn=loss_fn)
+        return collect_outputs(strategy, model, split_data, loss_fn=loss_fn, scores=scores)
 
     outputs = collect(split)
-    num_classes = outputs["logits"].shape[1]
-    results = classification_metrics(outputs["label"], outputs["logits"], outputs.get("loss"),
-                                     top_k=top_k)
+    num_classes = int(model.output["logits"].shape[-1])
+    results = output_metrics(outputs, top_k=top_k, num_classes=num_classes)
     if not np.isfinite(outputs["embedding"]).all():
         # A diverged checkpoint: report what can be computed rather than fail on it.
         logging.warning("the embeddings hold inf/NaN: no k-NN or embedding statistics")
@@ -203,7 +214,10 @@ def evaluate_model(strategy, model, *, dataset, split, global_batch_size, data_d
                                         exclude_self=gallery_split == split)
             results.update({f"knn_{k}_accuracy": v for k, v in accuracy.items()})
     centers, source = None, None
-    if center_loss is not None:
+    if scores is not None:
+        logging.info("%d classes: no embedding statistics (distances between every pair of "
+                     "class centers)", num_classes)
+    elif center_loss is not None:
         centers, source = np.asarray(center_loss.centers.numpy(), np.float64), "learned"
     elif gallery is not None:
         centers = embedding_stats.class_means(gallery["embedding"], gallery["label"],
@@ -229,9 +243,11 @@ def _write_plots(plan, evaluation, step):
     """The confusion matrix and (for finite embeddings) the embedding scatter; their paths."""
     title = f"{plan.record.model} on {plan.dataset}:{plan.split}, step {step}"
     outputs, split = evaluation.outputs, plan.split
-    paths = {"confusion_matrix": plots.plot_confusion_matrix(
-        os.path.join(plan.plot_dir, f"confusion_{split}.png"),
-        evaluation.results["confusion_matrix"], title=f"confusion, {title}")}
+    paths = {}
+    if "confusion_matrix" in evaluation.results:  # not kept for many classes
+        paths["confusion_matrix"] = plots.plot_confusion_matrix(
+            os.path.join(plan.plot_dir, f"confusion_{split}.png"),
+            evaluation.results["confusion_matrix"], title=f"confusion, {title}")
     if np.isfinite(outputs["embedding"]).all():
         paths["embedding"] = plots.plot_embeddings(
             os.path.join(plan.plot_dir, f"embedding_{split}.png"), outputs["embedding"],
