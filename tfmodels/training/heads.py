@@ -126,8 +126,9 @@ class _ColumnHead:
           grads: all-reduced gradients: the body variables', then `trainable_rows(rows)`'.
         """
         num_body = len(self.body_variables)
-        # Repeated entries (padding) take their twin's gradient, so they write the same values.
-        column_grads = [tf.gather(g, rows["source"], axis=-1) for g in grads[num_body:]]
+        column_grads = grads[num_body:]
+        if self.padded:  # repeated entries take their twin's gradient: they write alike
+            column_grads = [tf.gather(g, rows["source"], axis=-1) for g in column_grads]
         self.columns.apply(rows["ids"], column_grads)
         if num_body:
             self.optimizer.apply(grads[:num_body], self.body_variables)
@@ -137,6 +138,8 @@ class _ColumnHead:
 
 class SampledSoftmaxHead(_ColumnHead):
     """Sampled softmax with K negatives from `sampler`, corrected by -log(K Q)."""
+
+    padded = True  # M = global batch + K entries, the distinct classes then repeats
 
     def __init__(self, num_sampled, sampler, **common):
         super().__init__(**common)
@@ -151,7 +154,10 @@ class SampledSoftmaxHead(_ColumnHead):
         sampled = sampling.sample_classes(self.sampler, self.num_sampled, self.num_classes,
                                           sampling.step_seed(self.seed, step))
         needed = tf.concat([global_labels, sampled], 0)
-        distinct, index = tf.unique(needed)
+        # Distinct classes in ascending order: the columns are then read and written in
+        # address order.
+        distinct = tf.sort(tf.unique(needed)[0])
+        index = tf.searchsorted(distinct, needed, out_type=tf.int32)
         size = self.global_batch_size + self.num_sampled
         position = tf.range(size)
         source = tf.where(position < tf.size(distinct), position, 0)
@@ -188,6 +194,8 @@ class SampledSoftmaxHead(_ColumnHead):
 
 class PartialFCHead(_ColumnHead):
     """Partial FC: the global batch's classes plus uniform negatives, S in all."""
+
+    padded = False  # S distinct classes
 
     def __init__(self, num_selected, loss_fn, **common):
         super().__init__(**common)

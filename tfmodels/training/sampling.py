@@ -91,10 +91,11 @@ def partial_fc_classes(global_labels, num_classes, num_selected, seed):
       seed: stateless seed [2].
 
     Returns:
-      (classes int32 [S]: the distinct labels in order of first appearance, then S - P
-      negatives; positions int32 [G]: the index in `classes` of each label).
+      (classes int32 [S]: the distinct labels and S - P negatives, in ascending order (the
+      class matrix is then read and written in address order); positions int32 [G]: the
+      index in `classes` of each label).
     """
-    positives, positions = tf.unique(tf.cast(global_labels, tf.int32))
+    positives, _ = tf.unique(tf.cast(global_labels, tf.int32))
     with tf.name_scope("partial_fc_draw"):  # the only O(C) work of the step: C scalars
         # Uniform scores, positives pushed below every negative: the S - P highest-scoring
         # classes are a uniform draw without replacement from the C - P >= S - P negatives.
@@ -103,5 +104,6 @@ def partial_fc_classes(global_labels, num_classes, num_selected, seed):
                                              -tf.ones_like(positives, tf.float32))
         ranked = tf.math.top_k(scores, k=num_selected, sorted=True).indices
     negatives = ranked[:num_selected - tf.size(positives)]
-    classes = tf.ensure_shape(tf.concat([positives, negatives], 0), [num_selected])
-    return classes, positions
+    classes = tf.sort(tf.ensure_shape(tf.concat([positives, negatives], 0), [num_selected]))
+    return classes, tf.searchsorted(classes, tf.cast(global_labels, tf.int32),
+                                    out_type=tf.int32)
