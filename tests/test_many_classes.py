@@ -132,3 +132,40 @@ def test_center_update_touches_only_the_batch_rows(rng):
     untouched = np.ones(classes, bool)
     untouched[touched] = False
     np.testing.assert_array_equal(after[untouched], start[untouched])
+
+
+# --- the scripts, and changing heads on a model_dir -------------------------------------------
+
+def test_train_and_eval_scripts_with_sampled_heads(tmp_path):
+    """train.py with --head=partial_fc, resumed with --head=sampled_softmax (same class matrix,
+    same checkpoint), then eval.py: all classes scored in chunks (3000 > 2048)."""
+    import json
+
+    from tests import scripts
+
+    model_dir = str(tmp_path / "run")
+    common = [f"--model_dir={model_dir}", "--model=two_layer_net",
+              "--dataset=patterns:8x8x1:3000:6000:1000", "--batch_size=64",
+              "--label_smoothing=0", "--learning_rate=0.5", "--steps_per_loop=10",
+              "--checkpoint_every=10"]
+    first = scripts.run("train.py", *common, "--head=partial_fc", "--sample_rate=0.2",
+                        "--train_steps=20", "--noexport")
+    assert first.returncode == 0, first.stderr[-3000:]
+    with open(f"{model_dir}/config.json") as f:
+        config = json.load(f)
+    assert (config["head"], config["sample_rate"], config["num_classes"]) == (
+        "partial_fc", 0.2, 3000)
+    second = scripts.run("train.py", *common, "--head=sampled_softmax", "--num_sampled=500",
+                         "--sampler=uniform", "--train_steps=30")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming from step 20" in second.stderr
+    metrics = json.loads(second.stdout[second.stdout.index("{"):])
+    assert metrics["steps"] == 30 and metrics["test_examples"] == 1000
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["top_5_accuracy"] is not None
+    evaluated = scripts.run("eval.py", f"--model_dir={model_dir}", "--knn_k=1", "--plot_dir=")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    with open(f"{model_dir}/eval_test.json") as f:
+        results = json.load(f)
+    assert results["step"] == 30 and results["count"] == 1000
+    assert results["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-9)
+    assert "confusion_matrix" not in results and results["knn_1_accuracy"] > 0.5
