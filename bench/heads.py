@@ -6,11 +6,13 @@ Partial FC for C classes, embedding size D, batch B (momentum SGD, one CPU devic
 
 The net is `softmax_regression` on a 1x1xD "image": its embedding is the input, so a step is
 the head alone: embedding -> logits (all C, or the sampled ones) -> loss -> gradient -> update
-(the trainer's own `TrainStep`, metrics included). Each (C, head) runs in its own subprocess,
-which reports its resident memory after building (class matrix, bias and their momentum slots
-are allocated then) and its peak above that while stepping (`/proc/self/status` VmRSS / VmHWM,
-the peak reset with `clear_refs` after a warm-up loop that traces the step). Speed-ups are
-against the full softmax at the same C, measured in the subprocess before.
+(the trainer's own `TrainStep`, metrics included).
+
+Per C, one subprocess times the three heads interleaved (a, b, c, a, b, c: machine load hits
+all alike; speed-ups are ratios within it), and one subprocess per head measures memory: its
+resident set after building (the class matrix, bias and momentum slots are allocated then) and
+its peak above that while stepping (`/proc/self/status` VmRSS / VmHWM, the peak reset with
+`clear_refs` after a warm-up call that traces the step).
 """
 import argparse
 import json
@@ -43,12 +45,11 @@ def _reset_peak():
         refs.write("5")
 
 
-def measure(head, num_classes, dim, batch, steps, repeats):
-    """One (head, C): seconds per step and memory; runs in a fresh process."""
+def _step(head, num_classes, dim, batch):
+    """The trainer's step for one head with a trivial body, and its parts."""
     import numpy as np
     import tensorflow as tf
 
-    from timing import time_calls
     from tfmodels import data
     from tfmodels.training import TrainConfig
     from tfmodels.training.parts import build_training
@@ -67,17 +68,51 @@ def measure(head, num_classes, dim, batch, steps, repeats):
                   "label": rng.integers(0, num_classes, batch).astype(np.int32)}
     step = TrainStep(strategy, parts, iter(tf.data.Dataset.from_tensors(batch_data).repeat()),
                      config)
-    n = tf.constant(steps, tf.int64)
+    return step, parts
+
+
+def _steps_per_call(head, num_classes):
+    # The full head at 1M classes takes seconds per step: fewer steps per timed call.
+    return 20 if head != "softmax" else max(1, min(20, 200_000 // num_classes))
+
+
+def time_heads(num_classes, dim, batch, repeats):
+    """Seconds per step of each head, timed interleaved in this process."""
+    import tensorflow as tf
+
+    from timing import time_calls
+
+    calls = {}
+    for head in HEADS:
+        step, _ = _step(head, num_classes, dim, batch)
+        n = tf.constant(_steps_per_call(head, num_classes), tf.int64)
+        calls[head] = (lambda step=step, n=n: step.loop(n))
+    seconds = time_calls(calls, repeats=repeats, number=1, warmup=1)
+    return {head: seconds[head] / _steps_per_call(head, num_classes) for head in HEADS}
+
+
+def measure_memory(head, num_classes, dim, batch):
+    """Resident memory after building, and the peak above it while stepping (MB)."""
+    import tensorflow as tf
+
+    step, parts = _step(head, num_classes, dim, batch)
+    n = tf.constant(_steps_per_call(head, num_classes) if head != "softmax" else 1, tf.int64)
     step.loop(n)  # trace, compile, first touch
     built, _ = _memory_mb()
     _reset_peak()
-    seconds = time_calls({"step": lambda: step.loop(n)}, repeats=repeats, number=1,
-                         warmup=0)["step"]
+    step.loop(n)
     _, peak = _memory_mb()
     slots = len(parts.optimizer.variables) // max(1, len(parts.train_variables))
     matrix_mb = (dim + 1) * num_classes * 4 * (1 + slots) / 2**20
-    return {"seconds_per_step": seconds / steps, "rss_mb": built, "step_peak_mb": peak - built,
-            "matrix_and_slots_mb": matrix_mb, "loss": step.metrics.results()["loss"]}
+    return {"rss_mb": built, "step_peak_mb": peak - built, "matrix_and_slots_mb": matrix_mb}
+
+
+def _child(*args, timeout):
+    proc = subprocess.run([sys.executable, __file__, "--_child", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode:
+        raise RuntimeError(f"{args} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -87,39 +122,31 @@ def main():
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per subprocess")
-    parser.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)  # head, classes
+    parser.add_argument("--_child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    if args._child:
-        head, num_classes = args._child[0], int(args._child[1])
-        # The full head at 1M classes takes seconds per step: fewer steps per timed call.
-        steps = 20 if head != "softmax" else max(1, min(20, 200_000 // num_classes))
-        print(json.dumps(measure(head, num_classes, args.dim, args.batch, steps,
-                                 args.repeats)))
+    if args._child:  # what, head, classes, dim, batch, repeats
+        what, head, *numbers = args._child
+        num_classes, dim, batch, repeats = map(int, numbers)
+        result = (time_heads(num_classes, dim, batch, repeats) if what == "time"
+                  else measure_memory(head, num_classes, dim, batch))
+        print(json.dumps(result))
         return
 
     from timing import print_table
 
     rows = []
     for num_classes in args.classes:
-        reference = None
+        shape = (num_classes, args.dim, args.batch)
+        seconds = _child("time", "-", *shape, args.repeats, timeout=args.timeout)
         for head in HEADS:
-            proc = subprocess.run(
-                [sys.executable, __file__, "--_child", head, str(num_classes),
-                 "--dim", str(args.dim), "--batch", str(args.batch),
-                 "--repeats", str(args.repeats)],
-                capture_output=True, text=True, timeout=args.timeout)
-            if proc.returncode:
-                raise RuntimeError(f"{head} at C={num_classes} failed:\n{proc.stderr[-3000:]}")
-            result = json.loads(proc.stdout.strip().splitlines()[-1])
-            reference = reference or result["seconds_per_step"]
+            memory = _child("memory", head, *shape, 0, timeout=args.timeout)
             rows.append({"classes": num_classes, "head": head,
-                         "ms/step": 1000 * result["seconds_per_step"],
-                         "steps/s": 1 / result["seconds_per_step"],
-                         "vs softmax": reference / result["seconds_per_step"],
-                         "RSS MB": result["rss_mb"],
-                         "matrix+slots MB": result["matrix_and_slots_mb"],
-                         "step peak MB": result["step_peak_mb"]})
+                         "ms/step": 1000 * seconds[head], "steps/s": 1 / seconds[head],
+                         "vs softmax": seconds["softmax"] / seconds[head],
+                         "RSS MB": memory["rss_mb"],
+                         "matrix+slots MB": memory["matrix_and_slots_mb"],
+                         "step peak MB": memory["step_peak_mb"]})
             print(json.dumps(rows[-1]), flush=True)
     print_table(f"heads, D={args.dim}, batch {args.batch}, momentum SGD, one CPU device", rows,
                 ["classes", "head", "ms/step", "steps/s", "vs softmax", "RSS MB",

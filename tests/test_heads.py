@@ -119,14 +119,14 @@ def test_sampled_softmax_loss_is_the_numpy_reference(sampler):
     _, parts = _parts("sampled_softmax", num_sampled=num_sampled, sampler=sampler)
     head = parts.head
     images, labels = _batch()
-    rows = head.select(tf.constant(labels), tf.constant(3, tf.int64))
+    selection = head.select(tf.constant(labels), tf.constant(3, tf.int64))
     embedding, loss, metric_logits, metric_labels, _ = head.forward(
-        tf.constant(images), tf.constant(labels), rows)
+        tf.constant(images), tf.constant(labels), selection)
 
     e = parts.model(images)["embedding"].numpy().astype(np.float64)
     kernel = head.matrix.kernel.numpy().astype(np.float64)
     bias = head.matrix.bias.numpy().astype(np.float64)
-    sampled = rows["sampled"].numpy()
+    sampled = selection["sampled"].numpy()
     assert np.any(sampled[None, :] == labels[:, None])  # the case is exercised
     raw_true = (e * kernel[:, labels].T).sum(1) + bias[labels]
     raw_sampled = e @ kernel[:, sampled] + bias[sampled]
@@ -156,13 +156,13 @@ def test_one_step_is_dense_autodiff_of_the_sampled_objective(head, options):
     lr = 0.5
     config, parts = _parts(head, optimizer="sgd", learning_rate=lr, **options)
     images, labels = _batch(1)
-    rows = parts.head.select(tf.constant(labels), tf.constant(0, tf.int64))
+    selection = parts.head.select(tf.constant(labels), tf.constant(0, tf.int64))
     kernel, bias = parts.head.matrix.kernel, parts.head.matrix.bias
     variables = parts.train_variables
     with tf.GradientTape() as tape:
         e = parts.head.body(images, training=True)
         if head == "sampled_softmax":
-            sampled = rows["sampled"]
+            sampled = selection["sampled"]
             log_q = lambda c: sampling.log_expected_count(  # noqa: E731
                 options["sampler"], c, options["num_sampled"], NUM_CLASSES)
             true = (tf.reduce_sum(e * tf.transpose(tf.gather(kernel, labels, axis=1)), 1)
@@ -174,9 +174,9 @@ def test_one_step_is_dense_autodiff_of_the_sampled_objective(head, options):
                 tf.zeros(BATCH, tf.int32), tf.concat([true[:, None], other], 1))
             touched = np.unique(np.concatenate([labels, sampled.numpy()]))
         else:
-            classes = rows["ids"]
+            classes = selection["ids"]
             logits = e @ tf.gather(kernel, classes, axis=1) + tf.gather(bias, classes)
-            per_example = parts.loss_fn(rows["label_index"], logits)
+            per_example = parts.loss_fn(selection["label_index"], logits)
             touched = classes.numpy()
         objective = tf.reduce_mean(per_example) + tf.add_n(
             [tf.constant(0.0)] + parts.head.body.losses)
@@ -197,6 +197,40 @@ def test_one_step_is_dense_autodiff_of_the_sampled_objective(head, options):
     assert len(untouched) > 0
     np.testing.assert_array_equal(kernel.numpy()[:, untouched], before[:, untouched])
     assert int(parts.optimizer.iterations.numpy()) == 1
+
+
+@pytest.mark.parametrize("head, options", [
+    ("partial_fc", dict(sample_rate=0.5)),
+    ("sampled_softmax", dict(num_sampled=16, sampler="uniform")),
+])
+def test_float16_with_loss_scaling(head, options):
+    """Under mixed_float16 the head computes in float32 and the loss-scaled step applies (or
+    skips, on overflow) the column update with the rest."""
+    keras.mixed_precision.set_dtype_policy("mixed_float16")  # as the trainer sets it
+    try:
+        config, parts = _parts(head, mixed_precision="float16", **options)
+        assert parts.model.output["embedding"].dtype == "float16"
+        images, labels = _batch(2)
+        images[3] = 1e6  # inf in float16 at the first step: that step is skipped
+        batches = tf.data.Dataset.from_tensors({"image": images, "label": labels}).concatenate(
+            tf.data.Dataset.from_tensors({"image": _batch(3)[0], "label": labels}).repeat())
+        kernel = parts.head.matrix.kernel.numpy()
+        step = TrainStep(tf.distribute.get_strategy(), parts, iter(batches), config)
+        step.loop(tf.constant(1, tf.int64))
+        np.testing.assert_array_equal(parts.head.matrix.kernel.numpy(), kernel)  # skipped
+        assert float(parts.loss_scale.scale.numpy()) == 2.0 ** 14
+        step.loop(tf.constant(3, tf.int64))
+        assert int(parts.optimizer.iterations.numpy()) == 3
+        moved = parts.head.matrix.kernel.numpy() - kernel
+        assert np.all(np.isfinite(moved)) and np.abs(moved).max() > 0
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+
+
+def test_trainable_scopes_must_keep_the_class_matrix():
+    with pytest.raises(ValueError, match="--head=partial_fc trains the class matrix "
+                                         "TwoLayerNet/logits, which trainable_scopes"):
+        _parts("partial_fc", trainable_scopes=("TwoLayerNet/fc1",))
 
 
 # --- which nets have a class matrix ------------------------------------------------------------

@@ -7,11 +7,12 @@ the class matrix (`nets.class_matrix`) `chunk_size` classes at a time, keeping p
     top_k classes and scores   (running top-k of [current top-k, this chunk])
     rank = #{c : z_c > z_y}    (top-k accuracy is rank < k, as `classification_metrics` counts)
     m, s: log-sum-exp state    (lse = m + log s, rescaled at each chunk)
-    sum_c z_c                  (label smoothing)  /  sum_c max(0, z_c - z_y + 1)  (hinge)
+    sum_c z_c                  (label smoothing)  /  the hinge sum below
 
 so peak memory is O(B chunk) and the [N, C] logits never exist. The loss is the run's:
 
-    cross-entropy: lse - (1 - eps) z_y - eps mean_c z_c        hinge: sum_{c != y} max(0, z_c - z_y + 1)
+    cross-entropy: lse - (1 - eps) z_y - eps mean_c z_c
+    hinge:         sum_{c != y} max(0, z_c - z_y + 1)
 
 `needs_chunks(num_classes)` says when evaluation switches to this path (above
 `MAX_DENSE_CLASSES`, where the dense confusion matrix alone would pass 30 MB).

@@ -81,9 +81,10 @@ class _ColumnHead:
         self.seed = int(seed)
         self.num_classes = matrix.num_classes
 
-    def trainable_rows(self, rows):
-        """The tensors of `rows` to differentiate: the selected kernel columns (and bias)."""
-        return [rows["kernel"]] + ([rows["bias"]] if "bias" in rows else [])
+    def selected_weights(self, selection):
+        """The tensors of a `select` result to differentiate: the selected kernel columns [D, M]
+        (and bias entries [M])."""
+        return [selection["kernel"]] + ([selection["bias"]] if "bias" in selection else [])
 
     def _global_labels(self, labels):
         """(labels of the whole global batch, this replica's offset in it)."""
@@ -93,43 +94,37 @@ class _ColumnHead:
         offset = tf.cast(context.replica_id_in_sync_group, tf.int32) * tf.shape(labels)[0]
         return tf.ensure_shape(gathered, [self.global_batch_size]), offset
 
-    def _read(self, rows):
-        rows["kernel"] = read_columns(self.matrix.kernel, rows["ids"])
+    def _read(self, selection):
+        selection["kernel"] = read_columns(self.matrix.kernel, selection["ids"])
         if self.matrix.bias is not None:
-            rows["bias"] = read_columns(self.matrix.bias, rows["ids"])
-        return rows
+            selection["bias"] = read_columns(self.matrix.bias, selection["ids"])
+        return selection
 
-    def _logits(self, embedding, rows, index):
-        """embedding @ kernel[:, index] + bias[index]: [B, len(index)]."""
-        logits = tf.matmul(embedding, tf.gather(rows["kernel"], index, axis=1))
-        if "bias" in rows:
-            logits += tf.gather(rows["bias"], index)
-        return logits
-
-    def _penalties(self, rows):
+    def _penalties(self, selection):
         """The body's regularization plus the class matrix's on the distinct selected columns:
         a class's weight decay applies on the steps it is selected."""
-        valid = tf.cast(tf.equal(rows["source"], tf.range(tf.size(rows["source"]))), tf.float32)
+        source = selection["source"]
+        valid = tf.cast(tf.equal(source, tf.range(tf.size(source))), tf.float32)
         penalties = list(self.body.losses)
         layer = self.matrix.layer
         if layer.kernel_regularizer is not None:
-            penalties.append(layer.kernel_regularizer(rows["kernel"] * valid[None, :]))
-        if "bias" in rows and layer.bias_regularizer is not None:
-            penalties.append(layer.bias_regularizer(rows["bias"] * valid))
+            penalties.append(layer.kernel_regularizer(selection["kernel"] * valid[None, :]))
+        if "bias" in selection and layer.bias_regularizer is not None:
+            penalties.append(layer.bias_regularizer(selection["bias"] * valid))
         return penalties
 
-    def apply(self, rows, grads):
+    def apply(self, selection, grads):
         """Update the selected columns (lazy rule), then the net below the class matrix.
 
         Args:
-          rows: this step's `select` result.
-          grads: all-reduced gradients: the body variables', then `trainable_rows(rows)`'.
+          selection: this step's `select` result.
+          grads: all-reduced gradients: the body variables', then `selected_weights(selection)`'.
         """
         num_body = len(self.body_variables)
         column_grads = grads[num_body:]
         if self.padded:  # repeated entries take their twin's gradient: they write alike
-            column_grads = [tf.gather(g, rows["source"], axis=-1) for g in column_grads]
-        self.columns.apply(rows["ids"], column_grads)
+            column_grads = [tf.gather(g, selection["source"], axis=-1) for g in column_grads]
+        self.columns.apply(selection["ids"], column_grads)
         if num_body:
             self.optimizer.apply(grads[:num_body], self.body_variables)
         else:  # Keras skips the iteration count of an empty update
@@ -147,6 +142,13 @@ class SampledSoftmaxHead(_ColumnHead):
         self.num_sampled = int(num_sampled)
         self.sampler = sampler
 
+    def _logits(self, embedding, selection, index):
+        """embedding @ kernel[:, index] + bias[index]: [B, len(index)]."""
+        logits = tf.matmul(embedding, tf.gather(selection["kernel"], index, axis=1))
+        if "bias" in selection:
+            logits += tf.gather(selection["bias"], index)
+        return logits
+
     def select(self, labels, step):
         """Draw this step's negatives and read the columns of them and of the global batch's
         labels, deduplicated and padded to a fixed M = global batch + K."""
@@ -162,26 +164,26 @@ class SampledSoftmaxHead(_ColumnHead):
         position = tf.range(size)
         source = tf.where(position < tf.size(distinct), position, 0)
         ids = tf.gather(distinct, source)  # padding repeats the first class
-        rows = {"ids": ids, "source": source, "sampled": sampled,
-                "true_index": index[offset:offset + tf.shape(labels)[0]],
-                "sampled_index": index[self.global_batch_size:]}
-        return self._read(rows)
+        selection = {"ids": ids, "source": source, "sampled": sampled,
+                     "true_index": index[offset:offset + tf.shape(labels)[0]],
+                     "sampled_index": index[self.global_batch_size:]}
+        return self._read(selection)
 
-    def forward(self, images, labels, rows):
+    def forward(self, images, labels, selection):
         """(embedding, per-example loss [B], logits [B, 1 + K] and labels for the accuracy
         metric, regularization terms); the metric logits are uncorrected, hits removed."""
         embedding = self.body(images, training=True)
         e = tf.cast(embedding, tf.float32)
         labels = tf.cast(labels, tf.int32)
-        true_kernel = tf.gather(rows["kernel"], rows["true_index"], axis=1)  # [D, B]
+        true_kernel = tf.gather(selection["kernel"], selection["true_index"], axis=1)  # [D, B]
         true_logits = tf.reduce_sum(e * tf.transpose(true_kernel), axis=1, keepdims=True)
-        if "bias" in rows:
-            true_logits += tf.gather(rows["bias"], rows["true_index"])[:, None]
-        sampled_logits = self._logits(e, rows, rows["sampled_index"])
+        if "bias" in selection:
+            true_logits += tf.gather(selection["bias"], selection["true_index"])[:, None]
+        sampled_logits = self._logits(e, selection, selection["sampled_index"])
         log_q = sampling.log_expected_count(
-            self.sampler, tf.concat([labels, rows["sampled"]], 0), self.num_sampled,
+            self.sampler, tf.concat([labels, selection["sampled"]], 0), self.num_sampled,
             self.num_classes)
-        hits = tf.equal(labels[:, None], rows["sampled"][None, :])
+        hits = tf.equal(labels[:, None], selection["sampled"][None, :])
         removed = tf.fill(tf.shape(sampled_logits), tf.float32.min)
         corrected = tf.concat(
             [true_logits - log_q[:tf.shape(labels)[0], None],
@@ -189,7 +191,7 @@ class SampledSoftmaxHead(_ColumnHead):
         zeros = tf.zeros_like(labels)
         loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=zeros, logits=corrected)
         metric_logits = tf.concat([true_logits, tf.where(hits, removed, sampled_logits)], 1)
-        return embedding, loss, metric_logits, zeros, self._penalties(rows)
+        return embedding, loss, metric_logits, zeros, self._penalties(selection)
 
 
 class PartialFCHead(_ColumnHead):
@@ -203,22 +205,22 @@ class PartialFCHead(_ColumnHead):
         self.loss_fn = loss_fn
 
     def select(self, labels, step):
-        """Draw this step's S classes (positives first) and read their columns."""
+        """Draw this step's S classes (ascending ids) and read their columns."""
         global_labels, offset = self._global_labels(labels)
         classes, positions = sampling.partial_fc_classes(
             global_labels, self.num_classes, self.num_selected,
             sampling.step_seed(self.seed, step))
-        rows = {"ids": classes, "source": tf.range(self.num_selected),
-                "label_index": positions[offset:offset + tf.shape(labels)[0]]}
-        return self._read(rows)
+        selection = {"ids": classes, "source": tf.range(self.num_selected),
+                     "label_index": positions[offset:offset + tf.shape(labels)[0]]}
+        return self._read(selection)
 
-    def forward(self, images, labels, rows):
+    def forward(self, images, labels, selection):
         """(embedding, per-example data loss over the S classes, logits [B, S] and labels for
         the accuracy metric, regularization terms)."""
-        del labels  # their positions among the S classes are in `rows`
+        del labels  # their positions among the S classes are in `selection`
         embedding = self.body(images, training=True)
-        logits = tf.matmul(tf.cast(embedding, tf.float32), rows["kernel"])
-        if "bias" in rows:
-            logits += rows["bias"]
-        loss = self.loss_fn(rows["label_index"], logits)
-        return embedding, loss, logits, rows["label_index"], self._penalties(rows)
+        logits = tf.matmul(tf.cast(embedding, tf.float32), selection["kernel"])
+        if "bias" in selection:
+            logits += selection["bias"]
+        loss = self.loss_fn(selection["label_index"], logits)
+        return embedding, loss, logits, selection["label_index"], self._penalties(selection)

@@ -13,9 +13,9 @@ replicas equal the one-device objective. The center loss moves its centers with 
 counts all-reduced over the global batch (tfmodels.layers.CenterLoss).
 
 A sampled head (`--head=sampled_softmax|partial_fc`, tfmodels.training.heads) replaces the
-dense logits: before the tape it draws this step's classes and reads their columns of the class
-matrix (`rows`), inside it gives the per-example data loss from the embedding, and its update
-touches only those columns; everything else above is unchanged.
+dense logits: before the tape it draws this step's classes and reads their columns of the
+class matrix (`selection`), inside the tape it gives the per-example data loss from the
+embedding, and its update touches only those columns; everything else above is unchanged.
 """
 import keras
 import tensorflow as tf
@@ -69,7 +69,7 @@ class TrainStep:
                                   if config.jit_compile else self._gradients)
         self.loop = tf.function(self._loop)
 
-    def _gradients(self, images, labels, rows=None):
+    def _gradients(self, images, labels, selection=None):
         sources = self.parts.train_variables
         with tf.GradientTape() as tape:
             if self.head is None:
@@ -78,11 +78,11 @@ class TrainStep:
                 logits = tf.cast(outputs["logits"], tf.float32)
                 data_loss = self.parts.loss_fn(labels, logits)
                 metric_labels, penalties = labels, self.parts.model.losses
-            else:  # logits over this step's classes only (`rows`)
-                sources = self.head.body_variables + self.head.trainable_rows(rows)
-                tape.watch(self.head.trainable_rows(rows))
+            else:  # logits over this step's classes only (`selection`)
+                sources = self.head.body_variables + self.head.selected_weights(selection)
+                tape.watch(self.head.selected_weights(selection))
                 embedding, data_loss, logits, metric_labels, penalties = self.head.forward(
-                    images, labels, rows)
+                    images, labels, selection)
             per_example = data_loss
             center = tf.zeros_like(data_loss)
             if self.parts.center_loss is not None:
@@ -103,9 +103,10 @@ class TrainStep:
     def _replica_step(self, batch):
         labels = batch["label"]
         # A sampled head draws this step's classes (the same on every replica) and reads them.
-        rows = None if self.head is None else self.head.select(labels, self.parts.step_counter)
+        selection = (None if self.head is None
+                     else self.head.select(labels, self.parts.step_counter))
         grads, embedding, logits, metric_labels, data_loss, center, total = \
-            self._forward_backward(batch["image"], labels, rows)
+            self._forward_backward(batch["image"], labels, selection)
         if self.parts.center_loss is not None:
             # Outside the (possibly XLA-compiled) forward pass: the update sums per-class
             # statistics over replicas. Same c_j^t and x_i^t as the loss used.
@@ -117,31 +118,31 @@ class TrainStep:
         if self.clip_grad_norm:
             grads, _ = tf.clip_by_global_norm(grads, self.clip_grad_norm)
         if self.parts.loss_scale is None:
-            self._apply(grads, rows)
+            self._apply(grads, selection)
         else:
             finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
             # A cond whose branch calls merge_call (optimizer.apply does) must run in a
             # cross-replica context; every replica holds the same `finite` (summed gradients).
-            context.merge_call(self._apply_if_finite, args=(grads, rows, finite))
+            context.merge_call(self._apply_if_finite, args=(grads, selection, finite))
 
         self.metrics.loss.update_state(total)
         self.metrics.data_loss.update_state(data_loss)
         self.metrics.center_loss.update_state(center)
         self.metrics.accuracy.update_state(metric_labels, logits)
 
-    def _apply(self, grads, rows=None):
+    def _apply(self, grads, selection=None):
         if self.head is None:
             self.parts.optimizer.apply(grads)
         else:  # the selected columns of the class matrix, then the net below it
-            self.head.apply(rows, grads)
+            self.head.apply(selection, grads)
         if self.parts.weight_average is not None:
             self.parts.weight_average.update(self.parts.optimizer.iterations)
 
-    def _apply_if_finite(self, strategy, grads, rows, finite):
+    def _apply_if_finite(self, strategy, grads, selection, finite):
         finite = strategy.experimental_local_results(finite)[0]
 
         def apply():
-            strategy.extended.call_for_each_replica(self._apply, args=(grads, rows))
+            strategy.extended.call_for_each_replica(self._apply, args=(grads, selection))
             self.parts.loss_scale.after_finite_step()
 
         tf.cond(finite, apply, self.parts.loss_scale.after_skipped_step)
