@@ -20,7 +20,7 @@ import common_flags  # noqa: E402
 from tfmodels import data, losses, nets, schedules, training  # noqa: E402
 from tfmodels.data import preprocessing as data_preprocessing  # noqa: E402
 from tfmodels.training import config as config_lib  # noqa: E402
-from tfmodels.training import inputs, optimizers  # noqa: E402
+from tfmodels.training import heads, inputs, optimizers, sampling  # noqa: E402
 
 # Every default is TrainConfig()'s: the embedded-digits recipe (SmallCNN, augmentation, label
 # smoothing, weight decay, cosine rate). Presets in configs/ set their own.
@@ -68,6 +68,15 @@ flags.DEFINE_float("weight_decay", D.weight_decay, "Weight decay of kernels: wd*
                    "the loss (l2) or w -= lr*wd*w (decoupled).")
 flags.DEFINE_enum("weight_decay_type", D.weight_decay_type, config_lib.WEIGHT_DECAY_TYPES,
                   "auto: decoupled for adamw, l2 otherwise.")
+# --- head over the classes (docs/MANY_CLASSES.md) ---
+flags.DEFINE_enum("head", D.head, heads.HEADS, "softmax: logits over every class; "
+                  "sampled_softmax / partial_fc: a few classes of the logits layer per step.")
+flags.DEFINE_integer("num_sampled", D.num_sampled, "sampled_softmax: negatives drawn per step "
+                     "for the whole global batch (the same on every replica).", lower_bound=1)
+flags.DEFINE_enum("sampler", D.sampler, sampling.SAMPLERS, "sampled_softmax: the proposal the "
+                  "negatives are drawn from (logits corrected by -log of its expected count).")
+flags.DEFINE_float("sample_rate", D.sample_rate, "partial_fc: fraction of the classes scored "
+                   "per step (the global batch's classes plus uniform negatives), in (0, 1].")
 # --- optimizer ---
 flags.DEFINE_enum("optimizer", D.optimizer, optimizers.OPTIMIZERS, "Optimizer.")
 flags.DEFINE_float("learning_rate", D.learning_rate, "Peak learning rate (after warmup).")
@@ -135,7 +144,9 @@ def config_from_flags():
         train_steps=FLAGS.train_steps, epochs=FLAGS.epochs, loss=FLAGS.loss,
         label_smoothing=FLAGS.label_smoothing, center_loss_weight=FLAGS.center_loss_weight,
         center_alpha=FLAGS.center_alpha, weight_decay=FLAGS.weight_decay,
-        weight_decay_type=FLAGS.weight_decay_type, optimizer=FLAGS.optimizer,
+        weight_decay_type=FLAGS.weight_decay_type, head=FLAGS.head,
+        num_sampled=FLAGS.num_sampled, sampler=FLAGS.sampler, sample_rate=FLAGS.sample_rate,
+        optimizer=FLAGS.optimizer,
         learning_rate=FLAGS.learning_rate, momentum=FLAGS.momentum, nesterov=FLAGS.nesterov,
         lr_schedule=FLAGS.lr_schedule, lr_boundaries=boundaries,
         lr_decay_factor=FLAGS.lr_decay_factor, warmup_steps=FLAGS.warmup_steps,

@@ -80,6 +80,8 @@ def test_every_option_has_a_flag(train_script, tmp_path):
                "data_dir": str(tmp_path), "batch_size": "32", "train_steps": "7",
                "loss": "hinge", "label_smoothing": "0", "center_loss_weight": "0.2",
                "center_alpha": "0.25", "weight_decay": "0.5", "weight_decay_type": "l2",
+               "head": "partial_fc", "num_sampled": "17", "sampler": "uniform",
+               "sample_rate": "0.25",
                "optimizer": "adam", "learning_rate": "0.3", "momentum": "0.5",
                "nesterov": "true", "lr_schedule": "piecewise", "lr_boundaries": "3,5",
                "lr_decay_factor": "0.5", "warmup_steps": "2", "clip_grad_norm": "1.5",

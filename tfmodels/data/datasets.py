@@ -6,14 +6,16 @@ Names accepted everywhere (`get_dataset_info`, `make_dataset`, `--dataset`):
 * `mnist`, `fashion_mnist`, `cifar10`, `cifar100`, `tfds:NAME` – tensorflow-datasets
   (`tfds_source.py`), read into memory or streamed.
 * `synthetic[:HxWxC[:CLASSES[:TRAIN[:TEST]]]]` – random data for benchmarks (`synthetic.py`).
+* `patterns[:HxWxC[:CLASSES[:TRAIN[:TEST]]]]` – a learnable dataset of up to millions of
+  classes, the label a fixed function of the pixels (`patterns.py`).
 
 A new kind of data is one `Source` (see `specs.Source`) added to `SOURCES`; nothing else
 dispatches on the kind.
 """
-from tfmodels.data import digits, synthetic, tfds_source
+from tfmodels.data import digits, patterns, synthetic, tfds_source
 from tfmodels.data.specs import DatasetInfo, check_split
 
-SOURCES = (digits.SOURCE, tfds_source.SOURCE, synthetic.SOURCE)
+SOURCES = (digits.SOURCE, tfds_source.SOURCE, synthetic.SOURCE, patterns.SOURCE)
 DATASET_NAMES = tuple(name for source in SOURCES for name in source.names)
 
 

@@ -25,10 +25,10 @@ from absl import logging
 
 from tfmodels import data, distribute
 from tfmodels import model_dir as model_dir_lib
-from tfmodels.evaluation import embedding_stats, knn, plots
+from tfmodels.evaluation import chunked, embedding_stats, knn, plots
 from tfmodels.evaluation.eval_config import (EvalConfig, EvalConfigError, EvalPlan,
                                              check_checkpoint, resolve)
-from tfmodels.evaluation.metrics import classification_metrics
+from tfmodels.evaluation.metrics import output_metrics
 from tfmodels.evaluation.predict import collect_outputs
 from tfmodels.losses import per_example_loss_fn
 
@@ -155,7 +155,8 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
         loss_fn=per_example_loss_fn(record.loss, record.label_smoothing),
         center_loss=center_loss, top_k=plan.top_k, knn_k=plan.knn_k,
         gallery_split=plan.gallery_split, image_size=plan.image_size,
-        preprocessing=plan.preprocessing, skip_undecodable=plan.skip_undecodable)
+        preprocessing=plan.preprocessing, skip_undecodable=plan.skip_undecodable,
+        scores=_chunked_scores(record, plan.top_k))
     results = dict(evaluation.results)
     results.update(
         step=step, checkpoint=checkpoint_path, split=plan.split, dataset=plan.dataset,
@@ -172,9 +173,17 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
     return results
 
 
+def _chunked_scores(record, top_k):
+    """Scores in chunks of classes for a model of many classes (`chunked.needs_chunks`)."""
+    if not chunked.needs_chunks(record.num_classes):
+        return None
+    return chunked.ChunkedScores(top_k=max(top_k, default=1), loss=record.loss,
+                                 label_smoothing=record.label_smoothing)
+
+
 def evaluate_model(strategy, model, *, dataset, split, global_batch_size, data_dir=None,
                    loss_fn=None, center_loss=None, top_k=(5,), knn_k=(1, 5), gallery_split=None,
-                   image_size=None, preprocessing=None, skip_undecodable=False):
+                   image_size=None, preprocessing=None, skip_undecodable=False, scores=None):
     """Metrics, k-NN accuracy and embedding statistics of `model` on one split.
 
     Args:
@@ -191,6 +200,9 @@ def evaluate_model(strategy, model, *, dataset, split, global_batch_size, data_d
       image_size, preprocessing, skip_undecodable: the input pipeline's (`data.make_dataset`):
         the model's (height, width), the run's preprocessing (None: the dataset's
         normalisation), and whether undecodable images are skipped.
+      scores: a `chunked.ChunkedScores` to score every class in chunks (many classes): the
+        results then hold `metrics.ranked_metrics`' keys and no embedding statistics (their
+        inter-class distances are over every pair of classes).
 
     Returns:
       `Evaluation(results, outputs, gallery, centers)`: results holds classification_metrics'
@@ -208,7 +220,7 @@ def evaluate_model(strategy, model, *, dataset, split, global_batch_size, data_d
                                              training=False, data_dir=data_dir,
                                              image_size=image_size, preprocessing=preprocessing,
                                              skip_undecodable=skip_undecodable)
-        collected = collect_outputs(strategy, model, split_data, loss_fn=loss_fn)
+        collected = collect_outputs(strategy, model, split_data, loss_fn=loss_fn, scores=scores)
         skipped[name] = split_data.skipped_examples
         if skipped[name]:
             logging.warning("skipped %d undecodable example(s) of split %r of %s",
@@ -216,9 +228,8 @@ def evaluate_model(strategy, model, *, dataset, split, global_batch_size, data_d
         return collected
 
     outputs = collect(split)
-    num_classes = outputs["logits"].shape[1]
-    results = classification_metrics(outputs["label"], outputs["logits"], outputs.get("loss"),
-                                     top_k=top_k)
+    num_classes = int(model.output["logits"].shape[-1])
+    results = output_metrics(outputs, top_k=top_k, num_classes=num_classes)
     results["skipped_undecodable"] = skipped[split]
     if not np.isfinite(outputs["embedding"]).all():
         # A diverged checkpoint: report what can be computed rather than fail on it.
@@ -237,7 +248,10 @@ def evaluate_model(strategy, model, *, dataset, split, global_batch_size, data_d
                                         exclude_self=gallery_split == split)
             results.update({f"knn_{k}_accuracy": v for k, v in accuracy.items()})
     centers, source = None, None
-    if center_loss is not None:
+    if scores is not None:
+        logging.info("%d classes: no embedding statistics (distances between every pair of "
+                     "class centers)", num_classes)
+    elif center_loss is not None:
         centers, source = np.asarray(center_loss.centers.numpy(), np.float64), "learned"
     elif gallery is not None:
         centers = embedding_stats.class_means(gallery["embedding"], gallery["label"],
@@ -263,9 +277,11 @@ def _write_plots(plan, evaluation, step):
     """The confusion matrix and (for finite embeddings) the embedding scatter; their paths."""
     title = f"{plan.record.model} on {plan.dataset}:{plan.split}, step {step}"
     outputs, split = evaluation.outputs, plan.split
-    paths = {"confusion_matrix": plots.plot_confusion_matrix(
-        os.path.join(plan.plot_dir, f"confusion_{split}.png"),
-        evaluation.results["confusion_matrix"], title=f"confusion, {title}")}
+    paths = {}
+    if "confusion_matrix" in evaluation.results:  # not kept for many classes
+        paths["confusion_matrix"] = plots.plot_confusion_matrix(
+            os.path.join(plan.plot_dir, f"confusion_{split}.png"),
+            evaluation.results["confusion_matrix"], title=f"confusion, {title}")
     if np.isfinite(outputs["embedding"]).all():
         paths["embedding"] = plots.plot_embeddings(
             os.path.join(plan.plot_dir, f"embedding_{split}.png"), outputs["embedding"],

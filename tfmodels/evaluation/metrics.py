@@ -1,4 +1,5 @@
-"""Classification metrics from collected outputs, in NumPy (float64 accumulation)."""
+"""Classification metrics from collected outputs, in NumPy (float64 accumulation): from full
+logits, or from scores streamed over chunks of many classes (`ranked_metrics`)."""
 import numpy as np
 
 
@@ -41,3 +42,42 @@ def classification_metrics(labels, logits, losses=None, top_k=(5,)):
     if losses is not None:
         result["loss"] = float(np.mean(np.asarray(losses, np.float64)))
     return result
+
+
+def ranked_metrics(labels, top_ids, rank, losses=None, top_k=(5,), num_classes=None):
+    """`classification_metrics`' scalars from scores streamed over chunks of classes
+    (`chunked.ChunkedScores`): no [N, C] logits, no per-class accuracy or [C, C] confusion.
+
+    Args:
+      labels: int [N] true classes.
+      top_ids: int [N, k] best classes first (ties: smaller id first, as argmax).
+      rank: int [N] how many classes score strictly higher than the true one.
+      losses: optional float [N]; adds 'loss'.
+      top_k: the k values for 'top_<k>_accuracy'; a k >= num_classes is skipped.
+      num_classes: C (default: no k is skipped).
+
+    Returns:
+      dict: 'accuracy', 'top_<k>_accuracy', 'count' and 'loss'.
+    """
+    labels = np.asarray(labels, np.int64)
+    rank = np.asarray(rank, np.int64)
+    if labels.size == 0:
+        raise ValueError("no examples to evaluate")
+    result = {"accuracy": float(np.mean(np.asarray(top_ids)[:, 0] == labels)),
+              "count": int(labels.size)}
+    for k in top_k:
+        if num_classes is None or k < num_classes:
+            result[f"top_{k}_accuracy"] = float(np.mean(rank < k))
+    if losses is not None:
+        result["loss"] = float(np.mean(np.asarray(losses, np.float64)))
+    return result
+
+
+def output_metrics(outputs, top_k=(5,), num_classes=None):
+    """`classification_metrics` of `collect_outputs`' arrays, or `ranked_metrics` when they were
+    scored in chunks (they then hold 'rank' instead of 'logits')."""
+    if "logits" in outputs:
+        return classification_metrics(outputs["label"], outputs["logits"], outputs.get("loss"),
+                                      top_k=top_k)
+    return ranked_metrics(outputs["label"], outputs["top_ids"], outputs["rank"],
+                          outputs.get("loss"), top_k=top_k, num_classes=num_classes)

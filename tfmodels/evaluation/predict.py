@@ -8,8 +8,10 @@ replicas and any global batch size.
 import numpy as np
 import tensorflow as tf
 
+from tfmodels.nets.class_matrix import class_matrix
 
-def collect_outputs(strategy, model, data, *, loss_fn=None):
+
+def collect_outputs(strategy, model, data, *, loss_fn=None, scores=None):
     """Outputs for every real example of an evaluation `data` (`distribute_dataset(...,
     training=False)`).
 
@@ -18,19 +20,39 @@ def collect_outputs(strategy, model, data, *, loss_fn=None):
       model: maps images to {'logits', 'embedding'} (tfmodels.nets.build_model).
       data: a `tfmodels.data.DistributedData` for evaluation (with masks, `data.steps` steps).
       loss_fn: optional per-example loss `fn(labels, logits)`; adds 'loss'.
+      scores: optional `chunked.ChunkedScores`: score every class in chunks of the class
+        matrix instead of keeping logits (for many classes; `loss_fn` is then unused and the
+        loss is the one `scores` names).
 
     Returns:
-      dict of NumPy arrays over the N real examples: 'logits' [N, K] float32, 'embedding'
-      [N, D] float32, 'label' [N] int32, and 'loss' [N] when `loss_fn` is given.
+      dict of NumPy arrays over the N real examples: 'embedding' [N, D] float32, 'label' [N]
+      int32, 'logits' [N, K] float32 (or with `scores`: 'top_ids', 'top_scores', 'rank'), and
+      'loss' [N] when `loss_fn` (or `scores.loss`) is given.
     """
+    matrix = None
+    if scores is not None:
+        try:
+            matrix = class_matrix(model, purpose="evaluation in chunks of classes")
+        except ValueError:  # no class matrix: score each batch's full logits instead
+            matrix = None
 
     def replica_outputs(batch):
-        outputs = model(batch["image"], training=False)
-        logits = tf.cast(outputs["logits"], tf.float32)
-        result = {"logits": logits, "embedding": tf.cast(outputs["embedding"], tf.float32),
-                  "label": tf.cast(batch["label"], tf.int32), "mask": batch["mask"]}
-        if loss_fn is not None:
-            result["loss"] = loss_fn(batch["label"], logits)
+        labels = tf.cast(batch["label"], tf.int32)
+        if matrix is not None:  # the net up to its embedding, then the classes in chunks
+            embedding = tf.cast(matrix.embedding_model(batch["image"], training=False),
+                                tf.float32)
+            result = scores(embedding, matrix.kernel, matrix.bias, labels)
+        else:
+            outputs = model(batch["image"], training=False)
+            embedding = tf.cast(outputs["embedding"], tf.float32)
+            logits = tf.cast(outputs["logits"], tf.float32)
+            if scores is not None:
+                result = scores.from_logits(logits, labels)
+            else:
+                result = {"logits": logits}
+                if loss_fn is not None:
+                    result["loss"] = loss_fn(batch["label"], logits)
+        result.update(embedding=embedding, label=labels, mask=batch["mask"])
         return result
 
     @tf.function

@@ -13,7 +13,10 @@ When called with `training=True` it also moves the centers by the paper's rule (
 where n_j counts class j in the *global* batch. Under a distribution strategy every replica
 all-reduces its per-class sums and counts first, so N replicas on a split global batch move the
 centers exactly as one device on the whole batch (the `unique_with_counts` + `scatter_sub`
-recipe with local counts drifts). The joint objective is L_softmax + lambda * L_center: lambda
+recipe with local counts drifts). The update costs O(B D) whatever the number of classes: the
+sums run over the global batch's distinct classes (labels all-gathered, so every replica has the
+same list), and only those rows of the centers are rewritten, in place
+(`variable_slices.scatter_add`). The joint objective is L_softmax + lambda * L_center: lambda
 is the caller's weight on the returned loss, alpha the center learning rate given here.
 
 Custom training loop (inside `strategy.run` or eagerly):
@@ -27,6 +30,8 @@ with `training=True` (e.g. during `model.fit`), never as a separate op someone m
 """
 import keras
 import tensorflow as tf
+
+from tfmodels.layers import variable_slices
 
 
 @keras.saving.register_keras_serializable(package="tfmodels")
@@ -77,7 +82,8 @@ class CenterLoss(keras.layers.Layer):
     def call(self, features, labels, training=None):
         features = tf.cast(features, tf.float32)
         labels = self._checked_labels(labels)
-        centers = tf.gather(self.centers, labels)  # the centers before this step's update
+        # The centers before this step's update; B rows read, never the whole table.
+        centers = variable_slices.gather(self.centers, labels, axis=0)
         diff = features - centers
         loss = 0.5 * tf.reduce_sum(tf.square(diff), axis=-1)
         if training and self.alpha > 0.0:
@@ -96,10 +102,17 @@ class CenterLoss(keras.layers.Layer):
             return
         features = tf.stop_gradient(tf.cast(features, tf.float32))
         labels = self._checked_labels(labels)
-        self._apply_update(features - tf.gather(self.centers, labels), labels)
+        centers = variable_slices.gather(self.centers, labels, axis=0)
+        self._apply_update(features - centers, labels)
 
     def _apply_update(self, diff, labels):
-        self.centers.assign_sub(self._center_update(diff, labels))
+        classes, update = self._center_update(diff, labels)
+        if tf.distribute.in_cross_replica_context():  # the batch is whole; update every copy
+            for centers in tf.distribute.get_strategy().experimental_local_results(
+                    self.centers.value):
+                variable_slices.scatter_add(centers, classes, -update, axis=0)
+        else:
+            variable_slices.scatter_add(self.centers, classes, -update, axis=0)
 
     def _checked_labels(self, labels):
         labels = tf.cast(labels, tf.int32)
@@ -115,16 +128,28 @@ class CenterLoss(keras.layers.Layer):
             return tf.identity(labels)
 
     def _center_update(self, diff, labels):
-        """alpha * sum_{y_i=j}(c_j - x_i) / (1 + n_j), with sums and n_j over the global batch."""
-        sums = tf.math.unsorted_segment_sum(-diff, labels, self.num_classes)
-        counts = tf.math.unsorted_segment_sum(
-            tf.ones_like(labels, tf.float32), labels, self.num_classes)
-        # In a replica context (strategy.run, model.fit) this sums over replicas; under the
-        # default strategy it is the identity. In a cross-replica context the batch is whole.
+        """(classes [G], alpha * sum_{y_i=j}(c_j - x_i) / (1 + n_j) [G, D] for each), with sums
+        and n_j over the global batch of G examples: its distinct classes first, then padding
+        (the first class again, with a zero update)."""
+        # In a replica context (strategy.run, model.fit) the labels of every replica are
+        # gathered, so each replica lists the same classes in the same order and the per-class
+        # sums can be all-reduced row by row. In a cross-replica context the batch is whole.
         replica_context = tf.distribute.get_replica_context()
-        if replica_context is not None:
+        distributed = replica_context is not None and replica_context.num_replicas_in_sync > 1
+        global_labels, offset = labels, 0
+        if distributed:
+            global_labels = replica_context.all_gather(labels, axis=0)
+            offset = replica_context.replica_id_in_sync_group * tf.shape(labels)[0]
+        classes, index = tf.unique(global_labels)
+        size = tf.size(global_labels)
+        mine = index[offset:offset + tf.shape(labels)[0]]
+        sums = tf.math.unsorted_segment_sum(-diff, mine, size)
+        counts = tf.math.unsorted_segment_sum(tf.ones_like(labels, tf.float32), mine, size)
+        if distributed:
             sums, counts = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, [sums, counts])
-        return self.alpha * sums / (1.0 + counts)[:, None]
+        padded = tf.gather(classes, tf.where(tf.range(size) < tf.size(classes),
+                                             tf.range(size), 0))
+        return padded, self.alpha * sums / (1.0 + counts)[:, None]
 
     def compute_output_spec(self, features, labels, training=None):
         return keras.KerasTensor(features.shape[:-1], dtype="float32")

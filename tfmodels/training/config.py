@@ -21,8 +21,10 @@ from tfmodels.data import preprocessing as data_preprocessing
 from tfmodels.data import steps_per_epoch
 from tfmodels.data.pipeline import check_image_size
 from tfmodels.nets import custom
+from tfmodels.training.heads import HEADS
 from tfmodels.training.inputs import resolve_input
 from tfmodels.training.optimizers import OPTIMIZERS
+from tfmodels.training.sampling import SAMPLERS
 
 MIXED_PRECISION = ("none", "bfloat16", "float16")
 WEIGHT_DECAY_TYPES = ("auto", "l2", "decoupled")
@@ -60,6 +62,11 @@ class TrainConfig:
     center_alpha: float = 0.5
     weight_decay: float = 1e-3
     weight_decay_type: str = "auto"
+    # Head over the classes (docs/MANY_CLASSES.md): the dense softmax, or a sampled one.
+    head: str = "softmax"
+    num_sampled: int = 4096
+    sampler: str = "log_uniform"
+    sample_rate: float = 0.1
     # Optimizer and schedule.
     optimizer: str = "momentum"
     learning_rate: float = 0.1
@@ -122,6 +129,8 @@ class TrainConfig:
                     sorted(data_preprocessing.PREPROCESSING_FNS))
         if not isinstance(self.skip_undecodable, bool):
             raise ValueError(f"skip_undecodable={self.skip_undecodable!r} must be True or False")
+        _choice("head", self.head, HEADS)
+        _choice("sampler", self.sampler, SAMPLERS)
         distribute.check_options(self.strategy, num_gpus=self.num_gpus,
                                  all_reduce=self.all_reduce,
                                  virtual_devices=self.virtual_devices)
@@ -129,7 +138,7 @@ class TrainConfig:
             raise ValueError(f"model_dir={self.model_dir!r} must name a directory (None: "
                              "runs/<model>-<dataset>)")
         for name in ("global_batch_size", "steps_per_loop", "checkpoint_every",
-                     "keep_checkpoints", "log_every"):
+                     "keep_checkpoints", "log_every", "num_sampled"):
             _positive_int(name, getattr(self, name))
         if self.train_steps is not None and self.epochs is not None:
             raise ValueError(f"give at most one of train_steps={self.train_steps} and "
@@ -146,6 +155,7 @@ class TrainConfig:
         for name in ("center_loss_weight", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+        self._validate_head()
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
             raise ValueError(f"clip_grad_norm={self.clip_grad_norm} must be > 0 (or unset)")
         if self.loss == "hinge" and self.label_smoothing:
@@ -162,6 +172,25 @@ class TrainConfig:
         schedules.check_schedule(self.lr_schedule, self.learning_rate, max(self.warmup_steps, 1),
                                  self.warmup_steps, self.lr_boundaries, self.lr_decay_factor)
 
+    def _validate_head(self):
+        if not 0.0 < self.sample_rate <= 1.0:
+            raise ValueError(f"sample_rate={self.sample_rate} must be in (0, 1]")
+        if self.head == "softmax":
+            return
+        if self.ema_decay:
+            raise ValueError(f"ema_decay={self.ema_decay} averages every class of the class "
+                             f"matrix at every step, which head={self.head!r} avoids; use "
+                             "ema_decay=0 with it")
+        if self.head == "sampled_softmax":
+            if self.loss != "cross_entropy":
+                raise ValueError(f"loss={self.loss!r}: head='sampled_softmax' is a "
+                                 "cross-entropy; use loss='cross_entropy' (or "
+                                 "head='partial_fc', which takes any loss)")
+            if self.label_smoothing:
+                raise ValueError(f"label_smoothing={self.label_smoothing} spreads mass over all "
+                                 "classes, which head='sampled_softmax' does not score; use "
+                                 "label_smoothing=0 (or head='partial_fc')")
+
     @property
     def decoupled_weight_decay(self):
         if self.weight_decay_type == "auto":
@@ -176,8 +205,9 @@ class TrainConfig:
 
         Raises:
           ValueError: the global batch does not split evenly over the replicas, is larger than
-            the training split, the warmup is longer than the run, or the net cannot take the
-            resolved image size (`resolve_input`).
+            the training split, the warmup is longer than the run, the net cannot take the
+            resolved image size (`resolve_input`), or num_sampled is not below the number of
+            classes (sampled softmax).
         """
         image_shape, preprocessing = resolve_input(self.model, info, self.image_size,
                                                    self.preprocessing)
@@ -193,6 +223,10 @@ class TrainConfig:
         if self.warmup_steps > total:
             raise ValueError(f"warmup_steps={self.warmup_steps} must be in [0, {total}] (the "
                              "total number of steps)")
+        if self.head == "sampled_softmax" and self.num_sampled >= info.num_classes:
+            raise ValueError(f"num_sampled={self.num_sampled} must be < the {info.num_classes} "
+                             f"classes of {info.name!r} for head='sampled_softmax' (use "
+                             "head='softmax' to score every class)")
         model_dir = self.model_dir or os.path.join(
             "runs", f"{self.model}-{self.dataset}".replace(":", "_"))
         return ResolvedConfig(

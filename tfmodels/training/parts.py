@@ -2,8 +2,8 @@
 
 The model (slim-style net from the registry), the variables the optimizer updates
 (`trainable_scopes`), the center loss, the optimizer (built), the schedule, the step counter,
-the weight averages and the float16 loss scale, in one `TrainingParts` that the step and the
-checkpoint take whole.
+the weight averages, the float16 loss scale and the sampled head (`heads.py`, None for the
+dense softmax), in one `TrainingParts` that the step and the checkpoint take whole.
 """
 import contextlib
 import dataclasses
@@ -16,7 +16,7 @@ from absl import logging
 from tfmodels import losses, nets, porting, schedules
 from tfmodels.averaging import WeightAverage
 from tfmodels.layers import CenterLoss
-from tfmodels.training import optimizers
+from tfmodels.training import heads, optimizers
 
 
 @dataclasses.dataclass
@@ -31,6 +31,7 @@ class TrainingParts:
     center_loss: Optional[CenterLoss] = None
     weight_average: Optional[WeightAverage] = None
     loss_scale: Optional[optimizers.DynamicLossScale] = None
+    head: Optional[heads.SampledSoftmaxHead] = None   # or PartialFCHead; None: dense softmax
 
     def trackables(self):
         """What a checkpoint of the run holds, by name (input position added by the trainer)."""
@@ -62,7 +63,8 @@ def build_training(resolved, strategy, init_from=None):
 
     Raises:
       ValueError: the checkpoint does not fill the model (the porting report), a trainable
-        scope matches nothing, or XLA is asked for synchronized batch norm off GPUs.
+        scope matches nothing, XLA is asked for synchronized batch norm off GPUs, or a sampled
+        head for a net without a class matrix fed by its embedding.
     """
     config = resolved.config
     with strategy.scope():
@@ -98,12 +100,14 @@ def build_training(resolved, strategy, init_from=None):
         weight_average = (WeightAverage(model.trainable_variables, config.ema_decay)
                           if config.ema_decay else None)
         loss_scale = optimizers.DynamicLossScale() if resolved.loss_scaling else None
+        loss_fn = losses.per_example_loss_fn(config.loss, config.label_smoothing)
+        head = heads.build_head(config, model, optimizer, train_variables,
+                                resolved.num_classes, loss_fn)
     _check_xla_sync_batch_norm(config, strategy, model)
     return TrainingParts(
         model=model, train_variables=train_variables, optimizer=optimizer, schedule=schedule,
-        step_counter=step_counter,
-        loss_fn=losses.per_example_loss_fn(config.loss, config.label_smoothing),
-        center_loss=center_loss, weight_average=weight_average, loss_scale=loss_scale)
+        step_counter=step_counter, loss_fn=loss_fn, center_loss=center_loss,
+        weight_average=weight_average, loss_scale=loss_scale, head=head)
 
 
 def _check_xla_sync_batch_norm(config, strategy, model):

@@ -11,6 +11,11 @@ Per replica, on its slice of the global batch:
 Dividing by the *global* batch and scaling regularization by 1/replicas makes the sum over
 replicas equal the one-device objective. The center loss moves its centers with per-class
 counts all-reduced over the global batch (tfmodels.layers.CenterLoss).
+
+A sampled head (`--head=sampled_softmax|partial_fc`, tfmodels.training.heads) replaces the
+dense logits: before the tape it draws this step's classes and reads their columns of the
+class matrix (`selection`), inside the tape it gives the per-example data loss from the
+embedding, and its update touches only those columns; everything else above is unchanged.
 """
 import numpy as np
 import tensorflow as tf
@@ -24,7 +29,8 @@ class TrainMetrics:
     data loss and center loss when a center loss is on, and whether the top-1 prediction is
     correct. Reading `totals` outside the replica function adds the copies, and the examples
     are summed once per loop. The regularization (a function of the weights only) is
-    evaluated once, at the end of the loop.
+    evaluated once, at the end of the loop; with a sampled head it depends on the step's
+    classes, so it is accumulated per step instead (`stepwise_regularization`).
 
     `results` gives means over the loop's examples (steps x global batch), the same for any
     number of replicas:
@@ -37,13 +43,21 @@ class TrainMetrics:
       per_replica_batch_size: examples per step on each replica.
       center_loss: a center loss is trained (report its mean).
       regularization: the net has regularization losses (report them, add them to `loss`).
+      stepwise_regularization: the regularization changes within a loop (a sampled head's
+        selected columns): `update` takes it each step, after the per-example values.
     """
 
-    def __init__(self, per_replica_batch_size, center_loss=False, regularization=False):
+    def __init__(self, per_replica_batch_size, center_loss=False, regularization=False,
+                 stepwise_regularization=False):
         self.center_loss = center_loss
         self.regularization = regularization
+        self.stepwise = regularization and stepwise_regularization
         self.accumulated = (("example_loss", "data_loss", "center_loss", "correct")
                             if center_loss else ("example_loss", "correct"))
+        if self.stepwise:
+            # Every example of a step carries the step's value: its mean over the examples of
+            # the loop is the mean over the steps.
+            self.accumulated += ("regularization",)
         self.totals = tf.Variable(
             tf.zeros([len(self.accumulated), per_replica_batch_size]), trainable=False,
             synchronization=tf.VariableSynchronization.ON_READ,
@@ -52,15 +66,18 @@ class TrainMetrics:
     def reset(self):
         self.totals.assign(tf.zeros_like(self.totals))
 
-    def update(self, values):
-        """In a replica: add `values` (per-example [B] vectors, one per `accumulated` name)."""
+    def update(self, values, regularization=None):
+        """In a replica: add `values` (per-example [B] vectors, one per `accumulated` name, the
+        regularization excepted) and, when stepwise, this step's `regularization` (a scalar)."""
+        if self.stepwise:
+            values = list(values) + [tf.fill(tf.shape(values[0]), regularization)]
         self.totals.assign_add(tf.stack(values))
 
     def read(self, regularization=None):
         """Outside the replica function: the sums over replicas and examples, in `accumulated`
-        order, then `regularization` (a scalar) if on."""
+        order, then `regularization` (a scalar) if on and not stepwise."""
         sums = tf.reduce_sum(tf.convert_to_tensor(self.totals), axis=1)
-        if self.regularization:
+        if self.regularization and not self.stepwise:
             sums = tf.concat([sums, tf.reshape(regularization, [1])], axis=0)
         return sums
 
@@ -68,7 +85,10 @@ class TrainMetrics:
         """{name: float} from what `read` returned after a loop over `num_examples` examples."""
         sums = np.asarray(sums, np.float64)
         means = dict(zip(self.accumulated, sums / num_examples))
-        regularization = float(sums[-1]) if self.regularization else 0.0
+        if self.stepwise:
+            regularization = float(means["regularization"])
+        else:
+            regularization = float(sums[-1]) if self.regularization else 0.0
         results = {"loss": float(means["example_loss"]) + regularization,
                    "data_loss": float(means.get("data_loss", means["example_loss"]))}
         if self.center_loss:
@@ -102,52 +122,71 @@ class TrainStep:
         self.global_batch_size = config.global_batch_size
         self.center_loss_weight = float(config.center_loss_weight)
         self.clip_grad_norm = config.clip_grad_norm
+        self.head = parts.head  # None: the net's dense logits
         with strategy.scope():
             self.metrics = TrainMetrics(
                 self.global_batch_size // strategy.num_replicas_in_sync,
                 center_loss=parts.center_loss is not None,
-                regularization=bool(parts.model.losses))
+                regularization=bool(parts.model.losses),
+                stepwise_regularization=self.head is not None)
         # XLA compiles each replica's forward/backward; the all-reduce and the update stay
         # outside (compiling the whole distributed step fails across CPU devices).
         self._forward_backward = (tf.function(self._gradients, jit_compile=True)
                                   if config.jit_compile else self._gradients)
         self.loop = tf.function(self._loop)
 
-    def _gradients(self, images, labels):
-        """Gradients of this replica's share of the objective, and its metric sums."""
-        model, center_loss = self.parts.model, self.parts.center_loss
+    def _gradients(self, images, labels, selection=None):
+        """Gradients of this replica's share of the objective, its per-example metric values
+        and its regularization (a scalar, 0 without)."""
+        center_loss = self.parts.center_loss
+        sources = self.parts.train_variables
         with tf.GradientTape() as tape:
-            outputs = model(images, training=True)
-            logits = tf.cast(outputs["logits"], tf.float32)
-            data_loss = self.parts.loss_fn(labels, logits)
+            if self.head is None:
+                outputs = self.parts.model(images, training=True)
+                embedding = outputs["embedding"]
+                logits = tf.cast(outputs["logits"], tf.float32)
+                data_loss = self.parts.loss_fn(labels, logits)
+                metric_labels = labels
+                penalties = self.parts.model.losses if self.metrics.regularization else []
+            else:  # logits over this step's classes only (`selection`)
+                sources = self.head.body_variables + self.head.selected_weights(selection)
+                tape.watch(self.head.selected_weights(selection))
+                embedding, data_loss, logits, metric_labels, penalties = self.head.forward(
+                    images, labels, selection)
             per_example = data_loss
             if center_loss is not None:
                 # The centers move after the gradients (see _replica_step).
-                center = center_loss(outputs["embedding"], labels, training=False)
+                center = center_loss(embedding, labels, training=False)
                 per_example = data_loss + self.center_loss_weight * center
             # = tf.nn.compute_average_loss(per_example, global_batch_size), without its
             # run-time assertion (an op per step) on a Python int.
             objective = tf.reduce_sum(per_example) / self.global_batch_size
-            if self.metrics.regularization:
+            regularization = tf.constant(0.0)
+            if penalties:
+                # Keras builds the regularizers' ops on every access of `losses`: read once.
+                regularization = tf.add_n([tf.cast(l, tf.float32) for l in penalties])
                 # = tf.nn.scale_regularization_loss(regularization)
-                objective += self._regularization() / self.strategy.num_replicas_in_sync
+                objective += regularization / self.strategy.num_replicas_in_sync
             scaled = objective * self.parts.loss_scale.scale if self.parts.loss_scale else objective
-        grads = tape.gradient(scaled, self.parts.train_variables)
+        grads = tape.gradient(scaled, sources)
 
         values = [per_example]  # TrainMetrics.accumulated, in order
         if center_loss is not None:
             values += [data_loss, center]
-        predictions = tf.argmax(logits, axis=-1, output_type=labels.dtype)
-        values.append(tf.cast(tf.equal(predictions, labels), tf.float32))
-        return grads, outputs["embedding"], values
+        predictions = tf.argmax(logits, axis=-1, output_type=metric_labels.dtype)
+        values.append(tf.cast(tf.equal(predictions, metric_labels), tf.float32))
+        return grads, embedding, values, regularization
 
     def _regularization(self):
         # Keras builds the regularizers' ops on every access of `losses`.
         return tf.add_n([tf.cast(l, tf.float32) for l in self.parts.model.losses])
 
-    def _replica_step(self, batch):
+    def _replica_step(self, batch, step):
         labels = batch["label"]
-        grads, embedding, values = self._forward_backward(batch["image"], labels)
+        # A sampled head draws this step's classes (the same on every replica) and reads them.
+        selection = None if self.head is None else self.head.select(labels, step)
+        grads, embedding, values, regularization = self._forward_backward(
+            batch["image"], labels, selection)
         if self.parts.center_loss is not None:
             # Outside the (possibly XLA-compiled) forward pass: the update sums per-class
             # statistics over replicas. Same c_j^t and x_i^t as the loss used.
@@ -160,33 +199,39 @@ class TrainStep:
         if self.clip_grad_norm:
             grads, _ = tf.clip_by_global_norm(grads, self.clip_grad_norm)
         if self.parts.loss_scale is None:
-            self._apply(grads)
+            self._apply(grads, selection)
         else:
             finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
             # A cond whose branch calls merge_call (optimizer.apply does) must run in a
             # cross-replica context; every replica holds the same `finite` (summed gradients).
-            context.merge_call(self._apply_if_finite, args=(grads, finite))
-        self.metrics.update(values)
+            context.merge_call(self._apply_if_finite, args=(grads, selection, finite))
+        self.metrics.update(values, regularization)
 
-    def _apply(self, grads):
-        self.parts.optimizer.apply(grads)
+    def _apply(self, grads, selection=None):
+        if self.head is None:
+            self.parts.optimizer.apply(grads)
+        else:  # the selected columns of the class matrix, then the net below it
+            self.head.apply(selection, grads)
         if self.parts.weight_average is not None:
             self.parts.weight_average.update(self.parts.optimizer.iterations)
 
-    def _apply_if_finite(self, strategy, grads, finite):
+    def _apply_if_finite(self, strategy, grads, selection, finite):
         finite = strategy.experimental_local_results(finite)[0]
 
         def apply():
-            strategy.extended.call_for_each_replica(self._apply, args=(grads,))
+            strategy.extended.call_for_each_replica(self._apply, args=(grads, selection))
             self.parts.loss_scale.after_finite_step()
 
         tf.cond(finite, apply, self.parts.loss_scale.after_skipped_step)
 
     def _loop(self, num_steps):
         self.metrics.reset()
-        for _ in tf.range(num_steps):
-            self.strategy.run(self._replica_step, args=(next(self.iterator),))
-        # Once per loop, not per step: nothing inside the loop reads the counter.
-        self.parts.step_counter.assign_add(num_steps)
+        first = self.parts.step_counter.read_value()
+        for i in tf.range(num_steps):
+            # The step's index (a sampled head's seed) without touching the counter per step.
+            step = first + tf.cast(i, first.dtype)
+            self.strategy.run(self._replica_step, args=(next(self.iterator), step))
+        # Once per loop, not per step.
+        self.parts.step_counter.assign_add(tf.cast(num_steps, first.dtype))
         return self.metrics.read(self._regularization() if self.metrics.regularization
-                                 else None)
+                                 and not self.metrics.stepwise else None)

@@ -22,7 +22,8 @@ from absl import logging
 
 from tfmodels import data, distribute, porting
 from tfmodels import model_dir as model_dir_lib
-from tfmodels.evaluation.metrics import classification_metrics
+from tfmodels.evaluation import chunked
+from tfmodels.evaluation.metrics import output_metrics
 from tfmodels.evaluation.predict import collect_outputs
 from tfmodels.training import export, guards
 from tfmodels.training.checkpoints import CheckpointSaver
@@ -224,9 +225,13 @@ def _final_metrics(resolved, info, strategy, parts, train_metrics, start_step):
     eval_data = data.distribute_dataset(
         strategy, config.dataset, info.eval_split, global_batch_size=config.global_batch_size,
         training=False, data_dir=config.data_dir, **_input_options(resolved))
+    chunks = None  # many classes: score them in chunks of the class matrix, no [N, C] logits
+    if chunked.needs_chunks(resolved.num_classes):
+        chunks = chunked.ChunkedScores(loss=config.loss, label_smoothing=config.label_smoothing)
     with parts.averaged_weights():
-        outputs = collect_outputs(strategy, parts.model, eval_data, loss_fn=parts.loss_fn)
-    scores = classification_metrics(outputs["label"], outputs["logits"], outputs["loss"])
+        outputs = collect_outputs(strategy, parts.model, eval_data, loss_fn=parts.loss_fn,
+                                  scores=chunks)
+    scores = output_metrics(outputs, num_classes=resolved.num_classes)
     measured = {"test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
                 "test_examples": scores["count"],
                 "test_skipped_undecodable": eval_data.skipped_examples}
