@@ -8,8 +8,10 @@ replicas and any global batch size.
 import numpy as np
 import tensorflow as tf
 
+from tfmodels import console
 
-def collect_outputs(strategy, model, data, *, loss_fn=None):
+
+def collect_outputs(strategy, model, data, *, loss_fn=None, description="outputs"):
     """Outputs for every real example of an evaluation `data` (`distribute_dataset(...,
     training=False)`).
 
@@ -18,6 +20,7 @@ def collect_outputs(strategy, model, data, *, loss_fn=None):
       model: maps images to {'logits', 'embedding'} (tfmodels.nets.build_model).
       data: a `tfmodels.data.DistributedData` for evaluation (with masks, `data.steps` steps).
       loss_fn: optional per-example loss `fn(labels, logits)`; adds 'loss'.
+      description: the name of the progress bar drawn over the steps on a terminal (the split).
 
     Returns:
       dict of NumPy arrays over the N real examples: 'logits' [N, K] float32, 'embedding'
@@ -40,10 +43,13 @@ def collect_outputs(strategy, model, data, *, loss_fn=None):
 
     chunks = []
     iterator = iter(data.distributed_dataset)
-    for _ in range(data.steps):
-        chunks.append({k: v.numpy() for k, v in step(next(iterator)).items()})
+    with console.ProgressBar(description, data.steps) as bar:
+        for done in range(1, data.steps + 1):
+            chunks.append({k: v.numpy() for k, v in step(next(iterator)).items()})
+            bar.update(done)
     if not chunks:
         raise ValueError("the evaluation data has no steps")
     merged = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     real = merged.pop("mask") > 0
     return {k: v[real] for k, v in merged.items()}
+
