@@ -165,15 +165,22 @@ def renamed_options():
     return {field: flags.FLAGS[flag].value for field, flag in FLAG_OF_FIELD.items()}
 
 
-def flag_message(text, fields=None):
+def flag_message(text, fields=None, defined=None):
     """`text` with the library's `field=value` written as the user types it: `--flag=value`.
 
-    Only fields of the running script's config whose flag exists are rewritten
-    (`global_batch_size=64` -> `--batch_size=64`, `model='alexnet'` -> `--model=alexnet`).
+    Args:
+      text: a message of the library (`global_batch_size=64 ...`, `model='alexnet' ...`).
+      fields: the config fields to rewrite (default: the running script's, see `run`).
+      defined: the flag names that exist (default: absl's FLAGS); fields without a flag stay.
+
+    Returns:
+      `text` with `--batch_size=64`, `--model=alexnet` (quotes dropped where the value has no
+      spaces).
     """
     fields = _fields if fields is None else fields
+    defined = flags.FLAGS if defined is None else defined
     names = {field: FLAG_OF_FIELD.get(field, field) for field in fields}
-    names = {field: flag for field, flag in names.items() if flag in flags.FLAGS}
+    names = {field: flag for field, flag in names.items() if flag in defined}
     if not names:
         return text
     pattern = re.compile(r"(?<![\w.-])(%s)=('[^'\s]+'|\"[^\"\s]+\")?" % "|".join(
