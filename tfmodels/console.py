@@ -119,7 +119,8 @@ class ProgressBar:
         if self._first is None:
             self._first = (now, count)
         if self._progress is not None:
-            self._progress.update(self._task, completed=count, text=text)
+            # Drawn now: each update is worth seeing (the refresh thread only ticks the clock).
+            self._progress.update(self._task, completed=count, text=text, refresh=True)
             if count >= self.total:
                 self.close()
         elif self.log_every and (count // self.log_every > previous // self.log_every
