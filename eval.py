@@ -10,14 +10,8 @@ here override it. Every example of the split is counted once with any number of 
 Results go to --output (JSON), TensorBoard scalars to --summary_dir (<model_dir>/eval/), pictures
 to --plot_dir; a read-only --model_dir is evaluated with --output elsewhere.
 """
-import json
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+import common_flags  # first: it imports TensorFlow, quietly (see there)
 from absl import app, flags  # noqa: E402
-
-import common_flags  # noqa: E402
 from tfmodels import data  # noqa: E402
 from tfmodels.evaluation import evaluator  # noqa: E402
 
@@ -76,7 +70,7 @@ def main(argv):
     common_flags.import_from_working_directory()
     config = evaluator.EvalConfig(
         model_dir=FLAGS.model_dir, checkpoint=FLAGS.checkpoint, split=FLAGS.split,
-        dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, global_batch_size=FLAGS.batch_size,
+        dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, **common_flags.renamed_options(),
         top_k=_ints("top_k"), knn_k=_ints("knn_k"), gallery_split=FLAGS.gallery_split,
         use_average=FLAGS.use_average, output=FLAGS.output, plot_dir=FLAGS.plot_dir,
         summary_dir=FLAGS.summary_dir,
@@ -86,8 +80,8 @@ def main(argv):
     history = common_flags.run_and_release(
         lambda: evaluator.evaluate(config),
         usage_errors=(evaluator.EvalConfigError, data.DatasetUnavailableError))
-    print(json.dumps([evaluator.summary(results) for results in history], indent=2))
+    common_flags.print_result([evaluator.summary(results) for results in history])
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common_flags.run(main, D)

@@ -9,14 +9,8 @@ One global batch is split across the replicas; the numbers match one device. Che
 again with the same --model_dir resumes from its newest readable checkpoint (one process writes
 a model_dir at a time).
 """
-import json
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+import common_flags  # first: it imports TensorFlow, quietly (see there)
 from absl import app, flags  # noqa: E402
-
-import common_flags  # noqa: E402
 from tfmodels import data, losses, nets, schedules, training  # noqa: E402
 from tfmodels.data import preprocessing as data_preprocessing  # noqa: E402
 from tfmodels.training import config as config_lib  # noqa: E402
@@ -140,7 +134,7 @@ def config_from_flags():
         raise training.ConfigError(str(err)) from None
     return training.TrainConfig(
         model_dir=FLAGS.model_dir, model=FLAGS.model, dataset=FLAGS.dataset,
-        data_dir=FLAGS.data_dir, global_batch_size=FLAGS.batch_size,
+        data_dir=FLAGS.data_dir, **common_flags.renamed_options(),
         train_steps=FLAGS.train_steps, epochs=FLAGS.epochs, loss=FLAGS.loss,
         label_smoothing=FLAGS.label_smoothing, center_loss_weight=FLAGS.center_loss_weight,
         center_alpha=FLAGS.center_alpha, weight_decay=FLAGS.weight_decay,
@@ -172,8 +166,8 @@ def main(argv):
         lambda: training.train(config_from_flags()),
         usage_errors=(training.ConfigError, data.DatasetUnavailableError),
         failures=(training.NonFiniteLossError,))
-    print(json.dumps(metrics, indent=2))
+    common_flags.print_result(metrics)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common_flags.run(main, D)

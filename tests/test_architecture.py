@@ -23,12 +23,13 @@ ALLOWED = {
     "distribute": set(),
     "averaging": set(),
     "schedules": set(),
+    "console": set(),
     "model_dir": {"nets", "layers", "averaging"},
     "porting": {"model_dir", "nets", "scopes", "layers", "losses", "compat", "data"},
-    "evaluation": {"data", "distribute", "model_dir", "losses", "layers", "nets"},
+    "evaluation": {"data", "distribute", "model_dir", "losses", "layers", "nets", "console"},
     "training": {"compat", "layers", "losses", "layer_names", "scopes", "nets", "data",
                  "distribute", "schedules",
-                 "averaging", "model_dir", "porting", "evaluation"},
+                 "averaging", "model_dir", "porting", "evaluation", "console"},
 }
 
 

@@ -51,7 +51,7 @@ def test_outputs_of_a_run(trained):
     assert sorted(f for f in os.listdir(model_dir) if f.endswith(".index")) == \
         ["ckpt-20.index", "ckpt-30.index"]  # --keep_checkpoints=2
     assert any(f.startswith("events.out") for f in os.listdir(os.path.join(model_dir, "train")))
-    assert "global batch 64 = 1 replica(s) x per-replica batch 64" in proc.stderr
+    assert "batch      64 = 1 replica(s) x 64 per replica" in proc.stderr
     assert "training from scratch" in proc.stderr
 
 
@@ -176,15 +176,15 @@ def _snapshot(model_dir):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--model=alexnet"], "model='alexnet' is not one of: cifarnet, lenet, lenet_pp"),
-    (["--model=nowhere.mod:net"], "model='nowhere.mod:net'"),
+    (["--model=alexnet"], "--model=alexnet is not one of: cifarnet, lenet, lenet_pp"),
+    (["--model=nowhere.mod:net"], "--model=nowhere.mod:net"),
     (["--virtual_devices=3", "--batch_size=64"],
-     "global_batch_size=64 is not divisible by the 3 replicas; use a multiple of 3"),
+     "--batch_size=64 is not divisible by the 3 replicas; use a multiple of 3"),
     (["--batch_size=0"], "flag --batch_size=0: 0 is not a positive integer"),
-    (["--dataset=imagenet_fake"], "dataset name='imagenet_fake'"),
-    (["--learning_rate=inf"], "learning_rate=inf must be a finite number"),
-    (["--learning_rate=1e39"], "learning_rate=1e+39 overflows float32"),
-    (["--center_loss_weight=nan"], "center_loss_weight=nan must be a finite number"),
+    (["--dataset=imagenet_fake"], "unknown --dataset=imagenet_fake"),
+    (["--learning_rate=inf"], "--learning_rate=inf must be a finite number"),
+    (["--learning_rate=1e39"], "--learning_rate=1e+39 overflows float32"),
+    (["--center_loss_weight=nan"], "--center_loss_weight=nan must be a finite number"),
 ])
 def test_bad_flags_fail_before_any_work(tmp_path, flags, message):
     model_dir = str(tmp_path / "never")

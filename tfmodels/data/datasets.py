@@ -42,11 +42,11 @@ def get_dataset_info(name, data_dir=None):
     if isinstance(name, DatasetInfo):
         return name
     if not isinstance(name, str):
-        raise ValueError(f"dataset name={name!r} must be a string, one of {list_datasets()}")
+        raise ValueError(f"dataset={name!r} must be a string, one of {list_datasets()}")
     for source in SOURCES:
         if source.accepts(name):
             return source.info(name, data_dir)
-    raise ValueError(f"Unknown dataset name={name!r}; valid names: {list_datasets()} "
+    raise ValueError(f"unknown dataset={name!r}; valid names: {list_datasets()} "
                      "(e.g. 'tfds:svhn_cropped', 'synthetic:32x32x3:10')")
 
 

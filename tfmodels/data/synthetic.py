@@ -39,11 +39,11 @@ def parse(name):
         numbers = [int(f) for f in fields[1:]]
         classes, n_train, n_test = (numbers + [classes, n_train, n_test][len(numbers):])[:3]
     except ValueError:
-        raise ValueError(f"synthetic dataset name={name!r} must look like "
+        raise ValueError(f"dataset={name!r} must look like "
                          "'synthetic[:HxWxC[:CLASSES[:TRAIN[:TEST]]]]', e.g. "
                          "'synthetic:32x32x3:10'") from None
     if min(shape) < 1 or classes < 1 or n_train < 1 or n_test < 1:
-        raise ValueError(f"synthetic dataset name={name!r}: sizes, classes and split sizes "
+        raise ValueError(f"dataset={name!r}: sizes, classes and split sizes "
                          "must be >= 1")
     return shape, classes, n_train, n_test
 

@@ -99,8 +99,8 @@ def builder(tfds_name, data_dir):
     try:
         found = tfds.builder(tfds_name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
-        raise ValueError(f"tfds has no dataset named {tfds_name!r} (dataset name 'tfds:"
-                         f"{tfds_name}'); see tfds.list_builders()") from None
+        raise ValueError(f"dataset='tfds:{tfds_name}': tfds has no dataset named "
+                         f"{tfds_name!r}; see tfds.list_builders()") from None
     if not found.is_prepared() and not is_mocked(found):
         raise DatasetUnavailableError(
             f"Dataset {tfds_name!r} is not prepared in data_dir={data_dir or '(tfds default)'} "

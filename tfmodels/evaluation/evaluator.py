@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfmodels import data, distribute
+from tfmodels import console, data, distribute
 from tfmodels import model_dir as model_dir_lib
 from tfmodels.evaluation import chunked, embedding_stats, knn, plots
 from tfmodels.evaluation.eval_config import (EvalConfig, EvalConfigError, EvalPlan,
@@ -64,6 +64,7 @@ def evaluate(config, strategy=None):
     try:
         return _evaluate(config, strategy)
     finally:
+        console.close_bars()  # an interrupted evaluation's bar: the terminal's cursor back
         # Free the evaluation's tf.data iterators (reference cycles) while the interpreter is
         # whole: destroyed at exit, one can hang the process (see trainer.train).
         gc.collect()
@@ -88,12 +89,16 @@ def _evaluate(config, strategy):
             raise
         raise EvalConfigError(str(err)) from err
     chief = distribute.is_chief(strategy)
-    logging.info("evaluating %s", {f.name: getattr(plan, f.name)
-                                   for f in dataclasses.fields(plan) if f.name != "record"})
-    logging.info("strategy: %s; global batch %d = %d replica(s) x %d",
-                 distribute.describe(strategy), plan.global_batch_size,
+    logging.debug("evaluating %s", {f.name: getattr(plan, f.name)
+                                    for f in dataclasses.fields(plan) if f.name != "record"})
+    logging.info("model      %s in %s, %s", plan.record.model, plan.model_dir,
+                 plan.checkpoint or "each new checkpoint")
+    logging.info("data       %s: %s%s", plan.dataset, plan.split,
+                 f" (k-NN gallery: {plan.gallery_split})" if plan.gallery_split else "")
+    logging.info("batch      %d = %d replica(s) x %d per replica; %s", plan.global_batch_size,
                  strategy.num_replicas_in_sync,
-                 plan.global_batch_size // strategy.num_replicas_in_sync)
+                 plan.global_batch_size // strategy.num_replicas_in_sync,
+                 distribute.describe(strategy))
     writer = _ScalarWriter(plan.summary_dir if chief else None)
     try:
         if not config.continuous:
@@ -169,7 +174,9 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
             results["plots"] = _write_plots(plan, evaluation, step)
         writer.write(step, _scalars(results))
         model_dir_lib.write_json_atomic(plan.output, _jsonable(results))
-    logging.info("evaluated: %s", summary(results))
+    logging.debug("evaluated: %s", summary(results))
+    if chief:
+        _show_results(results)
     return results
 
 
@@ -220,7 +227,8 @@ def evaluate_model(strategy, model, *, dataset, split, global_batch_size, data_d
                                              training=False, data_dir=data_dir,
                                              image_size=image_size, preprocessing=preprocessing,
                                              skip_undecodable=skip_undecodable)
-        collected = collect_outputs(strategy, model, split_data, loss_fn=loss_fn, scores=scores)
+        collected = collect_outputs(strategy, model, split_data, loss_fn=loss_fn, scores=scores,
+                                    description=name)
         skipped[name] = split_data.skipped_examples
         if skipped[name]:
             logging.warning("skipped %d undecodable example(s) of split %r of %s",
@@ -287,6 +295,20 @@ def _write_plots(plan, evaluation, step):
             os.path.join(plan.plot_dir, f"embedding_{split}.png"), outputs["embedding"],
             outputs["label"], evaluation.centers, title=f"embeddings, {title}")
     return paths
+
+
+def _show_results(results):
+    """One evaluated checkpoint as a small table: its scalar metrics and where they went."""
+    rows = [("checkpoint", f"{results['checkpoint']} (step {results['step']:,}, "
+                           f"{results['weights']} weights)"),
+            ("examples", f"{results['count']:,}")]
+    for name, value in _scalars(results).items():
+        rows.append((name.replace("_", " "),
+                     f"{value:.2%}" if name.endswith("accuracy") else f"{value:.4f}"))
+    if results.get("output"):
+        rows.append(("results", results["output"]))
+    rows += [(f"plot: {name}", path) for name, path in results.get("plots", {}).items()]
+    console.print_table(f"{results['model']} on {results['dataset']}:{results['split']}", rows)
 
 
 def summary(results):

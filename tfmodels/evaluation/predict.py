@@ -8,10 +8,11 @@ replicas and any global batch size.
 import numpy as np
 import tensorflow as tf
 
+from tfmodels import console
 from tfmodels.nets.class_matrix import class_matrix
 
 
-def collect_outputs(strategy, model, data, *, loss_fn=None, scores=None):
+def collect_outputs(strategy, model, data, *, loss_fn=None, scores=None, description="outputs"):
     """Outputs for every real example of an evaluation `data` (`distribute_dataset(...,
     training=False)`).
 
@@ -23,6 +24,7 @@ def collect_outputs(strategy, model, data, *, loss_fn=None, scores=None):
       scores: optional `chunked.ChunkedScores`: score every class in chunks of the class
         matrix instead of keeping logits (for many classes; `loss_fn` is then unused and the
         loss is the one `scores` names).
+      description: the name of the progress bar drawn over the steps on a terminal (the split).
 
     Returns:
       dict of NumPy arrays over the N real examples: 'embedding' [N, D] float32, 'label' [N]
@@ -62,10 +64,13 @@ def collect_outputs(strategy, model, data, *, loss_fn=None, scores=None):
 
     chunks = []
     iterator = iter(data.distributed_dataset)
-    for _ in range(data.steps):
-        chunks.append({k: v.numpy() for k, v in step(next(iterator)).items()})
+    with console.ProgressBar(description, data.steps) as bar:
+        for done in range(1, data.steps + 1):
+            chunks.append({k: v.numpy() for k, v in step(next(iterator)).items()})
+            bar.update(done)
     if not chunks:
         raise ValueError("the evaluation data has no steps")
     merged = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     real = merged.pop("mask") > 0
     return {k: v[real] for k, v in merged.items()}
+

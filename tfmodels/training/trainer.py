@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfmodels import data, distribute, porting
+from tfmodels import console, data, distribute, porting
 from tfmodels import model_dir as model_dir_lib
 from tfmodels.evaluation import chunked
 from tfmodels.evaluation.metrics import output_metrics
@@ -56,6 +56,7 @@ def train(config, strategy=None):
     try:
         return _train(config, strategy)
     finally:
+        console.close_bars()  # an interrupted run's bar: give the terminal its cursor back
         # The run's tf.data iterators (one per replica, each with its autotune thread) sit in
         # reference cycles. Left to interpreter exit, destroying one there can hang for good
         # (the main thread waits on a thread that can no longer run): free them now. After an
@@ -83,7 +84,6 @@ def _train(config, strategy):
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(str(err)) from err
-    _log_start(resolved, record, strategy)
     keras.mixed_precision.set_dtype_policy(_POLICIES[config.mixed_precision])
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
@@ -96,6 +96,8 @@ def _train(config, strategy):
         lock = model_dir_lib.WriterLock(config.model_dir) if chief else None
     except ValueError as err:  # a porting report, a bad scope, a busy model_dir
         raise ConfigError(str(err)) from err
+    if chief:
+        _log_start(resolved, info, record, strategy, parts.model.count_params())
     try:
         return _run(resolved, info, record, strategy, chief, parts, init_from)
     finally:
@@ -154,14 +156,16 @@ def _run(resolved, info, record, strategy, chief, parts, init_from):
         train_metrics = _train_loop(resolved, strategy, parts, iterator, saver, chief)
         train_metrics["skipped_undecodable"] = train_data.skipped_examples
         metrics = _final_metrics(resolved, info, strategy, parts, train_metrics, start_step)
+        exported = {}
         if config.export:
             with parts.averaged_weights():
-                export.export(parts.model, info, config.model_dir, is_chief=chief,
-                              image_shape=resolved.image_shape,
-                              preprocessing=resolved.preprocessing)
+                exported = export.export(parts.model, info, config.model_dir, is_chief=chief,
+                                         image_shape=resolved.image_shape,
+                                         preprocessing=resolved.preprocessing)
         if chief:
             model_dir_lib.write_json_atomic(
                 os.path.join(config.model_dir, model_dir_lib.METRICS_FILE), metrics)
+            _show_results(config, metrics, saver.last_good, exported)
         return metrics
     finally:
         saver.close()
@@ -173,7 +177,7 @@ def _train_loop(resolved, strategy, parts, iterator, saver, chief):
     train_step = TrainStep(strategy, parts, iterator, config)
     writer = (tf.summary.create_file_writer(os.path.join(config.model_dir, "train")) if chief
               else tf.summary.create_noop_writer())
-    progress = Progress(total, step, config.global_batch_size)
+    progress = Progress(resolved, step)
     timings, results, last_saved = [], {}, step  # (steps, seconds) of each loop
     while step < total:
         to_checkpoint = config.checkpoint_every - step % config.checkpoint_every
@@ -193,8 +197,7 @@ def _train_loop(resolved, strategy, parts, iterator, saver, chief):
         images_per_sec = num_steps * config.global_batch_size / seconds
         _write_summaries(writer, step, results, images_per_sec,
                          float(parts.schedule(parts.optimizer.iterations)))
-        if step // config.log_every > previous // config.log_every or step >= total:
-            progress.update(step, results, images_per_sec)
+        progress.update(step, results, images_per_sec)
         if step - last_saved >= config.checkpoint_every or step >= total:
             saver.save(step)
             last_saved = step
@@ -230,7 +233,7 @@ def _final_metrics(resolved, info, strategy, parts, train_metrics, start_step):
         chunks = chunked.ChunkedScores(loss=config.loss, label_smoothing=config.label_smoothing)
     with parts.averaged_weights():
         outputs = collect_outputs(strategy, parts.model, eval_data, loss_fn=parts.loss_fn,
-                                  scores=chunks)
+                                  scores=chunks, description=info.eval_split)
     scores = output_metrics(outputs, num_classes=resolved.num_classes)
     measured = {"test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
                 "test_examples": scores["count"],
@@ -250,8 +253,8 @@ def _final_metrics(resolved, info, strategy, parts, train_metrics, start_step):
         if metrics.get(f"{name}_skipped_undecodable"):
             logging.warning("skipped %d undecodable example(s) of split %r of %s",
                             metrics[f"{name}_skipped_undecodable"], split, config.dataset)
-    logging.info("final metrics: %s", {k: (round(v, 5) if isinstance(v, float) else v)
-                                       for k, v in metrics.items()})
+    logging.debug("final metrics: %s", {k: (round(v, 5) if isinstance(v, float) else v)
+                                        for k, v in metrics.items()})
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
             for k, v in metrics.items()}
 
@@ -263,10 +266,48 @@ def _input_options(resolved):
                 skip_undecodable=resolved.config.skip_undecodable)
 
 
-def _log_start(resolved, record, strategy):
-    logging.info("config: %s", {k: record[k] for k in sorted(record)})
-    logging.info("strategy: %s", distribute.describe(strategy))
-    logging.info("global batch %d = %d replica(s) x per-replica batch %d; %d steps "
-                 "(%d per epoch)", resolved.config.global_batch_size, resolved.num_replicas,
-                 resolved.per_replica_batch_size, resolved.total_steps,
-                 resolved.steps_per_epoch)
+def _log_start(resolved, info, record, strategy, num_params):
+    """The run in five lines: net, data, batch split, length and recipe, model_dir."""
+    config = resolved.config
+    logging.debug("config: %s", {k: record[k] for k in sorted(record)})
+    logging.info("model      %s, %s parameters, %d classes", config.model, f"{num_params:,}",
+                 resolved.num_classes)
+    logging.info("data       %s: %s %s / %s %s images of %s", config.dataset,
+                 resolved.train_split, f"{info.splits.get(resolved.train_split, 0):,}",
+                 resolved.eval_split, f"{info.splits.get(resolved.eval_split, 0):,}",
+                 "x".join(str(d) for d in resolved.image_shape))
+    logging.info("batch      %d = %d replica(s) x %d per replica; %s", config.global_batch_size,
+                 resolved.num_replicas, resolved.per_replica_batch_size,
+                 distribute.describe(strategy))
+    epochs = resolved.total_steps / resolved.steps_per_epoch
+    logging.info("steps      %d = %s epoch(s) of %d; %s, learning rate %g, %s schedule",
+                 resolved.total_steps, f"{epochs:.3g}", resolved.steps_per_epoch,
+                 config.optimizer, config.learning_rate, config.lr_schedule)
+    logging.info("model_dir  %s", config.model_dir)
+
+
+def _show_results(config, metrics, checkpoint, exported):
+    """The end of a run: its final metrics and where it wrote things, as a small table."""
+    def percent(name):
+        return f"{metrics[name]:.2%}" if metrics.get(name) is not None else "-"
+
+    rows = [("test accuracy", f"{percent('test_accuracy')} of {metrics['test_examples']:,} "
+                              f"{metrics['eval_split']} examples"),
+            ("test loss", _number(metrics.get("test_loss")))]
+    if "train_accuracy" in metrics:  # measured: this run trained at least one step
+        rows += [("train accuracy", f"{percent('train_accuracy')} (last loop)"),
+                 ("train loss", _number(metrics.get("train_loss"))),
+                 ("speed", f"{_number(metrics.get('images_per_sec'), '{:,.0f}')} images/s")]
+    rows += [("steps", f"{metrics['steps']:,}"),
+             ("model_dir", config.model_dir),
+             ("checkpoint", os.path.basename(checkpoint) if checkpoint else "-"),
+             ("metrics", model_dir_lib.METRICS_FILE)]
+    if exported:
+        rows.append(("exports", ", ".join(os.path.basename(path.rstrip(os.sep)) for path in
+                                          exported.values())))
+    rows.append(("TensorBoard", f"tensorboard --logdir {os.path.join(config.model_dir, 'train')}"))
+    console.print_table(f"{config.model} on {config.dataset}", rows)
+
+
+def _number(value, spec="{:.4f}"):
+    return "-" if value is None else spec.format(value)
