@@ -126,8 +126,8 @@ def config_from_flags():
     try:
         boundaries = tuple(int(b) for b in FLAGS.lr_boundaries)
     except ValueError:
-        raise app.UsageError(f"--lr_boundaries={','.join(FLAGS.lr_boundaries)} must be a "
-                             "comma-separated list of steps") from None
+        raise training.ConfigError(f"--lr_boundaries={','.join(FLAGS.lr_boundaries)} must be "
+                                   "a comma-separated list of steps") from None
     try:
         image_size = inputs.parse_image_size(FLAGS.image_size)
     except ValueError as err:
