@@ -224,7 +224,7 @@ class RefusingStrategy:
     (dict(start_step=-2), "start_step=-2"),
     (dict(deterministic=True, seed=None), "seed=None"),
     (dict(split="validation"), r"split='validation'.*\['test', 'train'\]"),
-    (dict(name="cifar11"), "name='cifar11'"),
+    (dict(name="cifar11"), "dataset='cifar11'"),
     (dict(global_batch_size=2000), "global_batch_size=2000 is larger than split 'train'"),
 ])
 def test_bad_arguments(kwargs, match):

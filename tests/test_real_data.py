@@ -144,7 +144,7 @@ def test_digits_resized_for_lenet(tmp_path):
                          "vgg_16 takes height and width in [224, 255]; pass --image_size=224 "
                          "to resize the images to 224x224"),
     (["--image_size=12y4"], "error: --image_size='12y4' must be N (square) or HxW"),
-    (["--preprocessing=vgg"], "error: preprocessing='vgg' works on RGB images; dataset "
+    (["--preprocessing=vgg"], "error: --preprocessing=vgg works on RGB images; dataset "
                               "'digits' has 1 channel(s)"),
 ])
 def test_a_size_the_net_cannot_take_is_refused_before_any_work(tmp_path, flags, message):
