@@ -172,11 +172,12 @@ class _Resolved:
 
         self.config = TrainConfig(**config)
         self.num_classes, self.steps_per_epoch = 10, 22
+        self.total_steps = config.get("train_steps") or 660
 
 
 def test_chance_check_warns_once_after_the_first_epoch_past_warmup(caplog):
     check = learning_check.ChanceCheck(_Resolved(model="lenet_pp", center_loss_weight=0.1,
-                                                 warmup_steps=10))
+                                                 warmup_steps=10, train_steps=100))
     assert check.check_at == 32
     with caplog.at_level(logging.WARNING):
         assert check.observe(30, 0.10) is None  # not judged before warmup + one epoch
@@ -191,9 +192,20 @@ def test_chance_check_warns_once_after_the_first_epoch_past_warmup(caplog):
         assert cause in text
 
 
+@pytest.mark.parametrize("warmup, total, step", [
+    (0, 80, 22),      # one epoch past the warmup at the earliest
+    (10, 100, 32),
+    (0, 220, 55),     # a quarter of the run: slow starters get two more epochs
+    (0, 660, 110),    # at most five epochs past the warmup
+    (100, 10000, 210),
+])
+def test_chance_check_step(warmup, total, step):
+    assert learning_check.check_step(warmup, 22, total) == step
+
+
 def test_chance_check_is_quiet_when_the_net_learns():
     check = learning_check.ChanceCheck(_Resolved())
-    assert check.observe(22, 0.16) is None and check.checked
+    assert check.observe(110, 0.16) is None and check.checked
 
 
 @pytest.mark.parametrize("classes, threshold", [(2, 0.6), (3, 0.5), (10, 0.15), (1000, 0.0015)])

@@ -337,9 +337,9 @@ def test_6_garbage_checkpoint_files_are_named(tmp_path):
         porting.port_checkpoint(prefix, "lenet", 10, (8, 8, 1), str(tmp_path / "ported"))
 
 
-# --- fault injection: 20 kill -9s, a lost state file, truncated checkpoints ------------------
+# --- fault injection: 12 kill -9s, a lost state file, truncated checkpoints ------------------
 
-KILLS = 20
+KILLS = 12  # each is a fresh process; 20 took ~3.5 min of CI for little more coverage
 FAULT_FLAGS = ["--model=two_layer_net", "--deterministic", "--train_steps=100",
                "--checkpoint_every=1", "--steps_per_loop=1", "--keep_checkpoints=3",
                "--log_every=1000", "--noexport"]
@@ -396,7 +396,7 @@ def _holds_lock(model_dir, pid):
 
 
 def test_fault_injection_kills_lost_state_files_truncated_checkpoints(tmp_path):
-    """20 kill -9s at random moments (while starting and recovering, while writing a
+    """12 kill -9s at random moments (while starting and recovering, while writing a
     checkpoint, or after a save), with the state file deleted and the newest checkpoint
     truncated in between at random; then a run to the end. Its final checkpoint equals an
     uninterrupted run's bit for bit, no checkpoint that existed is lost except by the keep-3

@@ -1,11 +1,15 @@
-"""Is the run learning? A training accuracy still at chance after the first epoch is reported.
+"""Is the run learning? A training accuracy still at chance well into the run is reported.
 
 A recipe that does not suit a net (a rate too high or too low for it, a schedule, label
 smoothing, weight decay, a center loss from the first step) can leave it predicting one class
 for good, and the run would otherwise end at chance without a word. So once, at the first loop
-that ends at or after `warmup_steps + steps_per_epoch`, the loop's training accuracy is compared
-with chance; at or below `chance_threshold(num_classes)` a warning names the recipe's likely
-culprits. Runs shorter than that are not judged.
+that ends at or after `check_step(...)`, the loop's training accuracy is compared with chance;
+at or below `chance_threshold(num_classes)` a warning names the recipe's likely culprits. Runs
+shorter than that are not judged.
+
+When: one epoch past the warmup at the earliest, and not before a quarter of the run (some nets
+sit at chance for two or three epochs of a ten-epoch run and then learn: cifarnet and LeNets++
+on the digits), but at most five epochs past the warmup (a long run is told early).
 """
 from absl import logging
 
@@ -16,8 +20,14 @@ def chance_threshold(num_classes):
     return min(1.5 / num_classes, 0.6)
 
 
+def check_step(warmup_steps, steps_per_epoch, total_steps):
+    """The step from which the training accuracy is judged (see the module's docstring)."""
+    earliest = warmup_steps + steps_per_epoch
+    return max(earliest, min(total_steps // 4, warmup_steps + 5 * steps_per_epoch))
+
+
 class ChanceCheck:
-    """Warns once if the training accuracy is still at chance after the first epoch.
+    """Warns once if the training accuracy is still at chance at `check_step`.
 
     Args:
       resolved: the run's `ResolvedConfig` (classes, steps per epoch, the recipe to name).
@@ -25,7 +35,8 @@ class ChanceCheck:
 
     def __init__(self, resolved):
         self.resolved = resolved
-        self.check_at = resolved.config.warmup_steps + resolved.steps_per_epoch
+        self.check_at = check_step(resolved.config.warmup_steps, resolved.steps_per_epoch,
+                                   resolved.total_steps)
         self.threshold = chance_threshold(resolved.num_classes)
         self.checked = False
 
