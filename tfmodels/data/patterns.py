@@ -19,15 +19,13 @@ Normalisation maps pixels to s*m in [-1, 1] (mean 0.5, std 0.5 of [0, 1]); no au
 """
 import functools
 import math
-import re
 
 import numpy as np
 
 from tfmodels.data import in_memory
-from tfmodels.data.specs import DatasetInfo, Source, check_split
+from tfmodels.data.specs import DatasetInfo, Source, check_split, parse_generated_name
 
 _DEFAULT = ((8, 8, 1), 1000, 20000, 5000)
-_PATTERN = re.compile(r"^\d+x\d+x\d+$")
 NOVEL_PER_CLASS, MAX_NOVEL_CLASSES = 10, 100
 _SALTS = {"pattern": 0x9E37, "mask": 0x7F4A, "train": 0x1B87, "test": 0x2C1B, "novel": 0x3A5D}
 
@@ -42,24 +40,13 @@ def parse(name):
     Raises:
       ValueError: malformed, sizes < 1, or fewer pixels than the bits of a class id.
     """
-    fields = name.split(":")[1:]
-    shape, classes, n_train, n_test = _DEFAULT
-    try:
-        if len(fields) > 4 or (fields and not _PATTERN.match(fields[0])):
-            raise ValueError
-        if fields:
-            shape = tuple(int(d) for d in fields[0].split("x"))
-        numbers = [int(f) for f in fields[1:]]
-        classes, n_train, n_test = (numbers + [classes, n_train, n_test][len(numbers):])[:3]
-    except ValueError:
-        raise ValueError(f"patterns dataset name={name!r} must look like "
-                         "'patterns[:HxWxC[:CLASSES[:TRAIN[:TEST]]]]', e.g. "
-                         "'patterns:8x8x1:10000:200000:10000'") from None
+    shape, classes, n_train, n_test = parse_generated_name(
+        name, _DEFAULT, "patterns:8x8x1:10000:200000:10000")
     if min(shape) < 1 or classes < 2 or n_train < 1 or n_test < 1:
-        raise ValueError(f"patterns dataset name={name!r}: sizes and split sizes must be >= 1 "
+        raise ValueError(f"dataset={name!r}: sizes and split sizes must be >= 1 "
                          "and classes >= 2")
     if math.prod(shape) < _code_bits(classes):
-        raise ValueError(f"patterns dataset name={name!r}: {math.prod(shape)} pixels cannot "
+        raise ValueError(f"dataset={name!r}: {math.prod(shape)} pixels cannot "
                          f"hold the {_code_bits(classes)} bits that tell {classes} classes "
                          "apart; use larger images")
     return shape, classes, n_train, n_test

@@ -2,6 +2,7 @@
 what a data source provides (`Source`). Every module of `tfmodels.data` speaks these types."""
 import dataclasses
 import math
+import re
 from typing import Any, Callable, Dict, Optional, Tuple
 
 
@@ -67,6 +68,31 @@ def check_split(info, split):
     if split not in info.splits:
         raise ValueError(f"split={split!r} is not a split of dataset {info.name!r}; "
                          f"valid splits: {sorted(info.splits)}")
+
+
+_SHAPE_FIELD = re.compile(r"^\d+x\d+x\d+$")
+
+
+def parse_generated_name(name, default, example):
+    """'KIND[:HxWxC[:CLASSES[:TRAIN[:TEST]]]]' -> ((H, W, C), classes, train, test), the fields
+    not given taken from `default` (the same tuple); the name of a generated dataset.
+
+    Raises:
+      ValueError: malformed; the message shows the form and `example`.
+    """
+    kind, *fields = name.split(":")
+    shape, classes, n_train, n_test = default
+    try:
+        if len(fields) > 4 or (fields and not _SHAPE_FIELD.match(fields[0])):
+            raise ValueError
+        if fields:
+            shape = tuple(int(d) for d in fields[0].split("x"))
+        numbers = [int(f) for f in fields[1:]]
+        classes, n_train, n_test = (numbers + [classes, n_train, n_test][len(numbers):])[:3]
+    except ValueError:
+        raise ValueError(f"dataset={name!r} must look like "
+                         f"'{kind}[:HxWxC[:CLASSES[:TRAIN[:TEST]]]]', e.g. {example!r}") from None
+    return shape, classes, n_train, n_test
 
 
 @dataclasses.dataclass(frozen=True)

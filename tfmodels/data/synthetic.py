@@ -2,16 +2,14 @@
 for benchmarking without an input bottleneck (tf_cnn_benchmarks' synthetic input); default
 `synthetic:28x28x1:10:60000:10000`."""
 import math
-import re
 
 import tensorflow as tf
 
 from tfmodels.data import layout as layout_lib
 from tfmodels.data import preprocessing
-from tfmodels.data.specs import DatasetInfo, Source
+from tfmodels.data.specs import DatasetInfo, Source, parse_generated_name
 
 _DEFAULT = ((28, 28, 1), 10, 60000, 10000)
-_PATTERN = re.compile(r"^\d+x\d+x\d+$")
 
 
 def accepts(name):
@@ -29,19 +27,7 @@ def info(name, data_dir=None):
 
 def parse(name):
     """'synthetic[:HxWxC[:CLASSES[:TRAIN[:TEST]]]]' -> ((H, W, C), classes, train, test)."""
-    fields = name.split(":")[1:]
-    shape, classes, n_train, n_test = _DEFAULT
-    try:
-        if len(fields) > 4 or (fields and not _PATTERN.match(fields[0])):
-            raise ValueError
-        if fields:
-            shape = tuple(int(d) for d in fields[0].split("x"))
-        numbers = [int(f) for f in fields[1:]]
-        classes, n_train, n_test = (numbers + [classes, n_train, n_test][len(numbers):])[:3]
-    except ValueError:
-        raise ValueError(f"dataset={name!r} must look like "
-                         "'synthetic[:HxWxC[:CLASSES[:TRAIN[:TEST]]]]', e.g. "
-                         "'synthetic:32x32x3:10'") from None
+    shape, classes, n_train, n_test = parse_generated_name(name, _DEFAULT, "synthetic:32x32x3:10")
     if min(shape) < 1 or classes < 1 or n_train < 1 or n_test < 1:
         raise ValueError(f"dataset={name!r}: sizes, classes and split sizes "
                          "must be >= 1")
