@@ -53,7 +53,8 @@ def _command(section, records, deadline, quick):
     if section == "device":
         return [python, os.path.join(BENCH, "gpu_device.py"), "--out", records]
     if section == "gpu_tests":
-        return [python, "-m", "pytest", "-m", "gpu", "-v", "--tb=short", "-p",
+        # -n 0: one process (setup.cfg asks pytest-xdist for two): the tests share one GPU.
+        return [python, "-m", "pytest", "-n", "0", "-m", "gpu", "-v", "--tb=short", "-p",
                 "no:cacheprovider", os.path.join("tests", "test_gpu.py")]
     quick_flag = ["--quick"] if quick else []
     if section == "input_pipeline":

@@ -25,5 +25,12 @@ def rng():
 
 @pytest.fixture(scope="session")
 def replica_runner(tmp_path_factory):
-    """Runs `@replicas.scenario` functions under 1..N logical CPU devices (see tests/replicas.py)."""
-    return replicas.Runner(tmp_path_factory.mktemp("replicas"))
+    """Runs `@replicas.scenario` functions under 1..N logical CPU devices (see tests/replicas.py).
+
+    Under pytest-xdist the workers share one folder (their base temp's parent belongs to this
+    run alone), so each replica count runs once per test run, not once per worker."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        workdir = tmp_path_factory.getbasetemp().parent / "replicas"
+    else:
+        workdir = tmp_path_factory.mktemp("replicas")
+    return replicas.Runner(workdir)

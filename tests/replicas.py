@@ -22,8 +22,13 @@ over `/cpu:0 .. /cpu:N-1`. Scenarios must not run TensorFlow ops at import time.
 N > 1 on N logical GPUs carved from it (`GPU_MEMORY_MB` each), with TF32 off so that float32
 means float32; one subprocess per (count, scenario), since a GPU run selects the scenarios of
 one test module, not every module pytest collected.
+
+Under pytest-xdist every worker has its own `Runner` over one shared folder: the first worker
+that needs a count launches its subprocess, holding a lock on that count's folder; the others
+wait on the lock and read the same results.
 """
 import argparse
+import fcntl
 import gc
 import importlib
 import os
@@ -79,7 +84,7 @@ class Runner:
         if launch not in self._logs:
             keys = ([k for k, counts in _REGISTRY.items() if num_replicas in counts]
                     if self.device == "cpu" else [key])
-            self._logs[launch] = self._launch(num_replicas, keys)
+            self._logs[launch] = self._launch_once(num_replicas, keys)
         out = self._out(num_replicas)
         err = out / (_file_stem(key) + ".err")
         if err.exists():
@@ -95,9 +100,21 @@ class Runner:
         return self.workdir / (str(num_replicas) if self.device == "cpu"
                                else f"{self.device}-{num_replicas}")
 
-    def _launch(self, num_replicas, keys):
+    def _launch_once(self, num_replicas, keys):
+        """`_launch`, unless another process sharing the folder already did: its log."""
         out = self._out(num_replicas)
         out.mkdir(parents=True, exist_ok=True)
+        with open(out / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            log = out / "launch.log"
+            if log.exists():
+                return log.read_text()
+            text = self._launch(num_replicas, keys)
+            log.write_text(text)
+            return text
+
+    def _launch(self, num_replicas, keys):
+        out = self._out(num_replicas)
         env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
         env.pop("TF_FORCE_GPU_ALLOW_GROWTH", None)  # logical GPUs have fixed memory limits
         proc = subprocess.run(

@@ -16,7 +16,7 @@ import pytest
 
 from tests import scripts
 
-RUNS = 5
+RUNS = 3
 EXIT_TIMEOUT = 300  # seconds; a run takes ~10 s of CPU, more on a loaded machine
 
 

@@ -74,5 +74,5 @@ def warning_text(resolved, step, accuracy):
         causes.append(f"clip_grad_norm={config.clip_grad_norm:g}")
     return (f"training accuracy is {accuracy:.1%} after {epochs:.3g} epoch(s) (step {step}): "
             f"chance for {resolved.num_classes} classes, the net is not learning. Likely "
-            f"causes: {'; '.join(causes)}. The README's table of nets gives a recipe that "
-            "trains each of them.")
+            f"causes: {'; '.join(causes)}. The README's table of nets gives a command for "
+            "each net.")
