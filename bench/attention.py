@@ -26,6 +26,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from numerics import softmax_fwd_bwd  # noqa: E402
 from timing import print_table, time_calls  # noqa: E402
 from tfmodels.layers import MultiHeadAttention, softmax  # noqa: E402
 from tfmodels.layers.softmax import _general  # noqa: E402
@@ -94,7 +95,7 @@ def bench_masked_softmax(batch, tokens, heads, repeats):
             "ours": lambda t, mask=mask: softmax(t, axis=-1, mask=mask),
             "general path": lambda t, full=full: _general(t, (3,), full, log=False),
         }
-        times = time_calls({name: _softmax_fwd_bwd(fn, scores, upstream)
+        times = time_calls({name: softmax_fwd_bwd(fn, scores, upstream)
                             for name, fn in candidates.items()}, repeats=repeats, number=2)
         rows.append({"case": case, **{f"{k} ms": 1e3 * v for k, v in times.items()},
                      "ours / keras recipe": times["ours"] / times["keras recipe"],
@@ -102,16 +103,6 @@ def bench_masked_softmax(batch, tokens, heads, repeats):
     print_table(f"Masked softmax fwd+bwd over the keys of [{batch}, {heads}, {tokens}, {tokens}] "
                 "scores, float32 CPU", rows, list(rows[0]))
     return rows
-
-
-def _softmax_fwd_bwd(fn, x, upstream):
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = fn(x)
-        return tape.gradient(y, x, output_gradients=upstream)
-    return step
 
 
 def main():
