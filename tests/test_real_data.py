@@ -98,15 +98,18 @@ def test_export_serves_whole_images_with_the_evaluation_preprocessing(flowers):
     model_dir, _ = flowers
     serve = tf.saved_model.load(os.path.join(model_dir, "saved_model")).signatures[
         "serving_default"]
-    model = keras.models.load_model(os.path.join(model_dir, "model.keras"))
+    classifier = keras.models.load_model(os.path.join(model_dir, "model.keras"))
+    net = keras.models.load_model(os.path.join(model_dir, "net.keras"))
     eval_fn = preprocessing.get_preprocessing("cifarnet", is_training=False)
     images = mocked_test_images()
     assert len({image.shape for image in images}) > 1  # any size, one per call
     for image in images:
         served = serve(pixels=tf.constant(image[None], tf.float32))
-        logits = model(eval_fn(image, 32, 32)[None], training=False)["logits"].numpy()
+        logits = net(eval_fn(image, 32, 32)[None], training=False)["logits"].numpy()
         np.testing.assert_allclose(served["probabilities"].numpy(), softmax(logits), atol=1e-6)
         np.testing.assert_array_equal(served["classes"].numpy(), logits.argmax(-1))
+        np.testing.assert_allclose(classifier(image[None].astype(np.float32)).numpy(),
+                                   softmax(logits), atol=1e-6)
 
 
 def test_digits_resized_for_lenet(tmp_path):
@@ -133,10 +136,13 @@ def test_digits_resized_for_lenet(tmp_path):
     serve = tf.saved_model.load(os.path.join(model_dir, "saved_model")).signatures[
         "serving_default"]
     served = serve(pixels=tf.constant(pixels[:16], tf.float32))["probabilities"].numpy()
-    model = keras.models.load_model(os.path.join(model_dir, "model.keras"))
+    net = keras.models.load_model(os.path.join(model_dir, "net.keras"))
     resized = tf.image.resize(pixels[:16].astype(np.float32), (28, 28)) / 16.0
-    logits = model(resized, training=False)["logits"].numpy()
+    logits = net(resized, training=False)["logits"].numpy()
     np.testing.assert_allclose(served, softmax(logits), atol=1e-5)
+    classifier = keras.models.load_model(os.path.join(model_dir, "model.keras"))
+    np.testing.assert_allclose(classifier(pixels[:16].astype(np.float32)).numpy(),
+                               softmax(logits), atol=1e-5)
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -1,4 +1,4 @@
-"""Saved models load where they are used: a `.keras` file after a bare `import tfmodels`, and
+"""Saved models load where they are used: the `.keras` files after a bare `import tfmodels`, and
 the exported SavedModel in a process that cannot import tfmodels at all.
 
 Each check runs in a fresh interpreter (the registrations of this test process would hide a
@@ -60,21 +60,44 @@ def exported(tmp_path_factory):
     return model, paths, pixels, directory
 
 
-def test_keras_file_loads_after_import_tfmodels(exported):
+def softmax(logits):
+    logits = np.asarray(logits, np.float64)
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_keras_files_load_after_import_tfmodels(exported):
+    """model.keras: raw pixels -> probabilities; net.keras: the net itself. Before `import
+    tfmodels` Keras cannot find the classes and says which (it imports only its own packages)."""
     model, paths, pixels, directory = exported
     code = f"""
 import json, numpy as np
-import tfmodels, keras
-model = keras.saving.load_model({paths['keras']!r})
-logits = model(np.load({str(directory / 'pixels.npy')!r}), training=False)["logits"]
-print(json.dumps({{"logits": np.asarray(logits).tolist(),
-                   "classes": sorted({{type(layer).__name__ for layer in model.layers}})}}))
+import keras
+try:
+    keras.saving.load_model({paths['keras']!r})
+    error = None
+except TypeError as e:
+    error = str(e)
+import tfmodels
+pixels = np.load({str(directory / 'pixels.npy')!r})
+classifier = keras.saving.load_model({paths['keras']!r})
+net = keras.saving.load_model({paths['net']!r})
+normalized = np.load({str(directory / 'normalized.npy')!r})
+print(json.dumps({{"error": error,
+                   "probabilities": np.asarray(classifier(pixels)).tolist(),
+                   "logits": np.asarray(net(normalized, training=False)["logits"]).tolist(),
+                   "classes": sorted({{type(layer).__name__ for layer in net.layers}})}}))
 """
+    normalized = ((pixels / INFO.pixel_max - np.array(INFO.mean)) / np.array(INFO.std))
+    np.save(directory / "normalized.npy", normalized.astype(np.float32))
     result = run_python(code, cwd=str(directory), PYTHONPATH=scripts.ROOT)
+    assert "Could not locate class 'EvalPreprocessing'" in result["error"]
+    assert "tfmodels.data.serving" in result["error"]
     assert {"SlimConv2D", "SlimDense", "LocalResponseNormalization",
             "Dropout"} <= set(result["classes"])
-    np.testing.assert_allclose(result["logits"], model(pixels, training=False)["logits"],
-                               rtol=1e-5, atol=1e-5)
+    logits = model(normalized.astype(np.float32), training=False)["logits"]
+    np.testing.assert_allclose(result["logits"], logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(result["probabilities"], softmax(logits), rtol=1e-5, atol=1e-6)
 
 
 def test_saved_model_serves_without_tfmodels(exported):
@@ -96,9 +119,7 @@ print(json.dumps({{key: np.asarray(value).tolist() for key, value in out.items()
     result = run_python(code, cwd=str(directory))
     normalized = (pixels / INFO.pixel_max - np.array(INFO.mean)) / np.array(INFO.std)
     outputs = model(normalized.astype(np.float32), training=False)
-    logits = np.asarray(outputs["logits"], np.float64)
-    expected = np.exp(logits - logits.max(-1, keepdims=True))
-    expected /= expected.sum(-1, keepdims=True)
+    expected = softmax(outputs["logits"])
     np.testing.assert_allclose(result["probabilities"], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(result["classes"], expected.argmax(-1))
     np.testing.assert_allclose(result["embedding"], outputs["embedding"], rtol=1e-5, atol=1e-5)

@@ -1,5 +1,5 @@
-"""train.py end to end: outputs, exports, resume, exact resume after SIGKILL, the non-finite loss
-guard, bad input, a mocked tfds dataset, and two workers on localhost."""
+"""train.py end to end: outputs, resume, exact resume after SIGKILL, the non-finite loss guard, bad
+input, a mocked tfds dataset, and two workers on localhost (its exports: tests/test_exports.py)."""
 import json
 import os
 import random
@@ -82,24 +82,6 @@ def test_metrics_equal_numpy_on_the_restored_model(trained):
     targets = np.full(log_p.shape, eps / log_p.shape[1])
     targets[np.arange(len(labels)), labels] += 1.0 - eps
     np.testing.assert_allclose(metrics["test_loss"], -(targets * log_p).sum(1).mean(), rtol=1e-5)
-
-
-def test_exports_serve_probabilities(trained):
-    import keras
-
-    model_dir, _ = trained
-    model, pixels, _, logits = _restored_test_outputs(model_dir)
-    serve = tf.saved_model.load(os.path.join(model_dir, "saved_model")).signatures[
-        "serving_default"]
-    out = serve(pixels=tf.constant(pixels[:16], tf.float32))  # raw pixels, as stored
-    probs = out["probabilities"].numpy()
-    expected = np.exp(logits[:16] - logits[:16].max(1, keepdims=True))
-    np.testing.assert_allclose(probs, expected / expected.sum(1, keepdims=True), atol=1e-6)
-    np.testing.assert_array_equal(out["classes"].numpy(), logits[:16].argmax(1))
-    reloaded = keras.models.load_model(os.path.join(model_dir, "model.keras"))
-    images = (pixels[:16] / 16.0).astype(np.float32)
-    np.testing.assert_allclose(reloaded(images, training=False)["logits"].numpy(), logits[:16],
-                               rtol=1e-5, atol=1e-6)
 
 
 def test_resume_continues_from_the_latest_checkpoint(trained, tmp_path):

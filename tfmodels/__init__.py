@@ -14,6 +14,7 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 # The modules defining @keras.saving.register_keras_serializable classes: a `.keras` file
 # names them as "tfmodels>SlimConv2D" etc. and loading needs them registered.
+from tfmodels.data import serving as _serving  # noqa: E402,F401  EvalPreprocessing
 from tfmodels import losses as _losses  # noqa: E402,F401  L2WeightDecay
 from tfmodels.layers import attention as _attention  # noqa: E402,F401  MultiHeadAttention
 from tfmodels.layers import center_loss as _center_loss  # noqa: E402,F401  CenterLoss

@@ -10,7 +10,8 @@ A model_dir holds:
   TensorFlow's tools and rebuilt when lost or wrong (`recovery`).
 * `.lock`: one writer at a time (`lock.WriterLock`, an OS lock released when its process ends).
 * `metrics.json` (`METRICS_FILE`), TensorBoard summaries under `train/` and `eval/`, the exports
-  `saved_model/` (`SAVED_MODEL_DIR`) and `model.keras` (`KERAS_FILE`), and `unreadable/`, where
+  `saved_model/` (`SAVED_MODEL_DIR`), `model.keras` (`KERAS_FILE`) and `net.keras`
+  (`NET_KERAS_FILE`), and `unreadable/`, where
   checkpoint files that could not be resumed from are kept for inspection.
 
 Every file is written under a temporary name and renamed (`files`); no write follows a symbolic
@@ -19,8 +20,9 @@ link; nothing outside the model_dir is read, written or deleted because a file i
 """
 from tfmodels.model_dir import checkpoints, files, lock, recovery, writing
 from tfmodels.model_dir.checkpoints import Inspection, inspect, list_checkpoints, newest_usable
-from tfmodels.model_dir.files import (CONFIG_FILE, KERAS_FILE, METRICS_FILE, SAVED_MODEL_DIR,
-                                      is_writable, read_json, write_json_atomic)
+from tfmodels.model_dir.files import (CONFIG_FILE, KERAS_FILE, METRICS_FILE, NET_KERAS_FILE,
+                                      SAVED_MODEL_DIR, is_writable, read_json,
+                                      write_json_atomic)
 from tfmodels.model_dir.lock import ModelDirBusyError, WriterLock
 from tfmodels.model_dir.record import (IDENTITY_KEYS, REQUIRED_KEYS, ModelRecord,
                                        check_model_dir, read_config)
@@ -35,7 +37,7 @@ def latest_checkpoint(model_dir):
 
 
 __all__ = ["CONFIG_FILE", "IDENTITY_KEYS", "Inspection", "KERAS_FILE", "METRICS_FILE",
-           "ModelDirBusyError", "ModelRecord", "NoUsableCheckpointError", "REQUIRED_KEYS",
+           "ModelDirBusyError", "NET_KERAS_FILE", "ModelRecord", "NoUsableCheckpointError", "REQUIRED_KEYS",
            "SAVED_MODEL_DIR", "UNREADABLE_DIR", "WriterLock", "check_model_dir", "checkpoints",
            "files", "inspect", "is_writable", "latest_checkpoint", "list_checkpoints", "lock",
            "newest_usable", "read_config", "read_json", "recover", "recovery", "restore_model",

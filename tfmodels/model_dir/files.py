@@ -22,6 +22,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 SAVED_MODEL_DIR = "saved_model"
 KERAS_FILE = "model.keras"
+NET_KERAS_FILE = "net.keras"
 TMP_PREFIX = ".tmp_"
 STAGING_PREFIX = ".staging_"
 # What killed writers leave. Checkpoint staging folders (ours and TensorFlow's `ckpt-<N>_temp/`)

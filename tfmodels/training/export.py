@@ -1,8 +1,9 @@
-"""Exports: a SavedModel whose serving signature returns probabilities, and a `.keras` file.
+"""Exports: a SavedModel and `model.keras` that take raw pixels and return probabilities, and
+the bare net as `net.keras`.
 
-The serving signature takes raw pixels (0..255; 0..16 for digits) as float32 and applies the
-run's evaluation transform (`data.transforms.serving_transform`) before the model, so it
-predicts what eval.py measures:
+The SavedModel's serving signature and `model.keras` take raw pixels (0..255; 0..16 for
+digits) as float32 and apply the run's evaluation transform (`data.serving.EvalPreprocessing`)
+before the net, so they predict what eval.py measures:
 
 * the dataset's normalisation (the default on fixed-size datasets): images [N, H, W, C] at the
   dataset's own size, resized first when the run resized them (`--image_size`);
@@ -10,31 +11,33 @@ predicts what eval.py measures:
   size): images of any size [N, h, w, C] (one size per call; e.g. whole photos), each
   preprocessed as in evaluation (vgg: smaller side to 256, central crop, minus the means).
 
-It returns {'probabilities': [N, K], 'classes': [N] int64, 'embedding': [N, D]}. The `.keras`
-model takes the preprocessed images.
+The signature returns {'probabilities': [N, K], 'classes': [N] int64, 'embedding': [N, D]};
+`model.keras` (loaded after `import tfmodels`, which registers its classes) returns the
+probabilities [N, K]. `net.keras` is the trained net itself, for fine-tuning: preprocessed
+images in, {'logits': [N, K], 'embedding': [N, D]} out.
 
-Both are written under temporary names in the model_dir and renamed into place
+All three are written under temporary names in the model_dir and renamed into place
 (`model_dir.files`): a crash leaves the previous export whole, and a symbolic link at
-`model.keras` or `saved_model` is replaced, never written through.
+an export's name is replaced, never written through.
 """
 import os
 import shutil
 import tempfile
 
+import keras
 import tensorflow as tf
 
-from tfmodels.data import transforms
-from tfmodels.layers import softmax
-from tfmodels.model_dir import KERAS_FILE, SAVED_MODEL_DIR, files
+from tfmodels.data.serving import EvalPreprocessing
+from tfmodels.layers import Softmax, softmax
+from tfmodels.model_dir import KERAS_FILE, NET_KERAS_FILE, SAVED_MODEL_DIR, files
 
 
 class _Serving(tf.Module):
-    def __init__(self, model, info, image_shape, preprocessing):
+    def __init__(self, model, preprocess):
         super().__init__(name="serving")
         self.model = model
-        signature, self._transform = transforms.serving_transform(info, image_shape,
-                                                                  preprocessing)
-        self.serve = tf.function(self._serve, input_signature=[signature])
+        self._transform = preprocess
+        self.serve = tf.function(self._serve, input_signature=[preprocess.signature])
 
     def _serve(self, pixels):
         outputs = self.model(self._transform(pixels), training=False)
@@ -44,8 +47,21 @@ class _Serving(tf.Module):
                 "embedding": tf.cast(outputs["embedding"], tf.float32)}
 
 
+def classifier(model, preprocess):
+    """`model` behind `preprocess`: raw pixels -> class probabilities [N, K] (float32).
+
+    Args:
+      model: a net as `nets.build_model` returns it (images -> {'logits', 'embedding'}).
+      preprocess: the `EvalPreprocessing` of its run.
+    """
+    pixels = keras.Input(preprocess.signature.shape[1:], dtype="float32", name="pixels")
+    logits = model(preprocess(pixels))["logits"]
+    probabilities = Softmax(name="probabilities")(logits)
+    return keras.Model(pixels, probabilities, name=f"{model.name}_classifier")
+
+
 def export(model, info, export_dir, *, is_chief=True, image_shape=None, preprocessing=None):
-    """Write `<export_dir>/saved_model/` and `<export_dir>/model.keras`.
+    """Write `<export_dir>/saved_model/`, `<export_dir>/model.keras` and `net.keras`.
 
     Under MultiWorkerMirroredStrategy every worker must save (saving takes part in
     collectives); non-chief workers write to a temporary directory that is then deleted.
@@ -58,19 +74,25 @@ def export(model, info, export_dir, *, is_chief=True, image_shape=None, preproce
       preprocessing: the run's preprocessing (None: the dataset's normalisation).
 
     Returns:
-      The paths written: {'saved_model': ..., 'keras': ...} (chief) or {} (other workers).
+      The paths written: {'saved_model': ..., 'keras': ..., 'net': ...} (chief) or {} (other
+      workers).
     """
     target = export_dir if is_chief else tempfile.mkdtemp(prefix="tfmodels_export_")
     try:
-        serving = _Serving(model, info, image_shape or info.image_shape, preprocessing)
+        preprocess = EvalPreprocessing.from_info(info, image_shape or info.image_shape,
+                                                 preprocessing, name="preprocessing")
+        serving = _Serving(model, preprocess)
         saved_model = files.replace_dir(
             os.path.join(target, SAVED_MODEL_DIR),
             lambda tmp: tf.saved_model.save(serving, tmp,
                                             signatures={"serving_default": serving.serve}))
         # Keras insists on the .keras extension, also for the temporary name.
-        keras_path = files.write_atomic(os.path.join(target, KERAS_FILE), model.save,
-                                        suffix=".keras")
-        return {"saved_model": saved_model, "keras": keras_path} if is_chief else {}
+        keras_path = files.write_atomic(os.path.join(target, KERAS_FILE),
+                                        classifier(model, preprocess).save, suffix=".keras")
+        net_path = files.write_atomic(os.path.join(target, NET_KERAS_FILE), model.save,
+                                      suffix=".keras")
+        return ({"saved_model": saved_model, "keras": keras_path, "net": net_path}
+                if is_chief else {})
     finally:
         if not is_chief:
             shutil.rmtree(target, ignore_errors=True)
