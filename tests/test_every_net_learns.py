@@ -3,8 +3,8 @@
 The README's table of nets (between the `nets:start` / `nets:end` markers) gives one command
 per net and the test accuracy it reached. Each command is run here as written (plus a model_dir
 and no export) and must reach well above chance (10 classes: 10%), and not fall far below what
-the README says. Nets whose recipe needs large inputs (VGG at 224x224) take minutes on CPU:
-they run only with TFMODELS_SLOW_TESTS=1.
+the README says. The rows the README marks slow (big nets, VGG at 224x224: minutes to hours on
+CPU) carry the `slow` marker: deselected by default, run with `pytest -m slow`.
 """
 import json
 import os
@@ -44,11 +44,11 @@ def test_every_registry_net_has_a_row():
     assert sorted(ROWS) == sorted(nets.NETS)
 
 
-@pytest.mark.parametrize("net", sorted(ROWS))
+@pytest.mark.subprocess
+@pytest.mark.parametrize("net", [pytest.param(net, marks=pytest.mark.slow) if ROWS[net][2]
+                                 else net for net in sorted(ROWS)])
 def test_the_readme_recipe_learns(net, tmp_path):
     flags, readme_accuracy, slow = ROWS[net]
-    if slow and os.environ.get("TFMODELS_SLOW_TESTS") != "1":
-        pytest.skip("large inputs on CPU: set TFMODELS_SLOW_TESTS=1")
     proc = scripts.run("train.py", *flags, f"--model_dir={tmp_path / 'run'}", "--noexport",
                        timeout=1800 if slow else 300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -437,8 +437,8 @@ def multi_worker_main(index, ports, out_path):
         json.dump(report, f)
 
 
-@pytest.mark.skipif(not os.environ.get("TFMODELS_MULTIWORKER_TESTS"),
-                    reason="set TFMODELS_MULTIWORKER_TESTS=1 (two worker processes, ~17 s)")
+@pytest.mark.slow  # two worker processes, ~17 s; train.py's two workers are tested by default
+@pytest.mark.subprocess
 def test_multi_worker_pipelines(tmp_path):
     import json
     import socket
