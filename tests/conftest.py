@@ -10,6 +10,19 @@ import pytest
 from tests import replicas
 
 
+# Fixtures that run their scenarios in one subprocess per replica count (tests/replicas.py).
+_REPLICA_FIXTURES = {"replica_runner", "gpu_runner"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Tests that use a replica runner carry the `subprocess` marker (set before `-m` selects);
+    tests that start scripts or interpreters themselves are marked where they are written."""
+    for item in items:
+        if _REPLICA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.subprocess)
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     """Every test starts from the same Python, NumPy and TensorFlow seeds."""

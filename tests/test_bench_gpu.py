@@ -29,6 +29,7 @@ def quick_run(tmp_path_factory):
         return proc, json.load(f), (output_dir / "results.md").read_text()
 
 
+@pytest.mark.subprocess
 def test_quick_run_covers_every_section(quick_run):
     proc, results, markdown = quick_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -46,6 +47,7 @@ def test_quick_run_covers_every_section(quick_run):
         assert f"| {name} |" in markdown
 
 
+@pytest.mark.subprocess
 def test_quick_run_measures_every_loop_precision_and_xla_setting(quick_run):
     _, results, markdown = quick_run
     measured = [r for name, s in results["sections"].items() if name.startswith("throughput/")

@@ -155,6 +155,7 @@ def test_tf1_function_as_model_says_what_to_do(tmp_path):
         nets.build_model("bad_net_slim:net", 10, (8, 8, 1))
 
 
+@pytest.mark.subprocess
 def test_porting_cli_model_values(tmp_path):
     """One error line, exit status 1, no flag listing; a net without default_image_size
     needs --image_size."""

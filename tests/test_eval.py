@@ -299,6 +299,7 @@ def test_bad_input_is_a_clear_error(trained_dir, tmp_path, case, match):
         assert not any(name.startswith("eval") for name in os.listdir(model_dir))
 
 
+@pytest.mark.subprocess
 def test_eval_py_on_three_replicas(trained_dir, latest, tmp_path):
     """The script end to end, on 3 logical devices: the same numbers as one replica."""
     output = str(tmp_path / "cli.json")
@@ -323,6 +324,7 @@ def test_eval_py_on_three_replicas(trained_dir, latest, tmp_path):
                                                       "embedding_test.png"]
 
 
+@pytest.mark.subprocess
 def test_eval_py_bad_input_is_one_message(tmp_path):
     proc = scripts.run("eval.py", f"--model_dir={tmp_path / 'nowhere'}")
     assert proc.returncode == 2

@@ -16,6 +16,8 @@ import pytest
 from tests import scripts
 from tfmodels import data
 
+pytestmark = pytest.mark.subprocess  # every test starts a script or a fresh interpreter
+
 # A short default run (3 of its 30 epochs): well above chance, so a wrong preprocessing shows.
 EPOCHS = 3
 # One example either way: evaluation and the exports sum in other orders on other batches, which

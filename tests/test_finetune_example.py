@@ -14,10 +14,13 @@ import os
 import time
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests import scripts, slim_reference
 from tfmodels import model_dir as model_dir_lib
+
+pytestmark = pytest.mark.subprocess  # every test starts a script or a fresh interpreter
 
 N = 6  # mocked examples per split (k-NN takes k = 1, 5)
 

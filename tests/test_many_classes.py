@@ -136,6 +136,7 @@ def test_center_update_touches_only_the_batch_rows(rng):
 
 # --- the scripts, and changing heads on a model_dir -------------------------------------------
 
+@pytest.mark.subprocess
 def test_train_and_eval_scripts_with_sampled_heads(tmp_path):
     """train.py with --head=partial_fc, resumed with --head=sampled_softmax (same class matrix,
     same checkpoint), then eval.py: all classes scored in chunks (3000 > 2048)."""
@@ -161,7 +162,10 @@ def test_train_and_eval_scripts_with_sampled_heads(tmp_path):
     assert "resuming from step 20" in second.stderr
     metrics = json.loads(second.stdout[second.stdout.index("{"):])
     assert metrics["steps"] == 30 and metrics["test_examples"] == 1000
-    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["top_5_accuracy"] is not None
+    # 3000 classes, chance 0.033%: these 30 steps reach 2.2% / 2.5% (seeds 0 / 1); a head that
+    # learned nothing stays near chance.
+    assert metrics["test_accuracy"] > 0.01
+    assert metrics["top_5_accuracy"] >= metrics["test_accuracy"]
     evaluated = scripts.run("eval.py", f"--model_dir={model_dir}", "--knn_k=1", "--plot_dir=")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     with open(f"{model_dir}/eval_test.json") as f:

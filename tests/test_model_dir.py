@@ -110,6 +110,7 @@ def test_writer_lock_is_exclusive_and_released(tmp_path):
     assert not second.held
 
 
+@pytest.mark.subprocess
 def test_writer_lock_dies_with_its_process(tmp_path):
     """kill -9 leaves no stale lock: the OS releases flock locks of a dead process."""
     model_dir = str(tmp_path / "run")

@@ -290,6 +290,7 @@ def test_6_resume_with_another_dataset_of_the_same_shape_is_refused(run):
     assert _snapshot(run) == before
 
 
+@pytest.mark.subprocess
 def test_6_a_second_writer_fails_at_once_naming_the_holder(run):
     from tfmodels.model_dir import WriterLock
 
@@ -395,6 +396,7 @@ def _holds_lock(model_dir, pid):
         return False
 
 
+@pytest.mark.subprocess
 def test_fault_injection_kills_lost_state_files_truncated_checkpoints(tmp_path):
     """12 kill -9s at random moments (while starting and recovering, while writing a
     checkpoint, or after a save), with the state file deleted and the newest checkpoint

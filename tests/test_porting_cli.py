@@ -28,7 +28,8 @@ from tests import scripts
 from tfmodels import nets, porting
 from tfmodels import model_dir as model_dir_lib
 
-pytestmark = pytest.mark.filterwarnings("ignore:`(layer.apply|tf.layers.flatten)`:UserWarning")
+pytestmark = [pytest.mark.subprocess,
+              pytest.mark.filterwarnings("ignore:`(layer.apply|tf.layers.flatten)`:UserWarning")]
 
 ROOT = pathlib.Path(scripts.ROOT)
 DOC = ROOT / "docs" / "PORTING.md"

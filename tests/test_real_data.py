@@ -12,6 +12,8 @@ import tensorflow as tf
 
 from tests import scripts
 
+pytestmark = pytest.mark.subprocess  # every test starts a script or a fresh interpreter
+
 N = 10  # mocked examples per split
 FLOWERS = ["--model=cifarnet", "--dataset=tfds:oxford_flowers102", "--batch_size=4",
            "--steps_per_loop=3", "--checkpoint_every=3", "--log_every=3", "--deterministic",

@@ -20,6 +20,8 @@ from tfmodels.data import DatasetInfo
 from tfmodels.losses import l2_regularizer
 from tfmodels.training import export
 
+pytestmark = pytest.mark.subprocess  # every test starts a script or a fresh interpreter
+
 INFO = DatasetInfo(name="test", image_shape=(8, 8, 3), num_classes=4, splits={"test": 1},
                    pixel_max=255.0, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
 

@@ -19,6 +19,8 @@ import pytest
 
 from tests import scripts
 
+pytestmark = pytest.mark.subprocess  # every test starts a script or a fresh interpreter
+
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 RUN = ["--train_steps=30", "--steps_per_loop=10", "--log_every=10", "--checkpoint_every=30"]
 # What TensorFlow prints on its own at start-up, while saving and exporting.

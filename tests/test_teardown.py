@@ -50,6 +50,7 @@ def test_train_and_evaluate_leave_no_iterator_behind(tmp_path):
         model_dir=model_dir, knn_k=(1,), plot_dir=""))) == []
 
 
+@pytest.mark.subprocess
 def test_train_py_with_four_replicas_always_exits(tmp_path):
     for attempt in range(RUNS):
         args = ["train.py", f"--model_dir={tmp_path / str(attempt)}", "--model=two_layer_net",

@@ -37,6 +37,7 @@ def _checkpoint_values(prefix):
             if k != "_CHECKPOINTABLE_OBJECT_GRAPH" and not k.startswith("save_counter")}
 
 
+@pytest.mark.subprocess
 def test_outputs_of_a_run(trained):
     model_dir, proc = trained
     metrics = _read(os.path.join(model_dir, "metrics.json"))
@@ -68,6 +69,7 @@ def _restored_test_outputs(model_dir):
     return model, pixels, labels, model(images, training=False)["logits"].numpy()
 
 
+@pytest.mark.subprocess
 def test_metrics_equal_numpy_on_the_restored_model(trained):
     model_dir, _ = trained
     _, _, labels, logits = _restored_test_outputs(model_dir)
@@ -84,6 +86,7 @@ def test_metrics_equal_numpy_on_the_restored_model(trained):
     np.testing.assert_allclose(metrics["test_loss"], -(targets * log_p).sum(1).mean(), rtol=1e-5)
 
 
+@pytest.mark.subprocess
 def test_resume_continues_from_the_latest_checkpoint(trained, tmp_path):
     model_dir = str(tmp_path / "copy")
     shutil.copytree(trained[0], model_dir)
@@ -99,6 +102,7 @@ def _latest_step(model_dir):
     return int(latest.rsplit("-", 1)[1]) if latest else 0
 
 
+@pytest.mark.subprocess
 def test_exact_resume_after_sigkill(tmp_path):
     """Killed at an arbitrary step (checkpoints every 2 steps: often while saving), then
     restarted: the final weights equal an uninterrupted run's, bit for bit."""
@@ -135,6 +139,7 @@ def test_exact_resume_after_sigkill(tmp_path):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+@pytest.mark.subprocess
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     model_dir = str(tmp_path / "nan")
     steps = ["--model=lenet", "--checkpoint_every=5", "--steps_per_loop=5", "--noexport"]
@@ -168,6 +173,7 @@ def _snapshot(model_dir):
     (["--learning_rate=1e39"], "--learning_rate=1e+39 overflows float32"),
     (["--center_loss_weight=nan"], "--center_loss_weight=nan must be a finite number"),
 ])
+@pytest.mark.subprocess
 def test_bad_flags_fail_before_any_work(tmp_path, flags, message):
     model_dir = str(tmp_path / "never")
     proc = scripts.run("train.py", f"--model_dir={model_dir}", *flags)
@@ -176,6 +182,7 @@ def test_bad_flags_fail_before_any_work(tmp_path, flags, message):
     assert not os.path.exists(model_dir)
 
 
+@pytest.mark.subprocess
 def test_model_dir_of_another_model_is_left_untouched(trained, tmp_path):
     model_dir = str(tmp_path / "other")
     shutil.copytree(trained[0], model_dir)
@@ -225,6 +232,7 @@ def _free_ports(n):
     return ports
 
 
+@pytest.mark.subprocess
 def test_two_workers_on_localhost_match_two_local_replicas(tmp_path):
     flags = ["--model=lenet", "--train_steps=6", "--batch_size=32", "--steps_per_loop=3",
              "--checkpoint_every=3", "--log_every=3", "--noexport", "--seed=3"]
@@ -251,6 +259,7 @@ def test_two_workers_on_localhost_match_two_local_replicas(tmp_path):
         np.testing.assert_allclose(b[key], a[key], rtol=0, atol=1e-5, err_msg=key)
 
 
+@pytest.mark.subprocess
 def test_init_checkpoint_mismatch_prints_the_report_alone(trained, tmp_path):
     """A checkpoint that does not fill the net: the porting report, exit 2, no flag help, and
     nothing written."""

@@ -37,7 +37,8 @@ def latest_checkpoint(model_dir):
 
 
 __all__ = ["CONFIG_FILE", "IDENTITY_KEYS", "Inspection", "KERAS_FILE", "METRICS_FILE",
-           "ModelDirBusyError", "NET_KERAS_FILE", "ModelRecord", "NoUsableCheckpointError", "REQUIRED_KEYS",
+           "ModelDirBusyError", "ModelRecord", "NET_KERAS_FILE", "NoUsableCheckpointError",
+           "REQUIRED_KEYS",
            "SAVED_MODEL_DIR", "UNREADABLE_DIR", "WriterLock", "check_model_dir", "checkpoints",
            "files", "inspect", "is_writable", "latest_checkpoint", "list_checkpoints", "lock",
            "newest_usable", "read_config", "read_json", "recover", "recovery", "restore_model",
