@@ -13,22 +13,19 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "tfmodels"
 
 # unit -> the units it may import (docs/ARCHITECTURE.md shows the same table as layers).
 ALLOWED = {
-    "compat": set(),
     "layers": set(),
     "losses": {"layers"},
-    "layer_names": set(),
-    "scopes": {"layers", "losses", "layer_names"},
-    "nets": {"scopes", "layers", "losses"},
+    "slim": {"layers"},
+    "nets": {"slim", "layers", "losses"},
     "data": set(),
     "distribute": set(),
     "averaging": set(),
     "schedules": set(),
     "console": set(),
     "model_dir": {"nets", "layers", "averaging"},
-    "porting": {"model_dir", "nets", "scopes", "layers", "losses", "compat", "data"},
+    "porting": {"model_dir", "nets", "slim", "layers", "losses", "data"},
     "evaluation": {"data", "distribute", "model_dir", "losses", "layers", "nets", "console"},
-    "training": {"compat", "layers", "losses", "layer_names", "scopes", "nets", "data",
-                 "distribute", "schedules",
+    "training": {"layers", "losses", "slim", "nets", "data", "distribute", "schedules",
                  "averaging", "model_dir", "porting", "evaluation", "console"},
 }
 

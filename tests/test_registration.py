@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests import scripts
-from tfmodels import scopes
+from tfmodels.slim import scopes
 from tfmodels.data import DatasetInfo
 from tfmodels.losses import l2_regularizer
 from tfmodels.training import export

@@ -1,7 +1,7 @@
-# convnet.py: legacy_convnet.convnet for TF2 / Keras 3, line by line with tfmodels.scopes.
+# convnet.py: legacy_convnet.convnet for TF2 / Keras 3, line by line with tfmodels.slim.scopes.
 import keras
 
-from tfmodels import scopes
+from tfmodels.slim import scopes
 from tfmodels.losses import l2_regularizer
 
 

@@ -5,7 +5,7 @@ weights are decayed and the logits layer has its own initializer, as in slim.
 """
 import keras
 
-from tfmodels import scopes
+from tfmodels.slim import scopes
 from tfmodels.losses import l2_regularizer
 
 

@@ -12,7 +12,7 @@ same (28 -> 14 -> 7 -> 4), so the flattened features are 4*4*128 = 2048 as in th
 """
 import keras
 
-from tfmodels import scopes
+from tfmodels.slim import scopes
 from tfmodels.losses import l2_regularizer
 
 

@@ -5,7 +5,7 @@ image size; weight decay is slim's `wd * sum(w**2) / 2` (UFLDL's and CS231n's `0
 """
 import keras
 
-from tfmodels import scopes
+from tfmodels.slim import scopes
 from tfmodels.losses import l2_regularizer
 
 

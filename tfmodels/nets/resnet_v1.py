@@ -13,7 +13,7 @@ import collections
 
 import keras
 
-from tfmodels import scopes
+from tfmodels.slim import scopes
 from tfmodels.losses import l2_regularizer
 
 

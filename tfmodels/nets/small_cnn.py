@@ -9,7 +9,7 @@ net must learn position by position.
 """
 import keras
 
-from tfmodels import scopes
+from tfmodels.slim import scopes
 from tfmodels.losses import l2_regularizer
 
 

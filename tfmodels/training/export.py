@@ -1,7 +1,7 @@
 """Exports: a SavedModel whose serving signature returns probabilities, and a `.keras` file.
 
 The serving signature takes raw pixels (0..255; 0..16 for digits) as float32 and applies the
-run's evaluation transform (`data.transforms.serving_transform`) before the model, so it
+run's evaluation transform (`data.pipelines.transforms.serving_transform`) before the model, so it
 predicts what eval.py measures:
 
 * the dataset's normalisation (the default on fixed-size datasets): images [N, H, W, C] at the
@@ -23,7 +23,7 @@ import tempfile
 
 import tensorflow as tf
 
-from tfmodels.data import transforms
+from tfmodels.data.pipelines import transforms
 from tfmodels.layers import softmax
 from tfmodels.model_dir import KERAS_FILE, SAVED_MODEL_DIR, files
 
