@@ -16,7 +16,7 @@ ALLOWED = {
     "layers": set(),
     "losses": {"layers"},
     "slim": {"layers"},
-    "nets": {"slim", "layers", "losses"},
+    "nets": {"slim", "layers"},
     "data": set(),
     "distribute": set(),
     "averaging": set(),

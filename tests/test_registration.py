@@ -17,7 +17,7 @@ import pytest
 from tests import scripts
 from tfmodels.slim import scopes
 from tfmodels.data import DatasetInfo
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim.regularizers import l2_regularizer
 from tfmodels.training import export
 
 INFO = DatasetInfo(name="test", image_shape=(8, 8, 3), num_classes=4, splits={"test": 1},

@@ -12,7 +12,7 @@ from tests import slim_reference
 from tfmodels.slim import compat, scopes
 from tfmodels.slim import layers as slim_layers
 from tfmodels.layers.dropout import Dropout
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim.regularizers import l2_regularizer
 
 # tf_slim's graph layers call deprecated TF1 layer APIs; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:`(layer.apply|tf.layers.flatten)`:UserWarning")

@@ -2,7 +2,7 @@
 import keras
 
 from tfmodels.slim import scopes
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim.regularizers import l2_regularizer
 
 
 def convnet(images, num_classes=10, is_training=None, dropout_keep_prob=0.8, scope="ConvNet"):

@@ -14,7 +14,7 @@ import collections
 import keras
 
 from tfmodels.slim import scopes
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim.regularizers import l2_regularizer
 
 
 class Block(collections.namedtuple("Block", ["scope", "unit_fn", "args"])):

@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from tfmodels.slim import scopes
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim.regularizers import l2_regularizer
 
 _POOLS = {"mean": scopes.avg_pool2d, "max": scopes.max_pool2d}
 

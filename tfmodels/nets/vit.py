@@ -25,7 +25,7 @@ import keras
 
 from tfmodels.slim import scopes
 from tfmodels.layers.tokens import ClassToken, PositionEmbedding
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim.regularizers import l2_regularizer
 from tfmodels.nets import transformer
 
 # (largest image side, patch size): the first row whose side is >= the image's side applies.

@@ -144,7 +144,7 @@ def conv2d(inputs, num_outputs, kernel_size, stride=1, padding="SAME", rate=1,
       weights_initializer, biases_initializer: Keras initializers; biases_initializer=None
         means no bias.
       weights_regularizer, biases_regularizer: Keras regularizers (e.g.
-        `tfmodels.losses.l2_regularizer(wd)`), collected by `model.losses`.
+        `tfmodels.slim.regularizers.l2_regularizer(wd)`), collected by `model.losses`.
       trainable: False freezes the variables (a frozen normalizer then uses its moving
         statistics, the Keras convention).
       scope: layer name, i.e. the last name-scope component of its variable paths.
