@@ -40,6 +40,9 @@ def softmax_cross_entropy(onehot_labels, logits, label_smoothing=0.0):
     """Cross-entropy of a label distribution `onehot_labels` [N, K] against `logits`, per example.
 
     loss_i = -sum_k q_ik log_softmax(logits)_ik with q = (1 - eps) onehot + eps / K.
+    Kept over `keras.losses.categorical_crossentropy(from_logits=True, label_smoothing=eps)`:
+    equal losses, but gradients up to 6e-7 apart (256 x 1000 logits), which would change every
+    run with the default smoothing 0.1.
     """
     _check_smoothing(label_smoothing)
     logits = _as_float32(logits)
