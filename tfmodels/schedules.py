@@ -8,11 +8,13 @@ All schedules are functions of the optimizer step (0-based, counted in global ba
                u = min(1, (t - warmup) / (total - warmup))
     warmup:    for t < warmup, lr(t) = base_schedule(warmup) * (t + 1) / warmup
 
-After warmup the rates are Keras's `CosineDecay` and `PiecewiseConstantDecay` (the same float32
-values as this module's earlier hand-written formulas, measured at every step); the warmup is our
-own because Keras's (`CosineDecay(warmup_steps=...)`) gives step t the rate of our step t - 1,
-so the first step would train at rate 0.
+Not Keras's `CosineDecay` / `PiecewiseConstantDecay`: eagerly they give these float32 rates
+exactly, but inside a tf.function (the training step) 130 of the 661 cosine rates of the default
+run differ (by up to 8.5e-6 relative, near the end) and its losses change; and Keras's warmup
+gives step t the rate of our step t - 1, so the first step would train at rate 0.
 """
+import math
+
 import keras
 import tensorflow as tf
 
@@ -34,7 +36,19 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.boundaries = tuple(int(b) for b in boundaries)
         self.decay_factor = float(decay_factor)
         self.alpha = float(alpha)
-        self._after_warmup = _after_warmup(self)
+
+    def _after_warmup(self, step):
+        base = tf.constant(self.base_learning_rate, tf.float32)
+        if self.kind == "constant":
+            return base
+        if self.kind == "piecewise":
+            passed = tf.reduce_sum(tf.cast(
+                step >= tf.constant(self.boundaries, tf.float32), tf.float32))
+            return base * tf.pow(tf.constant(self.decay_factor, tf.float32), passed)
+        span = max(self.total_steps - self.warmup_steps, 1)
+        progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
+        cosine = 0.5 * (1.0 + tf.cos(math.pi * progress))
+        return base * (self.alpha + (1.0 - self.alpha) * cosine)
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
@@ -50,23 +64,6 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
                 "boundaries": list(self.boundaries), "decay_factor": self.decay_factor,
                 "alpha": self.alpha}
-
-
-def _after_warmup(s):
-    """The schedule of steps >= s.warmup_steps, as a function of the step (float32)."""
-    if s.kind == "constant":
-        return lambda step: tf.constant(s.base_learning_rate, tf.float32)
-    if s.kind == "piecewise":
-        # Rates as float32 base * factor**k; Keras's boundary b keeps the old rate at step b, ours
-        # (`boundaries <= t`) applies the new one there: b - 1 in Keras's terms.
-        rates = [float(tf.constant(s.base_learning_rate, tf.float32) * tf.pow(
-            tf.constant(s.decay_factor, tf.float32), float(k)))
-            for k in range(len(s.boundaries) + 1)]
-        return keras.optimizers.schedules.PiecewiseConstantDecay(
-            [b - 1 for b in s.boundaries], rates)
-    cosine = keras.optimizers.schedules.CosineDecay(
-        s.base_learning_rate, max(s.total_steps - s.warmup_steps, 1), alpha=s.alpha)
-    return lambda step: cosine(tf.maximum(step - s.warmup_steps, 0.0))
 
 
 def check_schedule(kind, base_learning_rate, total_steps, warmup_steps=0, boundaries=(),
