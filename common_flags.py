@@ -129,7 +129,7 @@ with _HeldStderr() as _STARTUP:
     import tensorflow as tf  # noqa: E402
 
     from tfmodels import console, distribute  # noqa: E402
-    from tfmodels.data import decoding  # noqa: E402
+    from tfmodels.data.pipelines import decoding  # noqa: E402
 
 flags.FLAGS["verbosity"].parser = _VerbosityParser()
 flags.FLAGS["verbosity"].help = (

@@ -36,7 +36,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfmodels import data  # noqa: E402
-from tfmodels.data import decoding, fake_tfds, preprocessing  # noqa: E402
+from tests import fake_tfds  # noqa: E402
+from tfmodels.data import preprocessing  # noqa: E402
+from tfmodels.data.pipelines import decoding  # noqa: E402
 
 
 def measure_images_per_sec(dataset, steps, warmup=10):

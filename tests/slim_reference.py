@@ -7,7 +7,7 @@ shapes; initializers are irrelevant: weights are copied). Everything runs in its
 import numpy as np
 import tensorflow as tf
 
-from tfmodels import compat
+from tfmodels.slim import compat
 
 
 def slim():

@@ -29,7 +29,7 @@ def test_preset_resolves(train_script, preset, tmp_path):
     from absl import flags
 
     from tfmodels import data
-    from tfmodels.data import fake_tfds
+    from tests import fake_tfds
 
     flags.FLAGS.unparse_flags()  # back to the defaults: presets must not leak into each other
     flags.FLAGS(["train.py", f"--flagfile={preset}", f"--model_dir={tmp_path}"])

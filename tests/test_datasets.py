@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tfmodels import data
-from tfmodels.data import fake_tfds
+from tests import fake_tfds
 
 FAKE_SIZES = {"mnist": {"train": 130, "test": 57}, "cifar10": {"train": 90, "test": 41},
               "cifar100": {"train": 20, "test": 10}}

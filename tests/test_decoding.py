@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tests.slim_preprocessing import photos
-from tfmodels.data import decoding
+from tfmodels.data.pipelines import decoding
 
 
 @functools.lru_cache(maxsize=None)

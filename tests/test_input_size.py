@@ -5,7 +5,9 @@ import pytest
 import tensorflow as tf
 
 from tfmodels import data
-from tfmodels.data import fake_tfds, preprocessing, transforms
+from tests import fake_tfds
+from tfmodels.data import preprocessing
+from tfmodels.data.pipelines import transforms
 from tfmodels.training import TrainConfig
 from tfmodels.training.inputs import parse_image_size, resolve_input
 
@@ -56,7 +58,7 @@ def test_refusals_name_what_to_pass(model, info, image_size, chosen, message):
 
 def test_a_net_of_ones_own_needs_its_preprocessing_named(tmp_path, monkeypatch):
     (tmp_path / "mynet.py").write_text(
-        "from tfmodels import scopes\n"
+        "from tfmodels.slim import scopes\n"
         "def net(images, num_classes, is_training=None, scope='Mine'):\n"
         "    x = scopes.flatten(images)\n"
         "    return scopes.fully_connected(x, num_classes, activation_fn=None), {'embedding': x}\n")

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfmodels import losses
+from tfmodels.slim import regularizers
 
 
 def np_cross_entropy(labels, logits, smoothing=0.0):
@@ -95,7 +96,7 @@ def test_l2_regularizer_matches_tf_slim(rng):
     import tf_slim
 
     w = rng.standard_normal((3, 3, 4, 8)).astype(np.float32)
-    ours = losses.l2_regularizer(4e-4)(tf.constant(w))
+    ours = regularizers.l2_regularizer(4e-4)(tf.constant(w))
     np.testing.assert_allclose(ours.numpy(), 4e-4 * (w.astype(np.float64) ** 2).sum() / 2,
                                rtol=1e-6)
     with tf.Graph().as_default():
@@ -105,14 +106,14 @@ def test_l2_regularizer_matches_tf_slim(rng):
 
 
 def test_l2_regularizer_serialization_and_zero():
-    assert losses.l2_regularizer(0.0) is None
-    reg = losses.l2_regularizer(1e-3)
+    assert regularizers.l2_regularizer(0.0) is None
+    reg = regularizers.l2_regularizer(1e-3)
     restored = keras.regularizers.deserialize(keras.regularizers.serialize(reg))
-    assert isinstance(restored, losses.L2WeightDecay) and restored.weight_decay == 1e-3
+    assert isinstance(restored, regularizers.L2WeightDecay) and restored.weight_decay == 1e-3
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: losses.l2_regularizer(-1.0), "weight_decay=-1.0"),
+    (lambda: regularizers.l2_regularizer(-1.0), "weight_decay=-1.0"),
     (lambda: losses.sparse_softmax_cross_entropy([0], [[1.0, 2.0]], 1.5), "label_smoothing=1.5"),
     (lambda: losses.multiclass_hinge([0], [[1.0, 2.0]], delta=-1), "delta=-1"),
 ])

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tfmodels import data, training
-from tfmodels.data import patterns
+from tfmodels.data.sources import patterns
 from tfmodels.evaluation.evaluator import EvalConfig, evaluate
 from tfmodels.layers import CenterLoss
 

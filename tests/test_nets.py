@@ -14,8 +14,9 @@ import pytest
 import tensorflow as tf
 
 from tests import slim_reference
-from tfmodels import nets, scopes
-from tfmodels.layers import slim_layers
+from tfmodels import nets
+from tfmodels.slim import scopes
+from tfmodels.slim import layers as slim_layers
 
 pytestmark = pytest.mark.filterwarnings("ignore:`(layer.apply|tf.layers.flatten)`:UserWarning")
 

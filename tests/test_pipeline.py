@@ -13,7 +13,8 @@ import tensorflow as tf
 from tests import replicas
 from tests.test_preprocessing import numpy_crop_and_flip
 from tfmodels import data
-from tfmodels.data import fake_tfds, preprocessing
+from tests import fake_tfds
+from tfmodels.data import preprocessing
 
 SIZES = {"mnist": {"train": 130, "test": 57}, "cifar10": {"train": 90, "test": 41}}
 

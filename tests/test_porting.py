@@ -507,7 +507,7 @@ def test_bad_arguments(kwargs, match, lenet_checkpoint, tmp_path):
 
 def small_net(scale=True, bias=True):
     """Net/conv1 (with BatchNorm, gamma if `scale`) and Net/fc (bias if `bias`)."""
-    from tfmodels import scopes
+    from tfmodels.slim import scopes
 
     inputs = keras.Input((6, 6, 2))
     with keras.name_scope("Net"):

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from tests import scripts
-from tfmodels import scopes
+from tfmodels.slim import scopes
 from tfmodels.data import DatasetInfo
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim.regularizers import l2_regularizer
 from tfmodels.training import export
 
 pytestmark = pytest.mark.subprocess  # every test starts a script or a fresh interpreter
@@ -94,7 +94,7 @@ print(json.dumps({{"error": error,
     np.save(directory / "normalized.npy", normalized.astype(np.float32))
     result = run_python(code, cwd=str(directory), PYTHONPATH=scripts.ROOT)
     assert "Could not locate class 'EvalPreprocessing'" in result["error"]
-    assert "tfmodels.data.serving" in result["error"]
+    assert "tfmodels.data.pipelines.serving" in result["error"]
     assert {"SlimConv2D", "SlimDense", "LocalResponseNormalization",
             "Dropout"} <= set(result["classes"])
     logits = model(normalized.astype(np.float32), training=False)["logits"]

@@ -1,6 +1,4 @@
-"""Learning-rate schedules against their closed forms."""
-import math
-
+"""Learning-rate schedules against their closed forms at chosen steps."""
 import keras
 import numpy as np
 import pytest
@@ -26,13 +24,14 @@ def test_piecewise():
 
 @pytest.mark.parametrize("alpha", [0.0, 0.1])
 def test_cosine_after_warmup(alpha):
-    total, warmup, base = 110, 10, 0.2
-    s = WarmupSchedule("cosine", base, total_steps=total, warmup_steps=warmup, alpha=alpha)
-    steps = np.arange(total)
-    u = np.clip((steps - warmup) / (total - warmup), 0, 1)
-    expected = base * (alpha + (1 - alpha) * 0.5 * (1 + np.cos(math.pi * u)))
-    expected[:warmup] = expected[warmup] * (steps[:warmup] + 1) / warmup
-    np.testing.assert_allclose(rates(s, steps), expected, rtol=1e-5, atol=1e-8)
+    # 120 steps of decay after 10 of warmup: u = 0, 1/3, 1/2, 2/3, 1 at steps 10, 50, 70, 90, 130,
+    # where (1 + cos(pi u)) / 2 = 1, 3/4, 1/2, 1/4, 0; warmup step t gets lr(10) * (t + 1) / 10.
+    base = 0.2
+    s = WarmupSchedule("cosine", base, total_steps=130, warmup_steps=10, alpha=alpha)
+    warmup = base * np.array([0.1, 0.5, 1.0])  # steps 0, 4, 9
+    cosine = base * (alpha + (1 - alpha) * np.array([1.0, 0.75, 0.5, 0.25, 0.0, 0.0]))
+    np.testing.assert_allclose(rates(s, [0, 4, 9, 10, 50, 70, 90, 130, 200]),
+                               np.concatenate([warmup, cosine]), rtol=1e-6, atol=1e-9)
 
 
 def test_serialization_round_trip():

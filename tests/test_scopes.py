@@ -9,10 +9,10 @@ import tensorflow as tf
 import tf_slim
 
 from tests import slim_reference
-from tfmodels import compat, scopes
-from tfmodels.layers import slim_layers
+from tfmodels.slim import compat, scopes
+from tfmodels.slim import layers as slim_layers
 from tfmodels.layers.dropout import Dropout
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim.regularizers import l2_regularizer
 
 # tf_slim's graph layers call deprecated TF1 layer APIs; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:`(layer.apply|tf.layers.flatten)`:UserWarning")
@@ -254,7 +254,7 @@ def test_arg_scope_errors():
         with scopes.arg_scope([scopes.conv2d], paddin="SAME"):
             pass
     x = keras.Input((8, 8, 3))
-    with pytest.raises(TypeError, match="normalizer_fn=.*not a tfmodels.scopes layer builder"):
+    with pytest.raises(TypeError, match="normalizer_fn=.*not a tfmodels.slim.scopes layer builder"):
         scopes.conv2d(x, 2, 3, normalizer_fn=slim_reference.slim().batch_norm)
 
 

@@ -209,7 +209,7 @@ def test_in_process_errors_before_any_work(tmp_path):
 
 
 def test_mocked_tfds_dataset_end_to_end(tmp_path):
-    from tfmodels.data import fake_tfds
+    from tests import fake_tfds
     from tfmodels.training import TrainConfig, train
 
     data_dir, model_dir = str(tmp_path / "tfds"), str(tmp_path / "run")

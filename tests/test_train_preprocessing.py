@@ -5,7 +5,8 @@ import tensorflow as tf
 
 from tests import slim_preprocessing as slim
 from tests.slim_preprocessing import photos
-from tfmodels.data import preprocessing, vgg_preprocessing
+from tfmodels.data import preprocessing
+from tfmodels.data.preprocessing import vgg as vgg_preprocessing
 
 MEANS = np.array(vgg_preprocessing.CHANNEL_MEANS, np.float32)
 RANDOM_NETS = [("vgg", {}), ("inception", {}), ("inception", {"fast_mode": False}),

@@ -7,7 +7,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfmodels import data
-from tfmodels.data import preprocessing, transforms
+from tfmodels.data import preprocessing
+from tfmodels.data.pipelines import transforms
 
 N = 7  # examples per mocked split
 VARIABLE = ["imagenette", "oxford_flowers102", "caltech101", "food101", "cats_vs_dogs"]

@@ -14,7 +14,8 @@ import tensorflow as tf
 from scipy.special import erf
 
 from tests import replicas
-from tfmodels import nets, scopes
+from tfmodels import nets
+from tfmodels.slim import scopes
 from tfmodels.nets import transformer, vit
 
 SIZES = {"vit_tiny": (64, 4, 4, 256), "vit_small": (192, 6, 3, 768)}  # d, blocks, heads, MLP

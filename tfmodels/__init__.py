@@ -14,12 +14,12 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 # The modules defining @keras.saving.register_keras_serializable classes: a `.keras` file
 # names them as "tfmodels>SlimConv2D" etc. and loading needs them registered.
-from tfmodels.data import serving as _serving  # noqa: E402,F401  EvalPreprocessing
-from tfmodels import losses as _losses  # noqa: E402,F401  L2WeightDecay
+from tfmodels.data.pipelines import serving as _serving  # noqa: E402,F401  EvalPreprocessing
 from tfmodels.layers import attention as _attention  # noqa: E402,F401  MultiHeadAttention
 from tfmodels.layers import center_loss as _center_loss  # noqa: E402,F401  CenterLoss
 from tfmodels.layers import dropout as _dropout  # noqa: E402,F401  Dropout
-from tfmodels.layers import slim_layers as _slim_layers  # noqa: E402,F401  SlimConv2D, ...
+from tfmodels.slim import layers as _slim_layers  # noqa: E402,F401  SlimConv2D, ...
+from tfmodels.slim import regularizers as _regularizers  # noqa: E402,F401  L2WeightDecay
 from tfmodels.layers import softmax as _softmax  # noqa: E402,F401  Softmax
 from tfmodels.layers import tokens as _tokens  # noqa: E402,F401  ClassToken, PositionEmbedding
 from tfmodels import schedules as _schedules  # noqa: E402,F401  WarmupSchedule

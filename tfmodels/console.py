@@ -194,7 +194,9 @@ class LogHandler(logging.Handler):
 
     Printed through the shared console, so a line logged while a bar is live prints above it.
     Below WARNING, only records from this package and from `own_dirs` (the scripts' folder)
-    pass, unless the handler's level is DEBUG.
+    pass, unless the handler's level is DEBUG. Not rich's `RichHandler`: through a pipe it pads
+    every line to 80 columns and wraps a 108-character record onto 3 lines, so logs stop being
+    one record per line for grep.
     """
 
     _STYLES = {logging.WARNING: "yellow", logging.ERROR: "red", logging.CRITICAL: "bold red"}

@@ -1,8 +1,8 @@
-# convnet.py: legacy_convnet.convnet for TF2 / Keras 3, line by line with tfmodels.scopes.
+# convnet.py: legacy_convnet.convnet for TF2 / Keras 3, line by line with tfmodels.slim.scopes.
 import keras
 
-from tfmodels import scopes
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim import scopes
+from tfmodels.slim.regularizers import l2_regularizer
 
 
 def convnet(images, num_classes=10, is_training=None, dropout_keep_prob=0.8, scope="ConvNet"):

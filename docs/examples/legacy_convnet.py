@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from tfmodels import compat
+from tfmodels.slim import compat
 
 compat.enable_tf_slim()  # tf-slim 1.1.0 on TF >= 2.16 (batch_norm, slim.learning.train)
 import tf_slim as slim  # noqa: E402  (was: slim = tf.contrib.slim)

@@ -16,9 +16,9 @@ from tfmodels.data.datasets import (DATASET_NAMES, get_dataset_info, list_datase
                                     load_arrays)
 from tfmodels.data.pipeline import (distribute_dataset, make_dataset, num_eval_steps,
                                     steps_per_epoch)
-from tfmodels.data.resumable import DistributedData, ResumableIterator
-from tfmodels.data.specs import DatasetInfo, DatasetUnavailableError
-from tfmodels.data.tfds_source import IN_MEMORY_LIMIT_BYTES
+from tfmodels.data.pipelines.resumable import DistributedData, ResumableIterator
+from tfmodels.data.sources.specs import DatasetInfo, DatasetUnavailableError
+from tfmodels.data.sources.tfds_source import IN_MEMORY_LIMIT_BYTES
 
 __all__ = [
     "DATASET_NAMES", "IN_MEMORY_LIMIT_BYTES", "DatasetInfo", "DatasetUnavailableError",

@@ -12,8 +12,8 @@ Names accepted everywhere (`get_dataset_info`, `make_dataset`, `--dataset`):
 A new kind of data is one `Source` (see `specs.Source`) added to `SOURCES`; nothing else
 dispatches on the kind.
 """
-from tfmodels.data import digits, patterns, synthetic, tfds_source
-from tfmodels.data.specs import DatasetInfo, check_split
+from tfmodels.data.sources import digits, patterns, synthetic, tfds_source
+from tfmodels.data.sources.specs import DatasetInfo, check_split
 
 SOURCES = (digits.SOURCE, tfds_source.SOURCE, synthetic.SOURCE, patterns.SOURCE)
 DATASET_NAMES = tuple(name for source in SOURCES for name in source.names)

@@ -18,10 +18,11 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
-from tfmodels.data import datasets, decoding, resumable
+from tfmodels.data import datasets
+from tfmodels.data.pipelines import decoding, resumable
 from tfmodels.data import preprocessing as preprocessing_lib
-from tfmodels.data import layout as layout_lib
-from tfmodels.data.specs import PipelineSpec, check_split
+from tfmodels.data.pipelines import layout as layout_lib
+from tfmodels.data.sources.specs import PipelineSpec, check_split
 
 
 def steps_per_epoch(info, split, global_batch_size):

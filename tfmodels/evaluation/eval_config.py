@@ -21,7 +21,7 @@ from tfmodels import data, distribute
 from tfmodels import model_dir as model_dir_lib
 from tfmodels.data import preprocessing as data_preprocessing
 from tfmodels.data.pipeline import check_preprocessing
-from tfmodels.data.specs import check_split
+from tfmodels.data.sources.specs import check_split
 
 # Without a batch size in config.json (ported checkpoints) or given: evaluation keeps no
 # gradients, so a larger batch than training's is fine.

@@ -18,7 +18,7 @@ from typing import Callable, Optional, Union
 
 import keras
 
-from tfmodels import scopes
+from tfmodels.slim import scopes
 from tfmodels.nets import (cifarnet, custom, lenet, linear, resnet_cifar, resnet_v1,
                            small_cnn, ufldl_cnn, vgg, vit)
 

@@ -5,8 +5,8 @@ weights are decayed and the logits layer has its own initializer, as in slim.
 """
 import keras
 
-from tfmodels import scopes
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim import scopes
+from tfmodels.slim.regularizers import l2_regularizer
 
 
 def _lrn(net, scope):

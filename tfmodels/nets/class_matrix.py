@@ -19,7 +19,7 @@ from typing import Optional
 
 import keras
 
-from tfmodels.layers.slim_layers import SlimDense
+from tfmodels.slim.layers import SlimDense
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,8 @@
 
 The function follows the net contract of the registry (`tfmodels.nets`):
 `fn(images, num_classes, is_training=None, scope='Name') -> (logits, end_points)`, written with
-`tfmodels.scopes` builders, with `end_points['embedding']` (the features before the classifier).
+`tfmodels.slim.scopes` builders, with `end_points['embedding']` (the features before the
+classifier).
 Beside it, in the same module:
 
 - `<function>_arg_scope(weight_decay=...)` is the arg scope it is built under, when present
@@ -31,7 +32,7 @@ import tf_slim
 
 _PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 CONTRACT = ("fn(images, num_classes, is_training=None, scope='Name') -> (logits, end_points) "
-            "written with tfmodels.scopes builders")
+            "written with tfmodels.slim.scopes builders")
 
 
 def is_custom(name):

@@ -12,8 +12,8 @@ same (28 -> 14 -> 7 -> 4), so the flattened features are 4*4*128 = 2048 as in th
 """
 import keras
 
-from tfmodels import scopes
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim import scopes
+from tfmodels.slim.regularizers import l2_regularizer
 
 
 def lenet(images, num_classes=10, is_training=None, dropout_keep_prob=0.5, scope="LeNet"):

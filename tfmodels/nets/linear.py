@@ -5,8 +5,8 @@ image size; weight decay is slim's `wd * sum(w**2) / 2` (UFLDL's and CS231n's `0
 """
 import keras
 
-from tfmodels import scopes
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim import scopes
+from tfmodels.slim.regularizers import l2_regularizer
 
 
 def softmax_regression(images, num_classes=10, is_training=None, scope="SoftmaxRegression"):

@@ -10,8 +10,8 @@ shortcut. Variable paths follow slim's ResNet: `resnet20/block2/unit_1/basic_v1/
 """
 import keras
 
-from tfmodels import scopes
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim import scopes
+from tfmodels.slim.regularizers import l2_regularizer
 from tfmodels.nets.resnet_v1 import Block, stack_blocks
 
 

@@ -13,8 +13,8 @@ import collections
 
 import keras
 
-from tfmodels import scopes
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim import scopes
+from tfmodels.slim.regularizers import l2_regularizer
 
 
 class Block(collections.namedtuple("Block", ["scope", "unit_fn", "args"])):

@@ -9,8 +9,8 @@ net must learn position by position.
 """
 import keras
 
-from tfmodels import scopes
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim import scopes
+from tfmodels.slim.regularizers import l2_regularizer
 
 
 def small_cnn(images, num_classes=10, is_training=None, depths=(32, 64), hidden_size=128,

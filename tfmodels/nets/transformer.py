@@ -10,7 +10,7 @@ The encoder block is the pre-LN block of ViT (Dosovitskiy et al. 2021) and GPT-2
     x = x + dropout(attention(ln1(x)))
     x = x + dropout(fc2(dropout(gelu(fc1(ln2(x))))))
 
-`layer_norm`, `multi_head_attention` and `mlp` are arg_scope'd like `tfmodels.scopes`'
+`layer_norm`, `multi_head_attention` and `mlp` are arg_scope'd like `tfmodels.slim.scopes`'
 builders (`weights_regularizer` reaches the attention kernels too); a block is a nested
 functional model (`scopes.nested_model`), so its layer names repeat from block to block while
 the variable paths stay unique. Attention is `tfmodels.layers.MultiHeadAttention` (Keras's
@@ -18,7 +18,7 @@ weight layout, exact masking, dropout exact across replicas).
 """
 import keras
 
-from tfmodels import scopes
+from tfmodels.slim import scopes
 from tfmodels.layers.attention import MultiHeadAttention
 
 

@@ -8,8 +8,8 @@ exact layout (28x28 -> 20x20 -> 10x10).
 import keras
 import tensorflow as tf
 
-from tfmodels import scopes
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim import scopes
+from tfmodels.slim.regularizers import l2_regularizer
 
 _POOLS = {"mean": scopes.avg_pool2d, "max": scopes.max_pool2d}
 

@@ -7,8 +7,8 @@ Classification therefore needs 224..255 pixels per side (fc8 must be 1x1 to sque
 """
 import keras
 
-from tfmodels import scopes
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim import scopes
+from tfmodels.slim.regularizers import l2_regularizer
 
 # (number of 3x3 convolutions, depth) per stage, conv1 .. conv5.
 _LAYOUTS = {

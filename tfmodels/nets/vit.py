@@ -23,9 +23,9 @@ Parameters: p²·C·d + d (patch embedding) + d (class token) + (T + 1)·d (posi
 """
 import keras
 
-from tfmodels import scopes
+from tfmodels.slim import scopes
 from tfmodels.layers.tokens import ClassToken, PositionEmbedding
-from tfmodels.losses import l2_regularizer
+from tfmodels.slim.regularizers import l2_regularizer
 from tfmodels.nets import transformer
 
 # (largest image side, patch size): the first row whose side is >= the image's side applies.

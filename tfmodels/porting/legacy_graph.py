@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 import tf_slim
 
-from tfmodels import compat
+from tfmodels.slim import compat
 
 _EMA = "ExponentialMovingAverage"
 _REPLICA = re.compile(r"(tower|clone)_(\d+)$")

@@ -2,7 +2,7 @@
 the bare net as `net.keras`.
 
 The SavedModel's serving signature and `model.keras` take raw pixels (0..255; 0..16 for
-digits) as float32 and apply the run's evaluation transform (`data.serving.EvalPreprocessing`)
+digits) as float32 and apply the run's evaluation transform (`data.pipelines.serving.EvalPreprocessing`)
 before the net, so they predict what eval.py measures:
 
 * the dataset's normalisation (the default on fixed-size datasets): images [N, H, W, C] at the
@@ -27,7 +27,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from tfmodels.data.serving import EvalPreprocessing
+from tfmodels.data.pipelines.serving import EvalPreprocessing
 from tfmodels.layers import Softmax, softmax
 from tfmodels.model_dir import KERAS_FILE, NET_KERAS_FILE, SAVED_MODEL_DIR, files
 

@@ -18,7 +18,7 @@ augmentation (`augment=False`) training uses the evaluation transform.
 """
 import tensorflow as tf
 
-from tfmodels.data import layout as layout_lib
+from tfmodels.data.pipelines import layout as layout_lib
 from tfmodels.data import preprocessing
 
 # Names the random stream of per-example preprocessing (independent of shuffling and of the

@@ -22,8 +22,8 @@ import math
 
 import numpy as np
 
-from tfmodels.data import in_memory
-from tfmodels.data.specs import DatasetInfo, Source, check_split, parse_generated_name
+from tfmodels.data.pipelines import in_memory
+from tfmodels.data.sources.specs import DatasetInfo, Source, check_split, parse_generated_name
 
 _DEFAULT = ((8, 8, 1), 1000, 20000, 5000)
 NOVEL_PER_CLASS, MAX_NOVEL_CLASSES = 10, 100

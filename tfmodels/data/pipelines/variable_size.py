@@ -27,8 +27,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tfmodels.data import decoding, transforms
-from tfmodels.data import layout as layout_lib
+from tfmodels.data.pipelines import decoding, transforms
+from tfmodels.data.pipelines import layout as layout_lib
 
 SHUFFLE_BUFFER = 10_000  # encoded images
 _INT64_MAX = np.iinfo(np.int64).max

@@ -19,7 +19,7 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
-from tfmodels.data import image_ops, seeded_ops
+from tfmodels.data.preprocessing import image_ops, seeded_ops
 
 CHANNEL_MEANS = (123.68, 116.78, 103.94)  # R, G, B
 RESIZE_SIDE_MIN = 256

@@ -16,7 +16,7 @@ is below 1e-6 here, and cheaper: the full-size image is never converted).
 """
 import tensorflow as tf
 
-from tfmodels.data import image_ops, seeded_ops
+from tfmodels.data.preprocessing import image_ops, seeded_ops
 
 CENTRAL_FRACTION = 0.875
 _BRIGHTNESS_DELTA = 32.0 / 255.0

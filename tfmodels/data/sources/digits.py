@@ -9,8 +9,8 @@ import functools
 
 import numpy as np
 
-from tfmodels.data import in_memory
-from tfmodels.data.specs import DatasetInfo, Source, check_split
+from tfmodels.data.pipelines import in_memory
+from tfmodels.data.sources.specs import DatasetInfo, Source, check_split
 
 
 def info(name="digits", data_dir=None):

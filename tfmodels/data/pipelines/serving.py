@@ -14,8 +14,8 @@
 import keras
 import tensorflow as tf
 
-from tfmodels.data import transforms
-from tfmodels.data.specs import DatasetInfo
+from tfmodels.data.pipelines import transforms
+from tfmodels.data.sources.specs import DatasetInfo
 
 
 @keras.saving.register_keras_serializable(package="tfmodels")

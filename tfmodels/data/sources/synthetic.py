@@ -5,9 +5,9 @@ import math
 
 import tensorflow as tf
 
-from tfmodels.data import layout as layout_lib
+from tfmodels.data.pipelines import layout as layout_lib
 from tfmodels.data import preprocessing
-from tfmodels.data.specs import DatasetInfo, Source, parse_generated_name
+from tfmodels.data.sources.specs import DatasetInfo, Source, parse_generated_name
 
 _DEFAULT = ((28, 28, 1), 10, 60000, 10000)
 

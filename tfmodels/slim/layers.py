@@ -1,4 +1,4 @@
-"""Keras 3 layers behind the slim-style builders of `tfmodels.scopes`: one layer per slim op.
+"""Keras 3 layers behind the slim-style builders of `tfmodels.slim.scopes`: one layer per slim op.
 
 A functional Keras model needs unique layer names, while slim repeats scopes such as
 `conv1/BatchNorm` everywhere. So a slim op with a normalizer is ONE layer named after its scope

@@ -18,8 +18,8 @@ import functools
 
 import numpy as np
 
-from tfmodels.data import in_memory, streaming, variable_size
-from tfmodels.data.specs import DatasetInfo, DatasetUnavailableError, Source, check_split
+from tfmodels.data.pipelines import in_memory, streaming, variable_size
+from tfmodels.data.sources.specs import DatasetInfo, DatasetUnavailableError, Source, check_split
 
 # Upper bound on one split's uint8 pixels held in memory. The arrays are captured as constants
 # in the tf.data graph, which tf.data serialises (GraphDef protos are limited to 2 GB).

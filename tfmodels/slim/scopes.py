@@ -1,6 +1,6 @@
 """tf-slim-style builders making Keras 3 functional models: slim model code ports line by line.
 
-    import tfmodels.scopes as slim
+    import tfmodels.slim.scopes as slim
 
     images = keras.Input((28, 28, 1))
     with keras.name_scope("LeNet"), slim.arg_scope([slim.conv2d], weights_regularizer=l2):
@@ -23,7 +23,8 @@ arg_scope decorator, so `arg_scope([batch_norm], synchronized=True)` reaches eve
 
 `scope` may hold '/' as in slim (`scope='block2/conv'`: layer `conv` under name scope
 `block2`), and one leaf name may repeat under different scopes (`block1/conv`, `block2/conv`):
-the layer is renamed after it is built, its variable paths stay slim's (`tfmodels.layer_names`).
+the layer is renamed after it is built, its variable paths stay slim's
+(`tfmodels.slim.layer_names`).
 A second layer with variables at the very same path is refused, as slim refused it.
 Blocks built several times can also be nested functional models (`nested_model`).
 
@@ -36,8 +37,8 @@ import keras
 import tensorflow as tf
 import tf_slim
 
-from tfmodels import layer_names
-from tfmodels.layers import slim_layers
+from tfmodels.slim import layer_names
+from tfmodels.slim import layers as slim_layers
 from tfmodels.layers.dropout import Dropout
 
 add_arg_scope = tf_slim.add_arg_scope
@@ -98,9 +99,9 @@ def _sublayer(builder, params, role):
     key = tf_slim.arg_scope_func_key(builder)
     if key not in _LAYER_BUILDERS:
         raise TypeError(
-            f"{role}={_op_name(builder)} is not a tfmodels.scopes layer builder; use "
-            "tfmodels.scopes.batch_norm / prelu (tf_slim's own ops build TF1 graphs, not Keras "
-            "layers)")
+            f"{role}={_op_name(builder)} is not a tfmodels.slim.scopes layer builder; use "
+            "tfmodels.slim.scopes.batch_norm / prelu (tf_slim's own ops build TF1 graphs, "
+            "not Keras layers)")
     params = dict(params or {})
     params.setdefault("scope", _LAYER_BUILDERS[key])
     return builder(None, **params)
@@ -143,7 +144,7 @@ def conv2d(inputs, num_outputs, kernel_size, stride=1, padding="SAME", rate=1,
       weights_initializer, biases_initializer: Keras initializers; biases_initializer=None
         means no bias.
       weights_regularizer, biases_regularizer: Keras regularizers (e.g.
-        `tfmodels.losses.l2_regularizer(wd)`), collected by `model.losses`.
+        `tfmodels.slim.regularizers.l2_regularizer(wd)`), collected by `model.losses`.
       trainable: False freezes the variables (a frozen normalizer then uses its moving
         statistics, the Keras convention).
       scope: layer name, i.e. the last name-scope component of its variable paths.
@@ -372,7 +373,7 @@ def nested_model(fn, inputs, scope, **kwargs):
     because Keras takes paths from the name scopes active when a layer is built. The sub-model
     passes the outer call's `training` on to its layers.
 
-    Repeated leaf names under different scopes need no sub-model (see `tfmodels.layer_names`);
+    Repeated leaf names under different scopes need no sub-model (see `tfmodels.slim.layer_names`);
     it remains the way to build one block several times.
 
     Args:

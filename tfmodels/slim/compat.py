@@ -19,7 +19,7 @@ no fix. Three things broke when Keras moved out of TensorFlow and eager became t
    ("Can only save/restore ResourceVariables when executing eagerly"). We run each such thread
    inside the graph that was the default where it was created, as TF1 did implicitly.
 
-    from tfmodels import compat
+    from tfmodels.slim import compat
     compat.enable_tf_slim()
     import tf_slim as slim   # slim.batch_norm, tf_slim.nets.resnet_v1 now build in a tf.Graph
 """

@@ -12,8 +12,8 @@ import math
 
 import tensorflow as tf
 
-from tfmodels.data import layout as layout_lib
-from tfmodels.data import transforms
+from tfmodels.data.pipelines import layout as layout_lib
+from tfmodels.data.pipelines import transforms
 
 SHUFFLE_BUFFER = 10_000
 

@@ -18,8 +18,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tfmodels.data import layout as layout_lib
-from tfmodels.data import preprocessing, transforms
+from tfmodels.data.pipelines import layout as layout_lib
+from tfmodels.data import preprocessing
+from tfmodels.data.pipelines import transforms
 
 _INT64_MAX = np.iinfo(np.int64).max
 _CONSTANTS = {}  # id(array) -> (array, tf constant): one copy per process, not per build

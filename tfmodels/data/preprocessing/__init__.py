@@ -24,8 +24,10 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from tfmodels.data import (cifarnet_preprocessing, inception_preprocessing,
-                           lenet_preprocessing, vgg_preprocessing)
+from tfmodels.data.preprocessing import cifarnet as cifarnet_preprocessing
+from tfmodels.data.preprocessing import inception as inception_preprocessing
+from tfmodels.data.preprocessing import lenet as lenet_preprocessing
+from tfmodels.data.preprocessing import vgg as vgg_preprocessing
 
 # Salts keep the random streams for shuffling and augmentation independent for one user seed.
 SHUFFLE_SALT = 0x5EED

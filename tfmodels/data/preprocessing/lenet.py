@@ -10,7 +10,7 @@ width swapped; the same for square outputs); here the output is `height x width`
 """
 import tensorflow as tf
 
-from tfmodels.data import image_ops
+from tfmodels.data.preprocessing import image_ops
 
 
 def preprocess_image(image, height, width, is_training=False, seed=None):

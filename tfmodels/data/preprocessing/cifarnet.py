@@ -16,7 +16,7 @@ the output is `height x width` as the call says.
 """
 import tensorflow as tf
 
-from tfmodels.data import image_ops, seeded_ops
+from tfmodels.data.preprocessing import image_ops, seeded_ops
 
 PADDING = 4
 _BRIGHTNESS_DELTA = 63.0
