@@ -17,9 +17,12 @@ def slim():
 
 
 def keras_to_slim_name(path):
-    """docs/NAMING.md: `.../kernel` -> `.../weights`, `.../bias` -> `.../biases`, rest equal."""
+    """docs/NAMING.md: `.../kernel` -> `.../weights`, `.../bias` -> `.../biases`, separable
+    convolutions' `depthwise_kernel` / `pointwise_kernel` -> `depthwise_weights` /
+    `pointwise_weights`, rest equal."""
     scope, _, leaf = path.rpartition("/")
-    leaf = {"kernel": "weights", "bias": "biases"}.get(leaf, leaf)
+    leaf = {"kernel": "weights", "bias": "biases", "depthwise_kernel": "depthwise_weights",
+            "pointwise_kernel": "pointwise_weights"}.get(leaf, leaf)
     return f"{scope}/{leaf}" if scope else leaf
 
 
