@@ -549,6 +549,49 @@ def test_zoo_forward_matches_slim_graph(built, rng):
     assert difference <= 1e-5
 
 
+def test_zoo_size_limits_follow_the_options():
+    """Without global_pool the fixed logits pool needs a map of one size; with it any larger map
+    classifies; Inception v3's aux head needs a 5x5 Mixed_6e."""
+    limits = {name: nets.NETS[name].image_size_limits() for name in ZOO}
+    assert limits == {"alexnet_v2": (195, 226), "overfeat": (231, 262),
+                      "inception_v1": (193, 224), "inception_v2": (1, 224),
+                      "inception_v3": (75, 330)}
+    assert nets.NETS["inception_v1"].image_size_limits(global_pool=True) == (1, None)
+    assert nets.NETS["overfeat"].image_size_limits(global_pool=True) == (231, None)
+    assert nets.NETS["inception_v3"].image_size_limits(create_aux_logits=True) == (107, 330)
+    with pytest.raises(ValueError, match=r"inception_v1 needs height and width in \[193, 224\]"):
+        nets.build_model("inception_v1", 10, (225, 225, 3))
+
+
+def test_zoo_global_pool_and_features(rng):
+    """global_pool: the logits are the 1x1 conv of Mixed_5c averaged over its whole map (2x2
+    here; closed form); num_classes=0: the pooled features, without a logits layer."""
+    spec = nets.NETS["inception_v2"]
+    images = rng.normal(size=(2, 64, 64, 3)).astype(np.float32)
+    inputs = keras.Input((64, 64, 3))
+    with scopes.arg_scope(spec.arg_scope(weight_decay=0.0)):
+        logits, end_points = spec.fn(inputs, num_classes=10, global_pool=True)
+    model = keras.Model(inputs, [logits, end_points["Mixed_5c"], end_points["embedding"]])
+    logits, mixed_5c, embedding = (np.asarray(t) for t in model(images, training=False))
+    assert mixed_5c.shape == (2, 2, 2, 1024) and "global_pool" in end_points
+    layer = model.get_layer("Conv2d_1c_1x1")
+    pooled = mixed_5c.mean(axis=(1, 2))
+    np.testing.assert_allclose(embedding, pooled, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(logits, pooled @ layer.kernel.numpy()[0, 0] + layer.bias.numpy(),
+                               rtol=1e-4, atol=1e-5 * np.max(np.abs(logits)))
+
+    inputs = keras.Input((33, 33, 3))
+    with scopes.arg_scope(spec.arg_scope(weight_decay=0.0)):
+        features, end_points = spec.fn(inputs, num_classes=0, depth_multiplier=0.5)
+    assert tuple(features.shape) == (None, 512) and "Logits" not in end_points
+    model = keras.Model(inputs, features)
+    assert not any("Conv2d_1c_1x1" in v.path for v in model.weights)
+    # depth_multiplier 0.5 halves every depth, min_depth 16 (Conv2d_1a: 64 -> 32, mult 8).
+    shapes = {v.path: tuple(v.shape) for v in model.weights}
+    assert shapes["InceptionV2/Conv2d_1a_7x7/pointwise_kernel"] == (1, 1, 24, 32)
+    assert shapes["InceptionV2/Mixed_3b/Branch_3/Conv2d_0b_1x1/kernel"] == (1, 1, 96, 16)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("TFMODELS_SLOW_TESTS") != "1",
                     reason="full-size nets on CPU: set TFMODELS_SLOW_TESTS=1")

@@ -49,7 +49,8 @@ class SlimSeparableConv2D(slim_layers._WeightedOp):  # pylint: disable=protected
             raise ValueError(f"depth_multiplier={depth_multiplier!r} must be an integer >= 1")
         if self.strides != (1, 1) and self.dilation_rate != (1, 1):
             raise ValueError(f"stride={self.strides} > 1 needs rate=1, got {self.dilation_rate}")
-        self.pointwise_initializer = slim_layers._fresh_initializer(  # pylint: disable=protected-access
+        fresh = slim_layers._fresh_initializer  # pylint: disable=protected-access
+        self.pointwise_initializer = fresh(
             kernel_initializer if pointwise_initializer is None else pointwise_initializer)
 
     def build(self, input_shape):
