@@ -145,9 +145,11 @@ def inception_v3(images, num_classes=1000, is_training=None, dropout_keep_prob=0
       min_depth, depth_multiplier: every depth d becomes max(int(d * depth_multiplier),
         min_depth); depth_multiplier > 0.
       spatial_squeeze: squeeze the logits to [N, K] (slim's default; the registry needs it).
-      create_aux_logits: build slim's auxiliary head (end point 'AuxLogits', [N, K]); off by
-        default here, as a model's outputs carry the main logits only (slim's default is on:
-        port its checkpoints with it on to read the `AuxLogits/...` variables too).
+      create_aux_logits: build slim's auxiliary head (end point 'AuxLogits', [N, K]) for a
+        model of one's own that outputs it. Off by default (slim's default is on): the
+        registry's model outputs the main logits and embedding only, so a layer feeding
+        nothing else would not be part of it; a slim checkpoint's `AuxLogits/*` variables
+        are reported unused when ported into it.
       global_pool: average Mixed_7c over its whole map (models/research/slim's option).
       scope: name scope (`InceptionV3/Conv2d_1a_3x3/kernel`, ...).
 
