@@ -132,7 +132,8 @@ def test_get_net_unknown_name_lists_valid_names():
     ("lenet", dict(weight_decay=float("nan")), ValueError, r"weight_decay=nan"),
     ("lenet", dict(is_training="yes"), ValueError, r"is_training='yes'"),
     ("lenet", dict(hidden_size=10), TypeError, r"lenet does not take \['hidden_size'\]"),
-    ("lenet7", {}, ValueError, r"unknown net 'lenet7'; valid names: cifarnet, lenet,"),
+    ("lenet7", {}, ValueError,
+     r"unknown net 'lenet7'; valid names: alexnet_v2, cifarnet, inception_v1,"),
 ])
 def test_build_model_rejects_bad_arguments_before_building(name, kwargs, error, match,
                                                             monkeypatch):
