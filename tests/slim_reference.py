@@ -17,9 +17,12 @@ def slim():
 
 
 def keras_to_slim_name(path):
-    """docs/NAMING.md: `.../kernel` -> `.../weights`, `.../bias` -> `.../biases`, rest equal."""
+    """docs/NAMING.md: `.../kernel` -> `.../weights`, `.../bias` -> `.../biases`, separable
+    convolutions' `depthwise_kernel` / `pointwise_kernel` -> `depthwise_weights` /
+    `pointwise_weights`, rest equal."""
     scope, _, leaf = path.rpartition("/")
-    leaf = {"kernel": "weights", "bias": "biases"}.get(leaf, leaf)
+    leaf = {"kernel": "weights", "bias": "biases", "depthwise_kernel": "depthwise_weights",
+            "pointwise_kernel": "pointwise_weights"}.get(leaf, leaf)
     return f"{scope}/{leaf}" if scope else leaf
 
 
@@ -87,6 +90,24 @@ def resnet_v1(name):
     return getattr(slim_resnet, name), slim_resnet.resnet_arg_scope
 
 
+# tf_slim.nets module and arg scope of each zoo net (Inception v3 without its aux head unless
+# the caller asks: the registry's model outputs the main logits only).
+_ZOO = {"alexnet_v2": ("alexnet", "alexnet_v2_arg_scope"),
+        "overfeat": ("overfeat", "overfeat_arg_scope"),
+        "inception_v1": ("inception_v1", "inception_v1_arg_scope"),
+        "inception_v2": ("inception_v2", "inception_v2_arg_scope"),
+        "inception_v3": ("inception_v3", "inception_v3_arg_scope")}
+
+
+def zoo(name):
+    """(tf_slim.nets function, its arg scope function) of a zoo net."""
+    import importlib
+    slim()
+    module_name, arg_scope = _ZOO[name]
+    module = importlib.import_module(f"tf_slim.nets.{module_name}")
+    return getattr(module, name), getattr(module, arg_scope)
+
+
 def graph_variables(build, input_shape):
     """{name: shape} of the global variables `build(images)` creates in a fresh graph."""
     graph = tf.Graph()
@@ -123,6 +144,30 @@ def run_graph(build, images, randomize_moving_stats=None, seed=0, run_updates=Tr
             result = session.run([output, updates], {placeholder: images})[0]
             after = session.run(variables)
     return result, values, after
+
+
+def run_graph_with_values(build, images, values):
+    """Builds `build(images_placeholder) -> output` in a fresh graph whose variables start from
+    `values` ({slim name: array}, e.g. a Keras model's weights renamed), and runs it once.
+
+    The values are fed to the variables' initializers, so no random initializer runs (slim's
+    AlexNet/OverFeat fc6 hold 26M / 113M weights). Every graph variable must have a value and
+    every value a variable.
+
+    Returns:
+      The output as NumPy.
+    """
+    graph = tf.Graph()
+    with graph.as_default():
+        placeholder = tf.compat.v1.placeholder(tf.float32, (None, *images.shape[1:]))
+        output = build(placeholder)
+        variables = {v.op.name: v for v in tf.compat.v1.global_variables()}
+        assert set(variables) == set(values), (sorted(set(variables) ^ set(values))[:10])
+        feed = {variables[name].initial_value: np.asarray(value)
+                for name, value in values.items()}
+        with tf.compat.v1.Session() as session:
+            session.run([v.initializer for v in variables.values()], feed)
+            return session.run(output, {placeholder: images})
 
 
 def _moving_stats_assignments(variables, rng):

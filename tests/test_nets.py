@@ -49,7 +49,16 @@ REFERENCE = {
     # ViTs: the closed form in tests/test_vit.py (vit_tiny patch 2 on 8x8, vit_small patch 4).
     "vit_tiny": ((8, 8, 1), 10, 64, (202186,) * 2),
     "vit_small": ((32, 32, 3), 10, 192, (2693578,) * 2),
+    # tf-slim's zoo at the smallest size each classifies (inception_v2: 33, as any size up to
+    # 224 works; 33 gives odd maps down to 1x1); variables do not depend on the size. Counts
+    # are tf-slim's graphs'; inception_v3's 23,851,784 is also Keras Applications' InceptionV3.
+    "alexnet_v2": ((195, 195, 3), 1000, 4096, (50303912,) * 2),
+    "overfeat": ((231, 231, 3), 1000, 4096, (145704424,) * 2),
+    "inception_v1": ((193, 193, 3), 1000, 1024, (6632184, 6617624)),
+    "inception_v2": ((33, 33, 3), 1000, 1024, (11198112, 11178336)),
+    "inception_v3": ((75, 75, 3), 1000, 2048, (23851784, 23817352)),
 }
+ZOO = ("alexnet_v2", "overfeat", "inception_v1", "inception_v2", "inception_v3")
 VIT_SIZES = {"vit_tiny": (64, 4, 256), "vit_small": (192, 6, 768)}  # width, blocks, MLP
 
 
@@ -123,7 +132,8 @@ def test_get_net_unknown_name_lists_valid_names():
     ("lenet", dict(weight_decay=float("nan")), ValueError, r"weight_decay=nan"),
     ("lenet", dict(is_training="yes"), ValueError, r"is_training='yes'"),
     ("lenet", dict(hidden_size=10), TypeError, r"lenet does not take \['hidden_size'\]"),
-    ("lenet7", {}, ValueError, r"unknown net 'lenet7'; valid names: cifarnet, lenet,"),
+    ("lenet7", {}, ValueError,
+     r"unknown net 'lenet7'; valid names: alexnet_v2, cifarnet, inception_v1,"),
 ])
 def test_build_model_rejects_bad_arguments_before_building(name, kwargs, error, match,
                                                             monkeypatch):
@@ -155,6 +165,14 @@ def _slim_graph(name, input_shape, num_classes):
             with slim().arg_scope(arg_scope()):
                 return fn(x, num_classes)
         return build
+    if name in ZOO:
+        fn, arg_scope = slim_reference.zoo(name)
+        kwargs = {"create_aux_logits": False} if name == "inception_v3" else {}
+
+        def build_zoo(x):
+            with slim().arg_scope(arg_scope()):
+                return fn(x, num_classes, is_training=False, **kwargs)
+        return build_zoo
     return None
 
 
@@ -297,7 +315,7 @@ def _expected_end_points(name):
                                                      "block4", "logits")} | {"predictions"}
     if name.startswith("resnet"):
         return common | {f"{name}/{key}" for key in ("conv1", "block1", "block2", "block3")}
-    if name.startswith("vgg"):  # slim's end points, compared with its graph below
+    if name.startswith("vgg") or name in ZOO:  # slim's end points, compared with its graph
         return None
     if name in VIT_SIZES:
         return common | {"patches", "tokens", "encoder_norm"} | {
@@ -308,7 +326,7 @@ def _expected_end_points(name):
 def test_end_points(built):
     end_points = built.end_points
     expected = _expected_end_points(built.name)
-    if built.name.startswith(("vgg", "resnet_v1")):
+    if built.name.startswith(("vgg", "resnet_v1")) or built.name in ZOO:
         slim_shapes = _slim_info(built.name, built.input_shape, built.num_classes)[1]
         if expected is None:
             expected = {"logits", "embedding"} | set(slim_shapes)
@@ -342,7 +360,8 @@ def test_forward_and_gradients(built, rng):
     vgg_16 / vgg_19 run forward only: a 224x224 backward pass costs ~30 GFLOPs each, and they
     are vgg_a's code (`vgg._vgg`) with more repeats, which their variable test pins.
     """
-    batch = 1 if built.name.startswith("vgg") else 4  # BN needs more than one value
+    # BN needs more than one value; the nets without BN (VGG, AlexNet, OverFeat) take one.
+    batch = 1 if built.name.startswith(("vgg", "alexnet", "overfeat")) else 4
     images = rng.normal(size=(batch, *built.input_shape)).astype(np.float32)
     labels = rng.integers(0, built.num_classes, batch)
     model = built.model
@@ -373,13 +392,18 @@ def test_batch_norm_settings(built):
                    if isinstance(layer, slim_layers.BatchNorm)]
     expected = {"resnet_v1_50": (53, 1e-5, 0.997), "resnet_v1_101": (104, 1e-5, 0.997),
                 "resnet20": (19, 1e-5, 0.9), "resnet56": (55, 1e-5, 0.9)}.get(built.name)
+    scale = True
+    if built.name.startswith("inception"):  # slim's Inception BN: no gamma, one per conv
+        slim_variables = _slim_info(built.name, built.input_shape, built.num_classes)[0]
+        expected = (sum(name.endswith("/moving_mean") for name in slim_variables), 1e-3, 0.9997)
+        scale = False
     if expected is None:
         assert batch_norms == []
         return
     count, epsilon, momentum = expected
     assert len(batch_norms) == count
     assert {(bn.epsilon, bn.momentum, bn.scale, bn.synchronized, bn.is_training)
-            for bn in batch_norms} == {(epsilon, momentum, True, False, None)}
+            for bn in batch_norms} == {(epsilon, momentum, scale, False, None)}
 
 
 # ---------------------------------------------------------------- sizes, dtypes, sync BN
@@ -491,6 +515,108 @@ def test_resnet_v1_forward_matches_slim_graph(rng):
     # moving statistics instead, or another epsilon, moves the logits by O(1).
     scale = np.max(np.abs(expected["training"]))
     np.testing.assert_allclose(training, expected["training"], rtol=1e-3, atol=2e-3 * scale)
+
+
+def _randomize_moving_statistics(model, rng):
+    """BN moving means ~ N(0, 0.5), variances ~ U(0.5, 2): inference is not mean 0 / var 1."""
+    for variable in model.weights:
+        if variable.path.endswith("/moving_mean"):
+            variable.assign(rng.normal(0, 0.5, variable.shape).astype(np.float32))
+        elif variable.path.endswith("/moving_variance"):
+            variable.assign(rng.uniform(0.5, 2.0, variable.shape).astype(np.float32))
+
+
+def _relative_difference_to_slim(model, build, images, keys=("logits",)):
+    """max |ours - slim| / max |slim| per output key, slim's graph running on our weights."""
+    values = {slim_reference.keras_to_slim_name(v.path): v.numpy() for v in model.weights}
+    expected = slim_reference.run_graph_with_values(build, images, values)
+    expected = expected if isinstance(expected, dict) else {"logits": expected}
+    outputs = model(images, training=False)
+    return {key: float(np.max(np.abs(np.asarray(outputs[key]) - expected[key]))
+                       / np.max(np.abs(expected[key]))) for key in keys}
+
+
+def test_zoo_forward_matches_slim_graph(built, rng):
+    """tf-slim's own AlexNet / OverFeat / Inception graph and ours on the same random weights and
+    random BN moving statistics (inference) at the smallest size each classifies:
+    max |logit difference| / max |logit| <= 1e-5 (measured: 0 to 1.4e-6)."""
+    if built.name not in ZOO:
+        pytest.skip("tf-slim zoo nets only (the others are compared above)")
+    images = rng.normal(size=(2, *built.input_shape)).astype(np.float32)
+    _randomize_moving_statistics(built.model, rng)
+    build = _slim_graph(built.name, built.input_shape, built.num_classes)
+    difference = _relative_difference_to_slim(
+        built.model, lambda x: build(x)[0], images)["logits"]
+    assert difference <= 1e-5
+
+
+def test_zoo_size_limits_follow_the_options():
+    """Without global_pool the fixed logits pool needs a map of one size; with it any larger map
+    classifies; Inception v3's aux head needs a 5x5 Mixed_6e."""
+    limits = {name: nets.NETS[name].image_size_limits() for name in ZOO}
+    assert limits == {"alexnet_v2": (195, 226), "overfeat": (231, 262),
+                      "inception_v1": (193, 224), "inception_v2": (1, 224),
+                      "inception_v3": (75, 330)}
+    assert nets.NETS["inception_v1"].image_size_limits(global_pool=True) == (1, None)
+    assert nets.NETS["overfeat"].image_size_limits(global_pool=True) == (231, None)
+    assert nets.NETS["inception_v3"].image_size_limits(create_aux_logits=True) == (107, 330)
+    with pytest.raises(ValueError, match=r"inception_v1 needs height and width in \[193, 224\]"):
+        nets.build_model("inception_v1", 10, (225, 225, 3))
+
+
+def test_zoo_global_pool_and_features(rng):
+    """global_pool: the logits are the 1x1 conv of Mixed_5c averaged over its whole map (2x2
+    here; closed form); num_classes=0: the pooled features, without a logits layer."""
+    spec = nets.NETS["inception_v2"]
+    images = rng.normal(size=(2, 64, 64, 3)).astype(np.float32)
+    inputs = keras.Input((64, 64, 3))
+    with scopes.arg_scope(spec.arg_scope(weight_decay=0.0)):
+        logits, end_points = spec.fn(inputs, num_classes=10, global_pool=True)
+    model = keras.Model(inputs, [logits, end_points["Mixed_5c"], end_points["embedding"]])
+    logits, mixed_5c, embedding = (np.asarray(t) for t in model(images, training=False))
+    assert mixed_5c.shape == (2, 2, 2, 1024) and "global_pool" in end_points
+    layer = model.get_layer("Conv2d_1c_1x1")
+    pooled = mixed_5c.mean(axis=(1, 2))
+    np.testing.assert_allclose(embedding, pooled, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(logits, pooled @ layer.kernel.numpy()[0, 0] + layer.bias.numpy(),
+                               rtol=1e-4, atol=1e-5 * np.max(np.abs(logits)))
+
+    inputs = keras.Input((33, 33, 3))
+    with scopes.arg_scope(spec.arg_scope(weight_decay=0.0)):
+        features, end_points = spec.fn(inputs, num_classes=0, depth_multiplier=0.5)
+    assert tuple(features.shape) == (None, 512) and "Logits" not in end_points
+    model = keras.Model(inputs, features)
+    assert not any("Conv2d_1c_1x1" in v.path for v in model.weights)
+    # depth_multiplier 0.5 halves every depth, min_depth 16 (Conv2d_1a: 64 -> 32, mult 8).
+    shapes = {v.path: tuple(v.shape) for v in model.weights}
+    assert shapes["InceptionV2/Conv2d_1a_7x7/pointwise_kernel"] == (1, 1, 24, 32)
+    assert shapes["InceptionV2/Mixed_3b/Branch_3/Conv2d_0b_1x1/kernel"] == (1, 1, 96, 16)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_forward_matches_slim_graph_at_default_size(name, rng):
+    """As above at each net's default size (inception_v3 with its AuxLogits head, compared
+    too)."""
+    spec = nets.NETS[name]
+    shape = (spec.default_image_size, spec.default_image_size, 3)
+    fn, arg_scope = slim_reference.zoo(name)
+    inputs = keras.Input(shape)
+    kwargs = {"create_aux_logits": True} if name == "inception_v3" else {}
+    with scopes.arg_scope(spec.arg_scope(weight_decay=0.0)):
+        logits, end_points = spec.fn(inputs, num_classes=1000, **kwargs)
+    keys = ("logits", "aux") if kwargs else ("logits",)
+    model = keras.Model(inputs, {"logits": logits, "aux": end_points.get("AuxLogits", logits)})
+    _randomize_moving_statistics(model, rng)
+
+    def build(x):
+        with slim_reference.slim().arg_scope(arg_scope()):
+            slim_logits, slim_end_points = fn(x, 1000, is_training=False, **kwargs)
+        return {"logits": slim_logits, "aux": slim_end_points.get("AuxLogits", slim_logits)}
+
+    images = rng.normal(size=(2, *shape)).astype(np.float32)
+    differences = _relative_difference_to_slim(model, build, images, keys)
+    assert max(differences.values()) <= 1e-5, differences
 
 
 @pytest.mark.parametrize("name", ["lenet_pp", "resnet20", "vit_tiny"])

@@ -11,6 +11,7 @@ import tf_slim
 from tests import slim_reference
 from tfmodels.slim import compat, scopes
 from tfmodels.slim import layers as slim_layers
+from tfmodels.slim import separable as slim_separable
 from tfmodels.layers.dropout import Dropout
 from tfmodels.slim.regularizers import l2_regularizer
 
@@ -448,6 +449,56 @@ def test_ops_match_tf_slim_graph(images, rng):
                                rtol=1e-5, atol=1e-6)
 
 
+def test_separable_conv2d_matches_tf_slim_graph(images, rng):
+    """slim's separable_conv2d: depthwise only (num_outputs=None) or depthwise + pointwise,
+    depth multiplier, stride, rate, VALID, BN: same variables (names, shapes) and outputs."""
+    bn_infer = {"is_training": False, "epsilon": 1e-3}
+    cases = {  # scope: (num_outputs, kernel_size, keyword arguments)
+        "sep": (5, 3, dict(depth_multiplier=2, stride=2)),
+        "depthwise": (None, 3, dict(depth_multiplier=3, stride=2)),
+        "depthwise_rate": (None, [3, 2], dict(rate=2, padding="VALID")),
+        "sep_rate": (4, 3, dict(rate=2)),
+        "sep_bn": (4, [1, 3], dict(depth_multiplier=2, activation_fn=tf.nn.relu6)),
+    }
+
+    def build(module, normalizer):
+        def fn(x):
+            outputs = {}
+            for scope, (num_outputs, kernel_size, kwargs) in cases.items():
+                if scope == "sep_bn":
+                    kwargs = dict(kwargs, normalizer_fn=normalizer, normalizer_params=bn_infer)
+                outputs[scope] = module.separable_conv2d(x, num_outputs, kernel_size,
+                                                         scope=scope, **kwargs)
+            return outputs
+        return fn
+
+    slim = slim_reference.slim()
+    reference = build(slim, slim.batch_norm)
+    expected, before, _ = slim_reference.run_graph(reference, images, randomize_moving_stats=rng)
+    model = _model(build(scopes, scopes.batch_norm))
+    assert slim_reference.keras_variables(model) == {
+        name: tuple(value.shape) for name, value in before.items()}
+    slim_reference.load_into(model, before)
+    outputs = model(images, training=False)
+    for key in cases:
+        assert outputs[key].shape == expected[key].shape, key
+        np.testing.assert_allclose(outputs[key], expected[key], rtol=1e-5, atol=1e-5,
+                                   err_msg=key)
+
+
+def test_separable_conv2d_regularizes_both_kernels_and_checks_arguments(images):
+    model = _model(lambda x: scopes.separable_conv2d(
+        x, 4, 3, depth_multiplier=2, weights_regularizer=l2_regularizer(0.5), scope="sep"))
+    layer = model.get_layer("sep")
+    expected = sum(0.5 * float(np.sum(np.square(k))) / 2
+                   for k in (layer.depthwise_kernel, layer.pointwise_kernel))
+    np.testing.assert_allclose(float(tf.add_n(model.losses)), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"stride=\(2, 2\) > 1 needs rate=1"):
+        _model(lambda x: scopes.separable_conv2d(x, 4, 3, stride=2, rate=2))
+    with pytest.raises(ValueError, match=r"depth_multiplier=0 must be an integer >= 1"):
+        _model(lambda x: scopes.separable_conv2d(x, None, 3, depth_multiplier=0))
+
+
 def test_flatten_and_global_pool_match_numpy(images):
     model = _model(lambda x: [scopes.flatten(x), scopes.global_avg_pool2d(x),
                               scopes.global_avg_pool2d(x, keepdims=False)])
@@ -485,10 +536,13 @@ def _layers_to_roundtrip():
         slim_layers.PReLU(channel_shared=True, name="prelu"),
         slim_layers.LocalResponseNormalization(2, alpha=0.1, name="lrn"),
         Dropout(0.5, is_training=False, name="dropout"),
+        slim_separable.SlimSeparableConv2D(
+            4, 3, depth_multiplier=2, strides=2, kernel_regularizer=l2_regularizer(0.1),
+            normalizer=slim_layers.BatchNorm(name="BatchNorm"), activation="relu", name="sep"),
     ]
 
 
-@pytest.mark.parametrize("index", range(6))
+@pytest.mark.parametrize("index", range(7))
 def test_layer_config_roundtrip(index, images):
     layer = _layers_to_roundtrip()[index]
     inputs = images if index != 1 else images.reshape(2, -1)

@@ -115,7 +115,10 @@ def test_default_preprocessing_covers_every_net():
     assert preprocessing.default_preprocessing("cifarnet") == "cifarnet"
     assert preprocessing.default_preprocessing("lenet") == "lenet"
     assert preprocessing.default_preprocessing("lenet_pp") == "lenet"
-    assert preprocessing.default_preprocessing("inception_v3") == "inception"
+    for net in ("inception_v1", "inception_v2", "inception_v3"):  # slim's factory
+        assert preprocessing.default_preprocessing(net) == "inception"
+    for net in ("alexnet_v2", "overfeat"):  # not in slim's factory: mean-subtracted RGB
+        assert preprocessing.default_preprocessing(net) == "vgg"
     with pytest.raises(ValueError, match=r"no default preprocessing for net 'alexnet'.*vgg_16"):
         preprocessing.default_preprocessing("alexnet")
 

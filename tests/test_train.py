@@ -163,7 +163,7 @@ def _snapshot(model_dir):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--model=alexnet"], "--model=alexnet is not one of: cifarnet, lenet, lenet_pp"),
+    (["--model=alexnet"], "--model=alexnet is not one of: alexnet_v2, cifarnet, inception_v1"),
     (["--model=nowhere.mod:net"], "--model=nowhere.mod:net"),
     (["--virtual_devices=3", "--batch_size=64"],
      "--batch_size=64 is not divisible by the 3 replicas; use a multiple of 3"),

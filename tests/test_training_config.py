@@ -20,7 +20,7 @@ def config(**kwargs):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(model="alexnet"), "model='alexnet' is not one of: cifarnet, lenet"),
+    (dict(model="alexnet"), "model='alexnet' is not one of: alexnet_v2, cifarnet, inception_v1"),
     (dict(optimizer="rmsprop"), "optimizer='rmsprop' is not one of: sgd, momentum"),
     (dict(loss="l2"), "loss='l2' is not one of"),
     (dict(mixed_precision="fp8"), "mixed_precision='fp8'"),

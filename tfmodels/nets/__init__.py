@@ -21,6 +21,7 @@ import keras
 from tfmodels.slim import scopes
 from tfmodels.nets import (cifarnet, custom, lenet, linear, resnet_cifar, resnet_v1,
                            small_cnn, ufldl_cnn, vgg, vit)
+from tfmodels.nets import alexnet, inception_v1, inception_v2, inception_v3, overfeat
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +36,8 @@ class NetSpec:
         net outside the registry does not say (its image size must then be given).
       min_image_size: smallest height/width its layout allows, or a function of the net's
         keyword arguments returning it.
-      max_image_size: largest height/width, or None for no limit.
+      max_image_size: largest height/width (None for no limit), or a function of the net's
+        keyword arguments returning it.
       description: one line for listings.
     """
     name: str
@@ -43,7 +45,7 @@ class NetSpec:
     arg_scope: Callable[..., dict]
     default_image_size: Optional[int]
     min_image_size: Union[int, Callable[..., int]] = 1
-    max_image_size: Optional[int] = None
+    max_image_size: Union[None, int, Callable[..., Optional[int]]] = None
     description: str = ""
 
     @property
@@ -56,7 +58,10 @@ class NetSpec:
         low = self.min_image_size
         if callable(low):
             low = low(**net_kwargs)
-        return low, self.max_image_size
+        high = self.max_image_size
+        if callable(high):
+            high = high(**net_kwargs)
+        return low, high
 
 
 _SPECS = [
@@ -94,6 +99,26 @@ _SPECS += [NetSpec(name, getattr(vit, name), vit.vit_arg_scope, 32,
                    description=f"{desc}; patch 2 up to 16x16 images, 4 up to 64x64, else 16")
            for name, desc in (("vit_tiny", "Vision Transformer, width 64, 4 blocks"),
                               ("vit_small", "Vision Transformer, width 192, 6 blocks"))]
+# tf-slim's AlexNet, OverFeat and Inception v1-v3 (sizes without global_pool; see each module).
+_SPECS += [
+    NetSpec("alexnet_v2", alexnet.alexnet_v2, alexnet.alexnet_v2_arg_scope, 224,
+            min_image_size=alexnet.MIN_IMAGE_SIZE, max_image_size=alexnet.max_image_size,
+            description="tf-slim's AlexNet v2 (one-tower cuda-convnet2 layout, no LRN)"),
+    NetSpec("overfeat", overfeat.overfeat, overfeat.overfeat_arg_scope, 231,
+            min_image_size=overfeat.MIN_IMAGE_SIZE, max_image_size=overfeat.max_image_size,
+            description="tf-slim's OverFeat (fast model)"),
+    NetSpec("inception_v1", inception_v1.inception_v1, inception_v1.inception_v1_arg_scope,
+            224, min_image_size=inception_v1.min_image_size,
+            max_image_size=inception_v1.max_image_size,
+            description="tf-slim's Inception v1 (GoogLeNet with batch norm)"),
+    NetSpec("inception_v2", inception_v2.inception_v2, inception_v2.inception_v2_arg_scope,
+            224, max_image_size=inception_v2.max_image_size,
+            description="tf-slim's Inception v2 (BN-Inception, separable first layer)"),
+    NetSpec("inception_v3", inception_v3.inception_v3, inception_v3.inception_v3_arg_scope,
+            299, min_image_size=inception_v3.min_image_size,
+            max_image_size=inception_v3.max_image_size,
+            description="tf-slim's Inception v3 (AuxLogits with create_aux_logits=True)"),
+]
 
 NETS = {spec.name: spec for spec in _SPECS}
 

@@ -39,6 +39,7 @@ import tf_slim
 
 from tfmodels.slim import layer_names
 from tfmodels.slim import layers as slim_layers
+from tfmodels.slim import separable as slim_separable
 from tfmodels.layers.dropout import Dropout
 
 add_arg_scope = tf_slim.add_arg_scope
@@ -155,6 +156,45 @@ def conv2d(inputs, num_outputs, kernel_size, stride=1, padding="SAME", rate=1,
     return layer_names.build_named(lambda name: slim_layers.SlimConv2D(
         num_outputs, kernel_size, strides=stride, padding=padding, dilation_rate=rate,
         use_bias=biases_initializer is not None, kernel_initializer=weights_initializer,
+        bias_initializer=biases_initializer or "zeros", kernel_regularizer=weights_regularizer,
+        bias_regularizer=biases_regularizer,
+        normalizer=None if normalizer_fn is None else _sublayer(
+            normalizer_fn, normalizer_params, "normalizer_fn"),
+        activation=_activation(activation_fn), trainable=trainable, name=name), inputs, scope)
+
+
+@add_arg_scope
+def separable_conv2d(inputs, num_outputs, kernel_size, depth_multiplier=1, stride=1,
+                     padding="SAME", rate=1, activation_fn=tf.nn.relu, normalizer_fn=None,
+                     normalizer_params=None, weights_initializer="glorot_uniform",
+                     pointwise_initializer=None, weights_regularizer=None,
+                     biases_initializer="zeros", biases_regularizer=None, trainable=True,
+                     scope=None):
+    """slim's separable_conv2d: depthwise convolution, then (unless num_outputs is None) a 1x1
+    pointwise one, then bias or normalizer, then activation.
+
+    Args:
+      inputs: Keras tensor [N, H, W, C].
+      num_outputs: pointwise filters, or None for the depthwise convolution alone (C *
+        depth_multiplier outputs; slim's MobileNet `Conv2d_N_depthwise`).
+      kernel_size: int or [kh, kw] of the depthwise kernel.
+      depth_multiplier: depthwise outputs per input channel.
+      stride, rate: int or pairs; a stride > 1 needs rate 1.
+      padding: 'SAME' or 'VALID'.
+      pointwise_initializer: initializer of the pointwise kernel; None uses
+        `weights_initializer` (slim's).
+      weights_regularizer: applies to both kernels (slim's).
+      Other arguments as `conv2d`. Variables: `<scope>/depthwise_kernel` [kh, kw, C, mult],
+      `<scope>/pointwise_kernel` [1, 1, C * mult, num_outputs], `<scope>/bias` or
+      `<scope>/BatchNorm/*` (slim: `depthwise_weights`, `pointwise_weights`, `biases`).
+
+    Returns:
+      The Keras tensor [N, H', W', num_outputs or C * depth_multiplier].
+    """
+    return layer_names.build_named(lambda name: slim_separable.SlimSeparableConv2D(
+        num_outputs, kernel_size, depth_multiplier=depth_multiplier, strides=stride,
+        padding=padding, dilation_rate=rate, use_bias=biases_initializer is not None,
+        kernel_initializer=weights_initializer, pointwise_initializer=pointwise_initializer,
         bias_initializer=biases_initializer or "zeros", kernel_regularizer=weights_regularizer,
         bias_regularizer=biases_regularizer,
         normalizer=None if normalizer_fn is None else _sublayer(

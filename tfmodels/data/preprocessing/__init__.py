@@ -206,8 +206,11 @@ NET_PREPROCESSING = {
     # Vision Transformers take inputs scaled to [-1, 1] with Inception-style crops (as the
     # ViT and DeiT recipes).
     "vit_tiny": "inception", "vit_small": "inception",
-    # slim's nets without a tfmodels port yet, kept so ported checkpoints find theirs.
     "inception_v1": "inception", "inception_v2": "inception", "inception_v3": "inception",
+    # slim's factory has no entry for AlexNet / OverFeat (its training script then needs
+    # --preprocessing_name): VGG's, the mean-subtracted RGB these nets were trained on.
+    "alexnet_v2": "vgg", "overfeat": "vgg",
+    # slim's nets without a tfmodels port yet, kept so ported checkpoints find theirs.
     "inception_v4": "inception", "inception_resnet_v2": "inception",
     "mobilenet_v1": "inception",
 }
