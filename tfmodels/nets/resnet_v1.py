@@ -56,12 +56,28 @@ def plan_units(blocks, output_stride):
     return plan
 
 
-def root_output_stride(output_stride):
-    """The stride left for the blocks after the root (conv1 /2, pool1 /2), as slim checks it."""
+def check_output_stride(blocks, output_stride):
+    """The stride left for the blocks after the root (conv1 /2, pool1 /2), checked as slim
+    checks it, before anything is built.
+
+    Raises:
+      ValueError: not a multiple of 4, or not reachable with the blocks' strides.
+    """
     if output_stride is None:
         return None
     if output_stride % 4 != 0:
         raise ValueError(f"output_stride={output_stride} must be a multiple of 4")
+    try:
+        plan_units(blocks, output_stride // 4)
+    except ValueError:
+        reachable, stride = [4], 4
+        for block in blocks:
+            for unit in block.args:
+                stride *= unit.get("stride", 1)
+                if stride not in reachable:
+                    reachable.append(stride)
+        raise ValueError(f"output_stride={output_stride} cannot be reached; allowed: None, "
+                         f"{', '.join(map(str, reachable))}") from None
     return output_stride // 4
 
 
@@ -164,8 +180,7 @@ def resnet_v1(images, blocks, num_classes, is_training=None, global_pool=True,
       'predictions'; unit-level end points are inside the nested models);
       end_points['embedding'] is the global pool squeezed to [N, C].
     """
-    block_stride = root_output_stride(output_stride)
-    plan_units(blocks, block_stride)  # bad output_stride: fail before building anything
+    block_stride = check_output_stride(blocks, output_stride)
     end_points = {}
     with keras.name_scope(scope), scopes.arg_scope([scopes.batch_norm], is_training=is_training):
         net = end_points[f"{scope}/conv1"] = scopes.conv2d_same(images, 64, 7, stride=2,

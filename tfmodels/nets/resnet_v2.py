@@ -52,8 +52,7 @@ def resnet_v2(images, blocks, num_classes, is_training=None, global_pool=True,
     Args and returns as `resnet_v1.resnet_v1`; end points also hold the unit outputs through
     the blocks (nested models) and no BN end point ('postnorm' is a layer, as in slim).
     """
-    block_stride = resnet_v1.root_output_stride(output_stride)
-    resnet_v1.plan_units(blocks, block_stride)  # bad output_stride: fail before building
+    block_stride = resnet_v1.check_output_stride(blocks, output_stride)
     end_points = {}
     with keras.name_scope(scope), scopes.arg_scope([scopes.batch_norm], is_training=is_training):
         with scopes.arg_scope([scopes.conv2d], activation_fn=None, normalizer_fn=None):
