@@ -152,9 +152,10 @@ def head(net, end_points, scope, num_classes, global_pool, spatial_squeeze):
         return net, end_points
     net = end_points[f"{scope}/logits"] = scopes.conv2d(
         net, num_classes, [1, 1], activation_fn=None, normalizer_fn=None, scope="logits")
+    # tf_slim's 'predictions' keep the [N, 1, 1, K] shape of the logits end point.
+    end_points["predictions"] = keras.ops.softmax(net)
     if spatial_squeeze:
         net = end_points[f"{scope}/spatial_squeeze"] = keras.ops.squeeze(net, axis=(1, 2))
-    end_points["predictions"] = keras.ops.softmax(net)
     end_points["logits"] = net
     return net, end_points
 
