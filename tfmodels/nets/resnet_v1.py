@@ -33,7 +33,7 @@ def plan_units(blocks, output_stride):
       output_stride: None (nominal stride) or the stride wanted after the blocks.
 
     Returns:
-      One list of unit keyword arguments (with `rate`) per block.
+      One list of unit keyword arguments per block (with `rate` after the stride is reached).
 
     Raises:
       ValueError: `output_stride` cannot be reached with these strides.
@@ -47,8 +47,8 @@ def plan_units(blocks, output_stride):
             if output_stride is not None and current_stride == output_stride:
                 units.append(dict(unit, stride=1, rate=rate))
                 rate *= unit.get("stride", 1)
-            else:
-                units.append(dict(unit, rate=1))
+            else:  # units without a `rate` argument (CIFAR ResNets' basic) keep working
+                units.append(dict(unit))
                 current_stride *= unit.get("stride", 1)
         plan.append(units)
     if output_stride is not None and current_stride != output_stride:
