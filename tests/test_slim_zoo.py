@@ -295,3 +295,16 @@ def test_depthwise_conv2d_is_slims_separable_conv2d_without_pointwise(multiplier
         "net/dw/depthwise_kernel": (3, 3, 4, multiplier), "net/dw/bias": (4 * multiplier,)}
     slim_reference.load_into(model, {f"net/{k}": v for k, v in values.items()})
     np.testing.assert_allclose(model(images), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_mobilenet_checkpoint_ports_by_name(tmp_path, rng):
+    """A TF1 MobileNet checkpoint (`Saver`) loads through the porting library: every
+    `depthwise_weights` lands on a `depthwise_kernel`, and the logits are slim's."""
+    from tfmodels import porting
+    images = rng.normal(size=(2, 16, 16, 3)).astype(np.float32)
+    expected, _, path = slim_reference.save_checkpoint(
+        _slim_mobilenet("mobilenet_v1_025"), images, str(tmp_path / "model.ckpt"),
+        randomize_moving_stats=rng)
+    model = nets.build_model("mobilenet_v1_025", num_classes=1001, input_shape=(16, 16, 3))
+    porting.load_checkpoint(model, path)
+    assert _relative_diff(model(images, training=False)["logits"], expected) <= TOLERANCE
