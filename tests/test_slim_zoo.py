@@ -308,3 +308,13 @@ def test_mobilenet_checkpoint_ports_by_name(tmp_path, rng):
     model = nets.build_model("mobilenet_v1_025", num_classes=1001, input_shape=(16, 16, 3))
     porting.load_checkpoint(model, path)
     assert _relative_diff(model(images, training=False)["logits"], expected) <= TOLERANCE
+
+
+def test_mobilenet_keras_file_roundtrip(tmp_path, rng):
+    """The trainer exports `.keras` files: the depthwise layers (with their BN) must reload."""
+    model = nets.build_model("mobilenet_v1_025", num_classes=5, input_shape=(16, 16, 3))
+    images = rng.normal(size=(2, 16, 16, 3)).astype(np.float32)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(loaded(images, training=False)["logits"],
+                                  model(images, training=False)["logits"])
