@@ -112,6 +112,13 @@ def test_resnet_bad_output_stride_fails_before_building(output_stride, error):
                          output_stride=output_stride)
 
 
+def test_resnet_dense_prediction_needs_spatial_squeeze_off():
+    with pytest.raises(ValueError, match=r"spatial_squeeze=True needs 1x1 logits, but "
+                                         r"global_pool=False leaves a 2x2 map"):
+        nets.build_model("resnet_v1_50", num_classes=10, input_shape=(64, 64, 3),
+                         global_pool=False)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet_v1_101", "resnet_v1_152", "resnet_v1_200",
                                   "resnet_v2_101", "resnet_v2_152", "resnet_v2_200"])

@@ -150,6 +150,10 @@ def head(net, end_points, scope, num_classes, global_pool, spatial_squeeze):
         end_points["embedding"] = net
     if not num_classes:
         return net, end_points
+    if spatial_squeeze and tuple(net.shape[1:3]) != (1, 1):
+        raise ValueError(f"spatial_squeeze=True needs 1x1 logits, but global_pool="
+                         f"{global_pool} leaves a {net.shape[1]}x{net.shape[2]} map; pass "
+                         "spatial_squeeze=False for dense prediction")
     net = end_points[f"{scope}/logits"] = scopes.conv2d(
         net, num_classes, [1, 1], activation_fn=None, normalizer_fn=None, scope="logits")
     # tf_slim's 'predictions' keep the [N, 1, 1, K] shape of the logits end point.
