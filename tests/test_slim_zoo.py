@@ -127,7 +127,8 @@ def test_deep_resnets_match_slim_at_a_tiny_input(name, rng):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["resnet_v1_50", "resnet_v2_50"])
+@pytest.mark.parametrize("name", [f"resnet_v{version}_{depth}" for version in (1, 2)
+                                  for depth in (50, 101, 152, 200)])
 def test_resnets_match_slim_at_the_default_size(name, rng):
     assert _compare(name, _slim_resnet(name, 1000), (224, 224, 3), rng, num_classes=1000,
                     batch=1)[2] <= TOLERANCE
