@@ -1,8 +1,10 @@
-"""tf-slim graph references for the tests: slim's LeNet / CifarNet layouts and graph runners.
+"""tf-slim graph references for the tests: slim's LeNet / CifarNet / MobileNet layouts and
+graph runners.
 
-tf_slim 1.1.0 ships vgg and resnet_v1 but not models/research/slim's LeNet and CifarNet, so
-those two (and our SmallCNN) are written here with tf_slim ops in the same layout (scopes,
-shapes; initializers are irrelevant: weights are copied). Everything runs in its own `tf.Graph` with `tf.compat.v1`.
+tf_slim 1.1.0 ships vgg and resnet_v1/v2 but not models/research/slim's LeNet, CifarNet and
+MobileNets, so those (and our SmallCNN) are written here with tf_slim ops in the same layout
+(scopes, shapes; initializers are irrelevant: weights are copied), the MobileNets from slim's
+published layer tables. Everything runs in its own `tf.Graph` with `tf.compat.v1`.
 """
 import numpy as np
 import tensorflow as tf
