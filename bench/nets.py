@@ -24,6 +24,8 @@ sys.path[:0] = [_BENCH, os.path.dirname(_BENCH)]  # timing.py, and the tfmodels 
 # (our registry net, its Keras Applications class, the size both were designed for).
 PAIRS = [
     ("inception_v3", "InceptionV3", 299),
+    ("resnet_v2_50", "ResNet50V2", 224),
+    ("mobilenet_v2", "MobileNetV2", 224),
 ]
 
 

@@ -1,8 +1,10 @@
-"""tf-slim graph references for the tests: slim's LeNet / CifarNet layouts and graph runners.
+"""tf-slim graph references for the tests: slim's LeNet / CifarNet / MobileNet layouts and
+graph runners.
 
-tf_slim 1.1.0 ships vgg and resnet_v1 but not models/research/slim's LeNet and CifarNet, so
-those two (and our SmallCNN) are written here with tf_slim ops in the same layout (scopes,
-shapes; initializers are irrelevant: weights are copied). Everything runs in its own `tf.Graph` with `tf.compat.v1`.
+tf_slim 1.1.0 ships vgg and resnet_v1/v2 but not models/research/slim's LeNet, CifarNet and
+MobileNets, so those (and our SmallCNN) are written here with tf_slim ops in the same layout
+(scopes, shapes; initializers are irrelevant: weights are copied), the MobileNets from slim's
+published layer tables. Everything runs in its own `tf.Graph` with `tf.compat.v1`.
 """
 import numpy as np
 import tensorflow as tf
@@ -231,3 +233,106 @@ def load_into(model, values):
     """Assigns slim graph values (by mapped name) to every variable of a Keras model."""
     for variable in model.weights:
         variable.assign(np.asarray(values[keras_to_slim_name(variable.path)]))
+
+
+def resnet_v2(name):
+    from tf_slim.nets import resnet_v2 as slim_resnet
+    slim()
+    return getattr(slim_resnet, name), slim_resnet.resnet_utils.resnet_arg_scope
+
+
+# models/research/slim/nets/mobilenet_v1.py's _CONV_DEFS: (kind, kernel, stride, depth).
+MOBILENET_V1_CONV_DEFS = [("conv", 3, 2, 32)] + [
+    ("sep", 3, stride, depth) for stride, depth in (
+        (1, 64), (2, 128), (1, 128), (2, 256), (1, 256), (2, 512), (1, 512), (1, 512),
+        (1, 512), (1, 512), (1, 512), (2, 1024), (1, 1024))]
+
+
+def mobilenet_v1(images, num_classes=1001, depth_multiplier=1.0, is_training=False,
+                 global_pool=False, min_depth=8):
+    """slim's mobilenet_v1 (models/research/slim), rebuilt from its _CONV_DEFS with tf_slim
+    ops under its mobilenet_v1_arg_scope (tf_slim 1.1.0 does not ship MobileNets)."""
+    s = slim()
+    depth = lambda d: max(int(d * depth_multiplier), min_depth)  # noqa: E731 (slim's)
+    batch_norm_params = {"center": True, "scale": True, "decay": 0.9997, "epsilon": 0.001,
+                         "is_training": is_training}
+    with s.arg_scope([s.conv2d, s.separable_conv2d], activation_fn=tf.nn.relu6,
+                     normalizer_fn=s.batch_norm, padding="SAME"), \
+            s.arg_scope([s.batch_norm], **batch_norm_params), \
+            tf.compat.v1.variable_scope("MobilenetV1"):
+        net = images
+        for i, (kind, kernel, stride, d) in enumerate(MOBILENET_V1_CONV_DEFS):
+            if kind == "conv":
+                net = s.conv2d(net, depth(d), [kernel, kernel], stride=stride,
+                               scope=f"Conv2d_{i}")
+            else:
+                net = s.separable_conv2d(net, None, [kernel, kernel], depth_multiplier=1,
+                                         stride=stride, scope=f"Conv2d_{i}_depthwise")
+                net = s.conv2d(net, depth(d), [1, 1], stride=1, scope=f"Conv2d_{i}_pointwise")
+        with tf.compat.v1.variable_scope("Logits"):
+            if global_pool:
+                net = tf.reduce_mean(net, [1, 2], keepdims=True, name="global_pool")
+            else:
+                height, width = net.shape[1:3]
+                net = s.avg_pool2d(net, [min(height, 7), min(width, 7)], padding="VALID",
+                                   scope="AvgPool_1a")
+            net = s.dropout(net, keep_prob=0.999, is_training=is_training, scope="Dropout_1b")
+            logits = s.conv2d(net, num_classes, [1, 1], activation_fn=None,
+                              normalizer_fn=None, scope="Conv2d_1c_1x1")
+            return tf.squeeze(logits, [1, 2], name="SpatialSqueeze")
+
+
+def _make_divisible(v, divisor, min_value=None):
+    """models/research/slim/nets/mobilenet/mobilenet.py's rounding, as published."""
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+# mobilenet_v2.py's V2_DEF spec: ('conv', stride, outputs, kernel) or
+# ('expanded', stride, outputs, expansion factor, expansion divisible_by).
+MOBILENET_V2_DEF = [("conv", 2, 32, 3), ("expanded", 1, 16, 1, 1)] + [
+    ("expanded", stride, depth, 6, 8) for stride, depth in (
+        (2, 24), (1, 24), (2, 32), (1, 32), (1, 32), (2, 64), (1, 64), (1, 64), (1, 64),
+        (1, 96), (1, 96), (1, 96), (2, 160), (1, 160), (1, 160), (1, 320))] + [
+    ("conv", 1, 1280, 1)]
+
+
+def mobilenet_v2(images, num_classes=1001, depth_multiplier=1.0, is_training=False):
+    """slim's mobilenet_v2 (models/research/slim/nets/mobilenet), rebuilt from V2_DEF with
+    tf_slim ops: conv2d / expanded_conv (expand, depthwise, project, residual), default scope
+    names `Conv`, `expanded_conv_N`, `Conv_1`, training_scope's BN (decay 0.997)."""
+    s = slim()
+    batch_norm_params = {"center": True, "scale": True, "decay": 0.997,
+                         "is_training": is_training}
+    with s.arg_scope([s.conv2d, s.separable_conv2d], activation_fn=tf.nn.relu6,
+                     normalizer_fn=s.batch_norm, padding="SAME"), \
+            s.arg_scope([s.batch_norm], **batch_norm_params), \
+            tf.compat.v1.variable_scope("MobilenetV2"):
+        net = images
+        for kind, stride, outputs, *rest in MOBILENET_V2_DEF:
+            outputs = _make_divisible(outputs * depth_multiplier, 8, 8)
+            if kind == "conv":
+                net = s.conv2d(net, outputs, [rest[0], rest[0]], stride=stride)
+                continue
+            factor, divisible_by = rest
+            with tf.compat.v1.variable_scope(None, default_name="expanded_conv"):
+                inputs = net
+                inner = _make_divisible(inputs.shape[3] * factor, divisible_by)
+                if inner > inputs.shape[3]:
+                    net = s.conv2d(net, inner, [1, 1], scope="expand")
+                net = s.separable_conv2d(net, None, [3, 3], depth_multiplier=1, stride=stride,
+                                         scope="depthwise")
+                net = s.conv2d(net, outputs, [1, 1], activation_fn=tf.identity,
+                               scope="project")
+                if stride == 1 and net.shape[3] == inputs.shape[3]:
+                    net += inputs
+        with tf.compat.v1.variable_scope("Logits"):
+            net = tf.nn.avg_pool2d(net, [1, *net.shape[1:3], 1], [1, 1, 1, 1], "VALID")
+            net = s.dropout(net, keep_prob=0.8, is_training=is_training, scope="Dropout")
+            logits = s.conv2d(net, num_classes, [1, 1], activation_fn=None,
+                              normalizer_fn=None, scope="Conv2d_1c_1x1")
+            return tf.squeeze(logits, [1, 2])

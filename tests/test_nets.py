@@ -60,6 +60,11 @@ REFERENCE = {
 }
 ZOO = ("alexnet_v2", "overfeat", "inception_v1", "inception_v2", "inception_v3")
 VIT_SIZES = {"vit_tiny": (64, 4, 256), "vit_small": (192, 6, 768)}  # width, blocks, MLP
+# tf-slim zoo nets checked against slim's own code in tests/test_slim_zoo.py instead (their
+# builds are long; the variables and logits are compared there).
+ZOO_NETS = {"resnet_v1_152", "resnet_v1_200", "resnet_v2_50", "resnet_v2_101", "resnet_v2_152",
+            "resnet_v2_200", "mobilenet_v1", "mobilenet_v1_075", "mobilenet_v1_050",
+            "mobilenet_v1_025", "mobilenet_v2", "mobilenet_v2_140"}
 
 
 @dataclasses.dataclass
@@ -99,7 +104,7 @@ def built(request):
 
 
 def test_registry_names_and_specs():
-    assert set(nets.NETS) == set(REFERENCE)
+    assert set(nets.NETS) == set(REFERENCE) | ZOO_NETS
     for name, spec in nets.NETS.items():
         assert spec.name == name
         assert spec.default_image_size == spec.fn.default_image_size
@@ -311,8 +316,9 @@ def _expected_end_points(name):
         return common | slim_style | {"conv1", "pool1", "conv2", "pool2", "fc3", "fc4",
                                       "Predictions"}
     if name.startswith("resnet_v1"):
-        return common | {f"{name}/{key}" for key in ("conv1", "block1", "block2", "block3",
-                                                     "block4", "logits")} | {"predictions"}
+        return common | {f"{name}/{key}" for key in (
+            "conv1", "block1", "block2", "block3", "block4", "logits", "spatial_squeeze")} | {
+            "predictions", "global_pool"}
     if name.startswith("resnet"):
         return common | {f"{name}/{key}" for key in ("conv1", "block1", "block2", "block3")}
     if name.startswith("vgg") or name in ZOO:  # slim's end points, compared with its graph

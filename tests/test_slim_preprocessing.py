@@ -110,8 +110,12 @@ def test_get_preprocessing_registry():
 def test_default_preprocessing_covers_every_net():
     for net in NETS:
         assert preprocessing.default_preprocessing(net) in preprocessing.PREPROCESSING_FNS, net
-    for net in ("vgg_a", "vgg_16", "vgg_19", "resnet_v1_50", "resnet_v1_101"):
+    for net in ("vgg_a", "vgg_16", "vgg_19", "resnet_v1_50", "resnet_v1_101", "resnet_v1_152",
+                "resnet_v1_200"):
         assert preprocessing.default_preprocessing(net) == "vgg"
+    for net in ("resnet_v2_50", "resnet_v2_200", "mobilenet_v1", "mobilenet_v1_025",
+                "mobilenet_v2", "mobilenet_v2_140"):
+        assert preprocessing.default_preprocessing(net) == "inception"
     assert preprocessing.default_preprocessing("cifarnet") == "cifarnet"
     assert preprocessing.default_preprocessing("lenet") == "lenet"
     assert preprocessing.default_preprocessing("lenet_pp") == "lenet"

@@ -21,6 +21,7 @@ from tfmodels.layers import dropout as _dropout  # noqa: E402,F401  Dropout
 from tfmodels.slim import layers as _slim_layers  # noqa: E402,F401  SlimConv2D, ...
 from tfmodels.slim import regularizers as _regularizers  # noqa: E402,F401  L2WeightDecay
 from tfmodels.slim import separable as _separable  # noqa: E402,F401  SlimSeparableConv2D
+from tfmodels.slim import depthwise as _depthwise  # noqa: E402,F401  SlimDepthwiseConv2D
 from tfmodels.layers import softmax as _softmax  # noqa: E402,F401  Softmax
 from tfmodels.layers import tokens as _tokens  # noqa: E402,F401  ClassToken, PositionEmbedding
 from tfmodels import schedules as _schedules  # noqa: E402,F401  WarmupSchedule

@@ -19,8 +19,8 @@ from typing import Callable, Optional, Union
 import keras
 
 from tfmodels.slim import scopes
-from tfmodels.nets import (cifarnet, custom, lenet, linear, resnet_cifar, resnet_v1,
-                           small_cnn, ufldl_cnn, vgg, vit)
+from tfmodels.nets import (cifarnet, custom, lenet, linear, mobilenet_v1, mobilenet_v2,
+                           resnet_cifar, resnet_v1, resnet_v2, small_cnn, ufldl_cnn, vgg, vit)
 from tfmodels.nets import alexnet, inception_v1, inception_v2, inception_v3, overfeat
 
 
@@ -36,8 +36,8 @@ class NetSpec:
         net outside the registry does not say (its image size must then be given).
       min_image_size: smallest height/width its layout allows, or a function of the net's
         keyword arguments returning it.
-      max_image_size: largest height/width (None for no limit), or a function of the net's
-        keyword arguments returning it.
+      max_image_size: largest height/width, None for no limit, or a function of the net's
+        keyword arguments returning either.
       description: one line for listings.
     """
     name: str
@@ -87,13 +87,25 @@ _SPECS = [
     NetSpec("resnet56", resnet_cifar.resnet56, resnet_cifar.resnet_cifar_arg_scope, 32,
             description="He et al. CIFAR ResNet-56"),
 ]
+# tf-slim's model zoo: VGG, ResNet v1 / v2, MobileNet v1 / v2 (slim's names and layouts).
 _SPECS += [NetSpec(name, getattr(vgg, name), vgg.vgg_arg_scope, 224,
-                   min_image_size=vgg.MIN_IMAGE_SIZE, max_image_size=vgg.MAX_IMAGE_SIZE,
+                   min_image_size=vgg.min_image_size, max_image_size=vgg.max_image_size,
                    description=f"tf-slim's {name}")
            for name in ("vgg_a", "vgg_16", "vgg_19")]
-_SPECS += [NetSpec(name, getattr(resnet_v1, name), resnet_v1.resnet_arg_scope, 224,
-                   description=f"tf-slim's {name}")
-           for name in ("resnet_v1_50", "resnet_v1_101")]
+_SPECS += [NetSpec(f"resnet_{version}_{depth}", getattr(module, f"resnet_{version}_{depth}"),
+                   resnet_v1.resnet_arg_scope, 224,
+                   description=f"tf-slim's resnet_{version}_{depth}"
+                   + (" (pre-activation)" if version == "v2" else ""))
+           for version, module in (("v1", resnet_v1), ("v2", resnet_v2))
+           for depth in (50, 101, 152, 200)]
+_SPECS += [NetSpec(name, getattr(mobilenet_v1, name), mobilenet_v1.mobilenet_v1_arg_scope, 224,
+                   max_image_size=mobilenet_v1.max_image_size,
+                   description=f"tf-slim's MobileNet v1, depth multiplier {multiplier}")
+           for name, multiplier in (("mobilenet_v1", "1.0"), ("mobilenet_v1_075", "0.75"),
+                                    ("mobilenet_v1_050", "0.5"), ("mobilenet_v1_025", "0.25"))]
+_SPECS += [NetSpec(name, getattr(mobilenet_v2, name), mobilenet_v2.mobilenet_v2_arg_scope, 224,
+                   description=f"tf-slim's MobileNet v2, depth multiplier {multiplier}")
+           for name, multiplier in (("mobilenet_v2", "1.0"), ("mobilenet_v2_140", "1.4"))]
 _SPECS += [NetSpec(name, getattr(vit, name), vit.vit_arg_scope, 32,
                    min_image_size=vit.min_image_size,
                    description=f"{desc}; patch 2 up to 16x16 images, 4 up to 64x64, else 16")

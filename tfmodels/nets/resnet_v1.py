@@ -1,4 +1,4 @@
-"""ResNet v1 (He et al. 2015) in tf-slim's layout (tf_slim.nets.resnet_v1): 50 and 101 layers.
+"""ResNet v1 (He et al. 2015) in tf-slim's layout (tf_slim.nets.resnet_v1): 50 to 200 layers.
 
 Kept from slim so checkpoints port by renaming only: bottleneck units scoped
 `blockB/unit_U/bottleneck_v1/{shortcut,conv1,conv2,conv3}`, BN after every convolution
@@ -6,8 +6,9 @@ Kept from slim so checkpoints port by renaming only: bottleneck units scoped
 (block4 stride 1), strided 3x3 convolutions with symmetric fixed padding (`conv2d_same`), a
 'SAME' 3x3/2 max pool, global average pooling and a 1x1-conv classifier (`logits`).
 Blocks and units are nested functional models (`scopes.nested_model`), so layer names repeat
-freely while variable paths stay slim's. Dense prediction (`output_stride`, atrous) is not
-implemented: classification only.
+freely while variable paths stay slim's. slim's options: `num_classes=0` returns the features,
+`global_pool`, `spatial_squeeze`, and `output_stride` (atrous convolution once the requested
+stride is reached, for dense prediction). `tfmodels.nets.resnet_v2` shares the block helpers.
 """
 import collections
 
@@ -21,15 +22,81 @@ class Block(collections.namedtuple("Block", ["scope", "unit_fn", "args"])):
     """A ResNet block: `unit_fn(net, **args[i])` for each unit, scoped `scope/unit_{i+1}`."""
 
 
-def stack_blocks(net, blocks, end_points, prefix):
-    """Applies each block as a nested model named `block.scope`, its units as nested models.
+def plan_units(blocks, output_stride):
+    """Each unit's arguments with slim's `stack_blocks_dense` stride/rate for `output_stride`.
+
+    Once the running stride reaches `output_stride`, later units get stride 1 and a dilation
+    rate multiplied by the stride they would have had.
+
+    Args:
+      blocks: list of `Block`s.
+      output_stride: None (nominal stride) or the stride wanted after the blocks.
 
     Returns:
-      The last block's output; end_points gets `{prefix}/{block.scope}` for every block.
+      One list of unit keyword arguments per block (with `rate` after the stride is reached).
+
+    Raises:
+      ValueError: `output_stride` cannot be reached with these strides.
     """
+    current_stride, rate, plan = 1, 1, []
     for block in blocks:
+        units = []
+        for unit in block.args:
+            if output_stride is not None and current_stride > output_stride:
+                raise ValueError(f"output_stride={output_stride} cannot be reached")
+            if output_stride is not None and current_stride == output_stride:
+                units.append(dict(unit, stride=1, rate=rate))
+                rate *= unit.get("stride", 1)
+            else:  # units without a `rate` argument (CIFAR ResNets' basic) keep working
+                units.append(dict(unit))
+                current_stride *= unit.get("stride", 1)
+        plan.append(units)
+    if output_stride is not None and current_stride != output_stride:
+        raise ValueError(f"output_stride={output_stride} cannot be reached")
+    return plan
+
+
+def check_output_stride(blocks, output_stride):
+    """The stride left for the blocks after the root (conv1 /2, pool1 /2), checked as slim
+    checks it, before anything is built.
+
+    Raises:
+      ValueError: not a multiple of 4, or not reachable with the blocks' strides.
+    """
+    if output_stride is None:
+        return None
+    if output_stride % 4 != 0:
+        raise ValueError(f"output_stride={output_stride} must be a multiple of 4")
+    try:
+        plan_units(blocks, output_stride // 4)
+    except ValueError:
+        reachable, stride = [4], 4
+        for block in blocks:
+            for unit in block.args:
+                stride *= unit.get("stride", 1)
+                if stride not in reachable:
+                    reachable.append(stride)
+        raise ValueError(f"output_stride={output_stride} cannot be reached; allowed: None, "
+                         f"{', '.join(map(str, reachable))}") from None
+    return output_stride // 4
+
+
+def stack_blocks(net, blocks, end_points, prefix, output_stride=None):
+    """Applies each block as a nested model named `block.scope`, its units as nested models.
+
+    Args:
+      net: Keras tensor.
+      blocks: list of `Block`s.
+      end_points: dict receiving `{prefix}/{block.scope}` for every block.
+      prefix: the net's scope.
+      output_stride: stride wanted after the blocks (relative to `net`), or None.
+
+    Returns:
+      The last block's output.
+    """
+    for block, units in zip(blocks, plan_units(blocks, output_stride)):
         net = end_points[f"{prefix}/{block.scope}"] = scopes.nested_model(
-            _stack_units, net, block.scope, unit_fn=block.unit_fn, units=block.args)
+            _stack_units, net, block.scope, unit_fn=block.unit_fn, units=units)
     return net
 
 
@@ -67,36 +134,65 @@ def bottleneck(inputs, depth, depth_bottleneck, stride, rate=1, scope="bottlenec
         return keras.ops.relu(shortcut + residual)
 
 
-def resnet_v1(images, blocks, num_classes, is_training=None, scope="resnet_v1"):
-    """slim's resnet_v1 generator with the root block and global pooling, for classification.
+def head(net, end_points, scope, num_classes, global_pool, spatial_squeeze):
+    """slim's ResNet head: optional global pool, 1x1-conv `logits`, squeeze, `predictions`.
+
+    Returns:
+      (logits or, for num_classes 0/None, the features; end_points with 'embedding' (the
+      pooled features squeezed to [N, C], or the feature map without global_pool) and, with
+      classes, 'logits').
+    """
+    if global_pool:
+        net = end_points["global_pool"] = scopes.global_avg_pool2d(net, keepdims=True,
+                                                                   scope="pool5")
+        end_points["embedding"] = keras.ops.squeeze(net, axis=(1, 2))
+    else:
+        end_points["embedding"] = net
+    if not num_classes:
+        return net, end_points
+    if spatial_squeeze and tuple(net.shape[1:3]) != (1, 1):
+        raise ValueError(f"spatial_squeeze=True needs 1x1 logits, but global_pool="
+                         f"{global_pool} leaves a {net.shape[1]}x{net.shape[2]} map; pass "
+                         "spatial_squeeze=False for dense prediction")
+    net = end_points[f"{scope}/logits"] = scopes.conv2d(
+        net, num_classes, [1, 1], activation_fn=None, normalizer_fn=None, scope="logits")
+    # tf_slim's 'predictions' keep the [N, 1, 1, K] shape of the logits end point.
+    end_points["predictions"] = keras.ops.softmax(net)
+    if spatial_squeeze:
+        net = end_points[f"{scope}/spatial_squeeze"] = keras.ops.squeeze(net, axis=(1, 2))
+    end_points["logits"] = net
+    return net, end_points
+
+
+def resnet_v1(images, blocks, num_classes, is_training=None, global_pool=True,
+              output_stride=None, spatial_squeeze=True, scope="resnet_v1"):
+    """slim's resnet_v1 generator with the root block.
 
     Args:
       images: Keras tensor [N, H, W, C] (any size; ImageNet: 224).
       blocks: list of `Block`s.
-      num_classes: number of classes K.
+      num_classes: number of classes K; 0 or None returns the features (after the pool).
       is_training: None follows the model call's `training`; True/False pins batch norm.
+      global_pool: average over H, W before the logits (False: dense prediction).
+      output_stride: None, or a multiple of 4 dividing 32: atrous convolution keeps the
+        feature map at H / output_stride.
+      spatial_squeeze: squeeze the logits [N, 1, 1, K] to [N, K] (the registry needs it).
       scope: name scope of the variables.
 
     Returns:
-      logits [N, K] and end_points (slim's keys and shapes: '{scope}/conv1', '{scope}/block1'
-      .. 'block4', '{scope}/logits' and 'predictions' [N, 1, 1, K]; unit-level end points are
-      inside the nested models); end_points['embedding'] is the global pool squeezed to
-      [N, C].
+      logits [N, K] and end_points (slim's keys: '{scope}/conv1', '{scope}/block1' ..
+      'block4', 'global_pool', '{scope}/logits' [N, 1, 1, K], '{scope}/spatial_squeeze',
+      'predictions'; unit-level end points are inside the nested models);
+      end_points['embedding'] is the global pool squeezed to [N, C].
     """
+    block_stride = check_output_stride(blocks, output_stride)
     end_points = {}
     with keras.name_scope(scope), scopes.arg_scope([scopes.batch_norm], is_training=is_training):
         net = end_points[f"{scope}/conv1"] = scopes.conv2d_same(images, 64, 7, stride=2,
                                                                 scope="conv1")
         net = scopes.max_pool2d(net, [3, 3], stride=2, scope="pool1")
-        net = stack_blocks(net, blocks, end_points, scope)
-        net = scopes.global_avg_pool2d(net, keepdims=True, scope="pool5")
-        end_points["embedding"] = keras.ops.squeeze(net, axis=(1, 2))
-        net = end_points[f"{scope}/logits"] = scopes.conv2d(
-            net, num_classes, [1, 1], activation_fn=None, normalizer_fn=None, scope="logits")
-    # slim's own end points keep [N, 1, 1, K]; the returned logits are squeezed.
-    end_points["predictions"] = keras.ops.softmax(net)
-    logits = end_points["logits"] = keras.ops.squeeze(net, axis=(1, 2))
-    return logits, end_points
+        net = stack_blocks(net, blocks, end_points, scope, block_stride)
+        return head(net, end_points, scope, num_classes, global_pool, spatial_squeeze)
 
 
 def resnet_v1_block(scope, base_depth, num_units, stride):
@@ -105,23 +201,47 @@ def resnet_v1_block(scope, base_depth, num_units, stride):
     return Block(scope, bottleneck, [unit] * (num_units - 1) + [dict(unit, stride=stride)])
 
 
-def _blocks(units_per_block):
+# Bottleneck units per block (slim's resnet_v1_50 .. _200 and resnet_v2_50 .. _200).
+UNITS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3)}
+
+
+def blocks_for(depth, block_fn):
+    """The four blocks of a `depth`-layer ResNet made with `block_fn` (resnet_v1_block...)."""
     strides = (2, 2, 2, 1)
-    return [resnet_v1_block(f"block{i + 1}", 64 * 2 ** i, units, strides[i])
-            for i, units in enumerate(units_per_block)]
+    return [block_fn(f"block{i + 1}", 64 * 2 ** i, units, strides[i])
+            for i, units in enumerate(UNITS[depth])]
 
 
-def resnet_v1_50(images, num_classes=1000, is_training=None, scope="resnet_v1_50"):
+def resnet_v1_50(images, num_classes=1000, is_training=None, global_pool=True,
+                 output_stride=None, spatial_squeeze=True, scope="resnet_v1_50"):
     """ResNet-50 v1 (3, 4, 6, 3 bottlenecks). Arguments and returns as `resnet_v1`."""
-    return resnet_v1(images, _blocks((3, 4, 6, 3)), num_classes, is_training, scope)
+    return resnet_v1(images, blocks_for(50, resnet_v1_block), num_classes, is_training,
+                     global_pool, output_stride, spatial_squeeze, scope)
 
 
-def resnet_v1_101(images, num_classes=1000, is_training=None, scope="resnet_v1_101"):
+def resnet_v1_101(images, num_classes=1000, is_training=None, global_pool=True,
+                  output_stride=None, spatial_squeeze=True, scope="resnet_v1_101"):
     """ResNet-101 v1 (3, 4, 23, 3 bottlenecks). Arguments and returns as `resnet_v1`."""
-    return resnet_v1(images, _blocks((3, 4, 23, 3)), num_classes, is_training, scope)
+    return resnet_v1(images, blocks_for(101, resnet_v1_block), num_classes, is_training,
+                     global_pool, output_stride, spatial_squeeze, scope)
 
 
-resnet_v1_50.default_image_size = resnet_v1_101.default_image_size = 224
+def resnet_v1_152(images, num_classes=1000, is_training=None, global_pool=True,
+                  output_stride=None, spatial_squeeze=True, scope="resnet_v1_152"):
+    """ResNet-152 v1 (3, 8, 36, 3 bottlenecks). Arguments and returns as `resnet_v1`."""
+    return resnet_v1(images, blocks_for(152, resnet_v1_block), num_classes, is_training,
+                     global_pool, output_stride, spatial_squeeze, scope)
+
+
+def resnet_v1_200(images, num_classes=1000, is_training=None, global_pool=True,
+                  output_stride=None, spatial_squeeze=True, scope="resnet_v1_200"):
+    """ResNet-200 v1 (3, 24, 36, 3 bottlenecks). Arguments and returns as `resnet_v1`."""
+    return resnet_v1(images, blocks_for(200, resnet_v1_block), num_classes, is_training,
+                     global_pool, output_stride, spatial_squeeze, scope)
+
+
+for _net in (resnet_v1_50, resnet_v1_101, resnet_v1_152, resnet_v1_200):
+    _net.default_image_size = 224
 
 
 def resnet_arg_scope(weight_decay=0.0001, batch_norm_decay=0.997, batch_norm_epsilon=1e-5,

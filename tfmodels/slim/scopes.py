@@ -41,6 +41,7 @@ from tfmodels.slim import layer_names
 from tfmodels.slim import layers as slim_layers
 from tfmodels.slim import separable as slim_separable
 from tfmodels.layers.dropout import Dropout
+from tfmodels.slim.depthwise import SlimDepthwiseConv2D
 
 add_arg_scope = tf_slim.add_arg_scope
 has_arg_scope = tf_slim.has_arg_scope
@@ -374,6 +375,39 @@ def lrn(inputs, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5, scope=None):
     """`tf.nn.lrn` as a layer (defaults are tf.nn.lrn's). Returns the Keras tensor."""
     return layer_names.build_named(lambda name: slim_layers.LocalResponseNormalization(
         depth_radius, bias, alpha, beta, name=name), inputs, scope, False)
+
+
+@add_arg_scope
+def depthwise_conv2d(inputs, kernel_size, depth_multiplier=1, stride=1, padding="SAME", rate=1,
+                     activation_fn=tf.nn.relu, normalizer_fn=None, normalizer_params=None,
+                     weights_initializer="glorot_uniform", weights_regularizer=None,
+                     biases_initializer="zeros", biases_regularizer=None, trainable=True,
+                     scope=None):
+    """slim's depthwise-only `separable_conv2d(inputs, None, kernel_size, ...)` (MobileNets).
+
+    One filter bank per input channel: output channel c * depth_multiplier + m convolves
+    input channel c only. Then bias or normalizer, then activation, as `conv2d`. The kernel is
+    `S/depthwise_kernel` [kh, kw, C, depth_multiplier] (slim's `S/depthwise_weights`).
+
+    Args:
+      inputs: Keras tensor [N, H, W, C].
+      kernel_size: int or [kh, kw].
+      depth_multiplier: outputs per input channel.
+      stride, padding, rate, activation_fn, normalizer_fn, normalizer_params,
+      weights_initializer, weights_regularizer, biases_initializer, biases_regularizer,
+      trainable, scope: as in `conv2d` (MobileNets leave the depthwise kernel undecayed).
+
+    Returns:
+      The Keras tensor [N, H', W', C * depth_multiplier].
+    """
+    return layer_names.build_named(lambda name: SlimDepthwiseConv2D(
+        kernel_size, depth_multiplier, strides=stride, padding=padding, dilation_rate=rate,
+        use_bias=biases_initializer is not None, kernel_initializer=weights_initializer,
+        bias_initializer=biases_initializer or "zeros", kernel_regularizer=weights_regularizer,
+        bias_regularizer=biases_regularizer,
+        normalizer=None if normalizer_fn is None else _sublayer(
+            normalizer_fn, normalizer_params, "normalizer_fn"),
+        activation=_activation(activation_fn), trainable=trainable, name=name), inputs, scope)
 
 
 def subsample(inputs, factor, scope=None):

@@ -203,6 +203,13 @@ NET_PREPROCESSING = {
     "ufldl_cnn": "lenet", "small_cnn": "lenet",
     "vgg_a": "vgg", "vgg_16": "vgg", "vgg_19": "vgg",
     "resnet_v1_50": "vgg", "resnet_v1_101": "vgg", "resnet_v1_152": "vgg",
+    "resnet_v1_200": "vgg",
+    # slim's factory maps resnet_v2 to 'vgg', but its released resnet_v2 checkpoints were
+    # trained with Inception preprocessing at 299 (slim's README): that is what they need.
+    "resnet_v2_50": "inception", "resnet_v2_101": "inception", "resnet_v2_152": "inception",
+    "resnet_v2_200": "inception",
+    "mobilenet_v1_075": "inception", "mobilenet_v1_050": "inception",
+    "mobilenet_v1_025": "inception", "mobilenet_v2": "inception", "mobilenet_v2_140": "inception",
     # Vision Transformers take inputs scaled to [-1, 1] with Inception-style crops (as the
     # ViT and DeiT recipes).
     "vit_tiny": "inception", "vit_small": "inception",
