@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from tfmodels import nets
-from tfmodels.model_dir import CONFIG_FILE, KERAS_FILE, write_json_atomic
+from tfmodels.model_dir import CONFIG_FILE, KERAS_FILE, ModelDir
 from tfmodels.nets import custom
 from tfmodels.porting import verification
 from tfmodels.porting.checkpoint_map import map_checkpoint
@@ -137,8 +137,9 @@ def write_model_dir(model, output_dir, config):
         manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), staging,
                                              max_to_keep=1)
         manager.save(checkpoint_number=1)
-        model.save(os.path.join(staging, KERAS_FILE))
-        write_json_atomic(os.path.join(staging, CONFIG_FILE), config)
+        staged = ModelDir(staging)
+        model.save(staged.keras_path)
+        staged.write_config(config)
         check_output_dir(output_dir)  # nobody wrote there meanwhile
         os.makedirs(output_dir, exist_ok=True)
         last = ("checkpoint", CONFIG_FILE)  # the index file makes the checkpoint visible

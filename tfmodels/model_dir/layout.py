@@ -1,0 +1,150 @@
+"""`ModelDir`: every name of the model_dir format, and the reads and writes of its records.
+
+    layout = ModelDir("runs/lenet-mnist")
+    layout.check_for_training(record, export=True)   # before any work: identity, every path
+    layout.write_config(record)                       # config.json
+    layout.eval_json("test"), layout.plots_dir, layout.eval_summaries("test", "test")
+
+train.py, eval.py and the porting CLI name the files of a model_dir only through this class;
+the modules beside it (`files`, `record`, `checkpoints`, `writing`, `recovery`, `lock`) do the
+work.
+"""
+import os
+
+from tfmodels.model_dir import checkpoints, record, recovery
+from tfmodels.model_dir.files import (CONFIG_FILE, KERAS_FILE, METRICS_FILE, SAVED_MODEL_DIR,
+                                      check_target, write_json_atomic)
+from tfmodels.model_dir.lock import LOCK_FILE, WriterLock
+
+TRAIN_DIR = "train"  # the training run's TensorBoard summaries
+EVAL_DIR = "eval"  # eval.py's TensorBoard scalars of the run's own eval split
+PLOTS_DIR = "plots"  # eval.py's PNGs
+
+
+class ModelDir:
+    """A model_dir: its file names, its record (config.json), metrics, lock and checkpoints.
+
+    Args:
+      path: the folder (it may not exist yet).
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    def __repr__(self):
+        return f"ModelDir({self.path!r})"
+
+    def join(self, name):
+        return os.path.join(self.path, name)
+
+    # --- names ---------------------------------------------------------------------------------
+    @property
+    def config_path(self):
+        return self.join(CONFIG_FILE)
+
+    @property
+    def metrics_path(self):
+        return self.join(METRICS_FILE)
+
+    @property
+    def keras_path(self):
+        return self.join(KERAS_FILE)
+
+    @property
+    def saved_model_path(self):
+        return self.join(SAVED_MODEL_DIR)
+
+    @property
+    def train_dir(self):
+        return self.join(TRAIN_DIR)
+
+    @property
+    def plots_dir(self):
+        return self.join(PLOTS_DIR)
+
+    @property
+    def lock_path(self):
+        return self.join(LOCK_FILE)
+
+    @property
+    def state_path(self):
+        return self.join(checkpoints.STATE_FILE)
+
+    @property
+    def unreadable_dir(self):
+        return self.join(recovery.UNREADABLE_DIR)
+
+    def eval_json(self, split):
+        """eval.py's results of `split`."""
+        return self.join(f"eval_{split}.json")
+
+    def eval_summaries(self, split, default_split):
+        """eval.py's TensorBoard folder: the run's own eval split sits beside `train/`, other
+        splits get their own."""
+        return self.join(EVAL_DIR if split == default_split else f"{EVAL_DIR}_{split}")
+
+    def checkpoint_path(self, name):
+        """A checkpoint named inside the folder (`ckpt-2000`)."""
+        return self.join(name)
+
+    # --- records -------------------------------------------------------------------------------
+    def read_config_json(self):
+        """config.json as a dict (None: none); links, folders and non-objects refused."""
+        return record.read_config_json(self.path)
+
+    def read_record(self):
+        """config.json as a `ModelRecord` (ValueError naming the problem)."""
+        return record.read_config(self.path)
+
+    def write_config(self, values):
+        return write_json_atomic(self.config_path, values)
+
+    def write_metrics(self, metrics):
+        return write_json_atomic(self.metrics_path, metrics)
+
+    # --- checks before any work ----------------------------------------------------------------
+    def check_identity(self, identity):
+        """`record.check_model_dir`: the checkpoint files found (ValueError: another run's)."""
+        return record.check_model_dir(self.path, identity)
+
+    def check_for_training(self, identity, *, export):
+        """Check, reading only, that a training run may write here: the records are this
+        run's (`check_identity`) and every path it writes is missing or of the right kind in
+        a writable folder.
+
+        Returns:
+          The checkpoint files found.
+
+        Raises:
+          ValueError: one line naming the path and what is wrong.
+        """
+        check_target(self.path, "folder", "--model_dir")
+        for path in (self.config_path, self.metrics_path, self.state_path, self.lock_path):
+            check_target(path, "file")
+        for path in (self.train_dir, self.unreadable_dir):
+            check_target(path, "folder")
+        if export:
+            check_target(self.keras_path, "file")
+            # A link at saved_model/ is replaced (never followed); a file is not a SavedModel.
+            if os.path.isfile(self.saved_model_path) and not os.path.islink(
+                    self.saved_model_path):
+                raise ValueError(f"{self.saved_model_path!r} is a file, where the SavedModel "
+                                 "(a folder) is written; nothing was written: move it away or "
+                                 "use another --model_dir")
+        return self.check_identity(identity)
+
+    # --- the writer's side ---------------------------------------------------------------------
+    def lock(self):
+        """The model_dir's `WriterLock` (held until released or the process ends)."""
+        return WriterLock(self.path)
+
+    def recover(self):
+        """`recovery.recover`: the `Inspection` to resume from, or None (hold the lock)."""
+        return recovery.recover(self.path)
+
+    def checkpoints(self):
+        """[(step, prefix)] of the checkpoints, oldest first."""
+        return checkpoints.list_checkpoints(self.path)
+
+    def newest_usable(self, *, finite):
+        return checkpoints.newest_usable(self.path, finite=finite)
