@@ -67,7 +67,7 @@ def test_writes_replace_symbolic_links_instead_of_following_them(tmp_path):
     os.symlink(outside_dir, folder / "train")
     with pytest.raises(ValueError, match="is a symbolic link"):
         files.real_dir(str(folder / "train"))
-    assert sorted(n for n in os.listdir(folder) if n.startswith(".tmp_")) == []
+    assert sorted(n for n in os.listdir(folder) if n.startswith(".tfmodels-tmp-")) == []
 
 
 def test_is_writable_respects_permission_bits(tmp_path):

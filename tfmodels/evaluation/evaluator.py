@@ -119,7 +119,7 @@ def _evaluate_newest(config, plan, strategy, writer, chief):
     for _ in range(_SWEPT_RETRIES):
         try:
             return evaluate_checkpoint(plan, strategy, plan.checkpoint, writer, chief)
-        except (EvalConfigError, tf.errors.NotFoundError):
+        except (EvalConfigError, tf.errors.OpError):
             if config.checkpoint or os.path.exists(plan.checkpoint + ".index"):
                 raise
         logging.warning("checkpoint %s was deleted (a training run keeping its newest ones?) "

@@ -197,14 +197,14 @@ def _run(resolved, info, record, strategy, chief, parts, init_from, layout):
 
 def _restore(saver, path, config):
     """Restore the run's state from `path`; a checkpoint that holds something else (another
-    net's, copied in) is bad input: one line, nothing written."""
+    net's, copied in) is bad input: one line, before anything but the state file is written."""
     try:
         saver.restore(path)
     except (AssertionError, ValueError, tf.errors.OpError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
         raise ConfigError(
             f"checkpoint {path!r} does not hold this run's state (model={config.model!r}): "
-            f"{first}; nothing was written. Move it away or use another --model_dir") from None
+            f"{first}; it was left as it is. Move it away or use another --model_dir") from None
 
 
 def _train_loop(resolved, strategy, parts, iterator, saver, chief, layout):
