@@ -57,13 +57,18 @@ def test_a_saved_model_that_is_a_file_stops_the_run_before_any_work(run):
     assert not os.path.exists(run / "ckpt-40.index")
 
 
-def test_a_read_only_model_dir_stops_the_run_before_any_work(run, monkeypatch):
+def test_a_read_only_model_dir_stops_the_run_before_any_work(run):
     from tfmodels.training import ConfigError
 
-    monkeypatch.setattr(model_dir_lib.files, "is_writable", lambda path: False)
-    with pytest.raises(ConfigError, match=r"--model_dir .* cannot be written: .* is not a "
-                                          "writable folder; nothing was written"):
-        model_dir_runs.train(run, train_steps=40)
+    before = model_dir_runs.snapshot(run)
+    os.chmod(run, 0o555)  # read-only (also for root: the permission bits are what counts)
+    try:
+        with pytest.raises(ConfigError, match=r"--model_dir .* cannot be written: .* is not a "
+                                              "writable folder; nothing was written"):
+            model_dir_runs.train(run, train_steps=40)
+    finally:
+        os.chmod(run, 0o755)
+    assert model_dir_runs.snapshot(run) == before
 
 
 def test_eval_output_that_is_a_folder_stops_before_evaluating(run, tmp_path, monkeypatch):

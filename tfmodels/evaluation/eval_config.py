@@ -250,7 +250,7 @@ def _check_targets(output, summary_dir, plot_dir):
                                                          (plot_dir, "--plot_dir")) if path]
     for path, kind, flag in targets:
         try:
-            model_dir_lib.files.check_target(path, kind, flag)
+            model_dir_lib.check_target(path, kind, flag)
         except ValueError as err:
             raise EvalConfigError(str(err)) from None
 

@@ -26,7 +26,7 @@ from tfmodels.model_dir.checkpoints import Inspection, inspect, list_checkpoints
 from tfmodels.model_dir.files import (CONFIG_FILE, KERAS_FILE, METRICS_FILE, SAVED_MODEL_DIR,
                                       ModelDirWriteError, is_writable, read_json,
                                       write_json_atomic)
-from tfmodels.model_dir.layout import ModelDir
+from tfmodels.model_dir.layout import ModelDir, check_target
 from tfmodels.model_dir.lock import ModelDirBusyError, WriterLock
 from tfmodels.model_dir.record import (IDENTITY_KEYS, REQUIRED_KEYS, ModelRecord,
                                        check_model_dir, read_config)
@@ -41,8 +41,9 @@ def latest_checkpoint(model_dir):
 
 
 __all__ = ["CONFIG_FILE", "IDENTITY_KEYS", "Inspection", "KERAS_FILE", "METRICS_FILE",
-           "ModelDir", "ModelDirBusyError", "ModelDirWriteError", "ModelRecord", "NoUsableCheckpointError", "REQUIRED_KEYS",
-           "SAVED_MODEL_DIR", "UNREADABLE_DIR", "WriterLock", "check_model_dir", "checkpoints",
-           "files", "inspect", "layout", "is_writable", "latest_checkpoint", "list_checkpoints", "lock",
+           "ModelDir", "ModelDirBusyError", "ModelDirWriteError", "ModelRecord",
+           "NoUsableCheckpointError", "REQUIRED_KEYS", "SAVED_MODEL_DIR", "UNREADABLE_DIR",
+           "WriterLock", "check_model_dir", "check_target", "checkpoints", "files", "inspect",
+           "is_writable", "latest_checkpoint", "layout", "list_checkpoints", "lock",
            "newest_usable", "read_config", "read_json", "recover", "recovery", "restore_model",
            "write_json_atomic", "writing"]

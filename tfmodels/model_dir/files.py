@@ -47,7 +47,15 @@ class ModelDirWriteError(OSError):
 
 
 def umask():
-    """The process's umask (read without changing it for longer than the call)."""
+    """The process's umask: from /proc (Linux), which reads it without setting it; elsewhere
+    set and put back at once (`os.umask` is the only portable way to read it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -281,33 +289,3 @@ def _remove(path):
     elif os.path.isdir(path):
         shutil.rmtree(path, ignore_errors=True)
 
-
-def check_target(path, kind, what=None):
-    """Check, before any work, that `path` can be written as a `kind` ('file' or 'folder'):
-    missing, or already one (a link at a file's name is fine: it is replaced, not followed).
-
-    Raises:
-      ValueError: `path` exists as the other kind (or a folder's name is a link), or its
-        folder is not writable.
-    """
-    what = what or os.path.basename(path)
-    if kind == "file" and os.path.isdir(path) and not os.path.islink(path):
-        raise ValueError(f"{path!r} is a folder, where {what} (a file) is written; nothing was "
-                         "written: move it away or use another folder")
-    if kind == "folder":
-        if os.path.islink(path):
-            raise ValueError(f"{what} {path!r} is a symbolic link (to {os.readlink(path)!r}); "
-                             "nothing is written through links: remove it or use another path")
-        if os.path.lexists(path) and not os.path.isdir(path):
-            raise ValueError(f"{path!r} is a file, where {what} (a folder) is written; nothing "
-                             "was written: move it away or use another folder")
-    if kind == "folder" and os.path.isdir(path):
-        where = path  # written into
-    else:
-        where = os.path.dirname(os.path.abspath(path))  # renamed into
-        while not os.path.lexists(where):
-            where = os.path.dirname(where)
-    if not os.path.isdir(where) or not is_writable(where):
-        raise ValueError(f"{what} {path!r} cannot be written: {where!r} is not a writable "
-                         "folder; nothing was written")
-    return path

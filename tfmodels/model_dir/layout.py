@@ -12,8 +12,10 @@ work.
 import os
 
 from tfmodels.model_dir import checkpoints, record, recovery
+from absl import logging
+
 from tfmodels.model_dir.files import (CONFIG_FILE, KERAS_FILE, METRICS_FILE, SAVED_MODEL_DIR,
-                                      check_target, write_json_atomic)
+                                      is_writable, write_json_atomic)
 from tfmodels.model_dir.lock import LOCK_FILE, WriterLock
 
 TRAIN_DIR = "train"  # the training run's TensorBoard summaries
@@ -102,6 +104,31 @@ class ModelDir:
     def write_metrics(self, metrics):
         return write_json_atomic(self.metrics_path, metrics)
 
+    def record_writer(self, values, start_step):
+        """Write config.json now when there is none; else return the fn that writes it with
+        this run's changed options appended to its `history` (None: nothing to write).
+
+        The trainer calls that fn just before the run's first checkpoint, so a run that fails
+        before saving (a diverging `--learning_rate`) leaves the record as it was.
+        """
+        saved = self.read_config_json()
+        if saved is None:
+            self.write_config(values)
+            return None
+        changes = record.resume_changes(saved, values)
+        updated = record.with_history(saved, values, start_step)
+        if updated == saved:
+            return None
+
+        def write():
+            if changes:
+                logging.info("options changed since step %d's record (kept in %s's history): %s",
+                             start_step, CONFIG_FILE, ", ".join(
+                                 f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
+            self.write_config(updated)
+
+        return write
+
     # --- checks before any work ----------------------------------------------------------------
     def check_identity(self, identity):
         """`record.check_model_dir`: the checkpoint files found (ValueError: another run's)."""
@@ -148,3 +175,34 @@ class ModelDir:
 
     def newest_usable(self, *, finite):
         return checkpoints.newest_usable(self.path, finite=finite)
+
+
+def check_target(path, kind, what=None):
+    """Check, before any work, that `path` can be written as a `kind` ('file' or 'folder'):
+    missing, or already one (a link at a file's name is fine: it is replaced, not followed).
+
+    Raises:
+      ValueError: `path` exists as the other kind (or a folder's name is a link), or its
+        folder is not writable.
+    """
+    what = what or os.path.basename(path)
+    if kind == "file" and os.path.isdir(path) and not os.path.islink(path):
+        raise ValueError(f"{path!r} is a folder, where {what} (a file) is written; nothing was "
+                         "written: move it away or use another folder")
+    if kind == "folder":
+        if os.path.islink(path):
+            raise ValueError(f"{what} {path!r} is a symbolic link (to {os.readlink(path)!r}); "
+                             "nothing is written through links: remove it or use another path")
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise ValueError(f"{path!r} is a file, where {what} (a folder) is written; nothing "
+                             "was written: move it away or use another folder")
+    if kind == "folder" and os.path.isdir(path):
+        where = path  # written into
+    else:
+        where = os.path.dirname(os.path.abspath(path))  # renamed into
+        while not os.path.lexists(where):
+            where = os.path.dirname(where)
+    if not os.path.isdir(where) or not is_writable(where):
+        raise ValueError(f"{what} {path!r} cannot be written: {where!r} is not a writable "
+                         "folder; nothing was written")
+    return path

@@ -126,32 +126,6 @@ def _prepare_model_dir(layout, record, chief):
         raise ConfigError(str(err)) from err
 
 
-def _record_writer(layout, record, start_step, chief):
-    """Write config.json now when the model_dir has none; else the fn that writes the record
-    with this run's changed options appended to its history, which the saver calls before
-    this run's first checkpoint (None: nothing changed)."""
-    if not chief:
-        return None
-    saved = layout.read_config_json()
-    if saved is None:
-        layout.write_config(record)
-        return None
-    changes = model_dir_lib.record.resume_changes(saved, record)
-    updated = model_dir_lib.record.with_history(saved, record, start_step)
-    if updated == saved:
-        return None
-
-    def write():
-        if changes:
-            logging.info("options changed since the last run (kept in %s's history): %s",
-                         model_dir_lib.CONFIG_FILE,
-                         ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in
-                                   changes.items()))
-        layout.write_config(updated)
-
-    return write
-
-
 def _run(resolved, info, record, strategy, chief, parts, init_from, layout):
     config = resolved.config
     resume = _prepare_model_dir(layout, record, chief)
@@ -177,7 +151,8 @@ def _run(resolved, info, record, strategy, chief, parts, init_from, layout):
         elif not init_from:
             logging.info("training from scratch")
         start_step = int(parts.step_counter.numpy())
-        saver.call_before_first_save(_record_writer(layout, record, start_step, chief))
+        if chief:
+            saver.call_before_first_save(layout.record_writer(record, start_step))
         train_metrics = _train_loop(resolved, strategy, parts, iterator, saver, chief, layout)
         train_metrics["skipped_undecodable"] = train_data.skipped_examples
         metrics = _final_metrics(resolved, info, strategy, parts, train_metrics, start_step)
