@@ -313,13 +313,13 @@ def test_check_model_dir_looks_at_the_files_not_the_state_file(tmp_path):
     model_dir_lib.write_json_atomic(tmp_path / "config.json", dict(IDENTITY, learning_rate=0.1))
     assert model_dir_lib.check_model_dir(str(tmp_path), dict(IDENTITY, learning_rate=1.0)) == \
         ["ckpt-3.data-00000-of-00001"]
-    with pytest.raises(ValueError, match="holds another run \\(model='lenet' there, 'cifarnet' "
-                                         "in this run; num_classes=10 there, 100 in this run\\); "
+    with pytest.raises(ValueError, match="holds another run \\(model 'lenet' there, 'cifarnet' "
+                                         "in this run; num_classes 10 there, 100 in this run\\); "
                                          "nothing was changed. Resume it with the same model, "
                                          "num_classes, or use another --model_dir"):
         model_dir_lib.check_model_dir(str(tmp_path),
                                       dict(IDENTITY, model="cifarnet", num_classes=100))
-    with pytest.raises(ValueError, match="dataset='digits' there, 'synthetic:8x8x1:10' in "
+    with pytest.raises(ValueError, match="dataset 'digits' there, 'synthetic:8x8x1:10' in "
                                          "this run"):
         model_dir_lib.check_model_dir(str(tmp_path), dict(IDENTITY, dataset="synthetic:8x8x1:10"))
 

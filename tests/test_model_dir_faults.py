@@ -103,7 +103,7 @@ def test_1_damaged_dir_of_another_model_is_refused_untouched(run, how):
 
     _damage(run, how)
     before = _snapshot(run)
-    with pytest.raises(ConfigError, match="holds another run \\(model='two_layer_net' there, "
+    with pytest.raises(ConfigError, match="holds another run \\(model 'two_layer_net' there, "
                                           "'lenet' in this run\\); nothing was changed"):
         _train(run, model="lenet")
     assert _snapshot(run) == before
@@ -284,7 +284,7 @@ def test_6_resume_with_another_dataset_of_the_same_shape_is_refused(run):
     from tfmodels.training import ConfigError
 
     before = _snapshot(run)
-    with pytest.raises(ConfigError, match="dataset='digits' there, 'synthetic:8x8x1:10' in "
+    with pytest.raises(ConfigError, match="dataset 'digits' there, 'synthetic:8x8x1:10' in "
                                           "this run"):
         _train(run, dataset="synthetic:8x8x1:10")
     assert _snapshot(run) == before

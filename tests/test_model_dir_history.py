@@ -68,7 +68,7 @@ def test_a_resume_that_changes_what_checkpoints_hold_is_refused(run, option, val
         model_dir_runs.train(run, train_steps=40, **{option: value}, **also)
     message = str(err.value)
     assert "\n" not in message
-    assert f"{option}={first[option]!r} there, {value!r} in this run" in message
+    assert f"{option} {first[option]!r} there, {value!r} in this run" in message
     assert f"Resume it with the same {option}, or use another --model_dir" in message
     assert model_dir_runs.snapshot(run) == before
 

@@ -92,9 +92,9 @@ def test_records_without_checkpoints_are_checked_too(run30, tmp_path, kept):
     before = model_dir_runs.snapshot(model_dir)
     from tfmodels.training import ConfigError
 
-    with pytest.raises(ConfigError, match=r"(holds another run \(model='two_layer_net' there, "
+    with pytest.raises(ConfigError, match=r"(holds another run \(model 'two_layer_net' there, "
                                           r"'lenet' in this run|holds the metrics.json of another "
-                                          r"run \(model='two_layer_net' there, 'lenet' in this "
+                                          r"run \(model 'two_layer_net' there, 'lenet' in this "
                                           r"run|holds (model.keras|saved_model) but no "
                                           r"config.json).*nothing was"):
         model_dir_runs.train(model_dir, model="lenet", train_steps=10)

@@ -200,7 +200,7 @@ def test_model_dir_of_another_model_is_left_untouched(trained, tmp_path):
     before = _snapshot(model_dir)
     proc = scripts.run("train.py", f"--model_dir={model_dir}", "--model=lenet_pp")
     assert proc.returncode != 0
-    assert "holds another run (model='lenet' there, 'lenet_pp' in this run)" in proc.stderr
+    assert "holds another run (model 'lenet' there, 'lenet_pp' in this run)" in proc.stderr
     assert _snapshot(model_dir) == before
 
 

@@ -156,7 +156,7 @@ def check_model_dir(model_dir, identity):
         raise ValueError(f"{os.path.join(model_dir, CONFIG_FILE)} lacks {missing}: it is not a "
                          "record tfmodels wrote; nothing was written. Use another --model_dir.")
     if differences:
-        said = "; ".join(f"{key}={old!r} there, {new!r} in this run"
+        said = "; ".join(f"{key} {old!r} there, {new!r} in this run"
                          for key, old, new in differences)
         raise ValueError(
             f"model_dir={model_dir!r} holds another run ({said}); nothing was changed. Resume "
@@ -176,7 +176,7 @@ def _check_metrics(model_dir, identity):
     if not isinstance(saved, dict):
         raise ValueError(f"model_dir={model_dir!r} holds a {METRICS_FILE} that tfmodels did not "
                          "write; nothing was written. Use another --model_dir.")
-    differences = [f"{key}={saved.get(key)!r} there, {identity.get(key)!r} in this run"
+    differences = [f"{key} {saved.get(key)!r} there, {identity.get(key)!r} in this run"
                    for key in _METRICS_IDENTITY if saved.get(key) != identity.get(key)]
     if differences:
         raise ValueError(f"model_dir={model_dir!r} holds the {METRICS_FILE} of another run "
