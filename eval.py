@@ -12,7 +12,7 @@ to --plot_dir; a read-only --model_dir is evaluated with --output elsewhere.
 """
 import common_flags  # first: it imports TensorFlow, quietly (see there)
 from absl import app, flags  # noqa: E402
-from tfmodels import data  # noqa: E402
+from tfmodels import data, model_dir  # noqa: E402
 from tfmodels.evaluation import evaluator  # noqa: E402
 
 # Every default is EvalConfig()'s; None means "what the run's config.json says".
@@ -79,7 +79,8 @@ def main(argv):
         **common_flags.strategy_options())
     history = common_flags.run_and_release(
         lambda: evaluator.evaluate(config),
-        usage_errors=(evaluator.EvalConfigError, data.DatasetUnavailableError))
+        usage_errors=(evaluator.EvalConfigError, data.DatasetUnavailableError),
+        failures=(model_dir.ModelDirWriteError,))
     common_flags.print_result([evaluator.summary(results) for results in history])
 
 

@@ -11,7 +11,7 @@ a model_dir at a time).
 """
 import common_flags  # first: it imports TensorFlow, quietly (see there)
 from absl import app, flags  # noqa: E402
-from tfmodels import data, losses, nets, schedules, training  # noqa: E402
+from tfmodels import data, losses, model_dir, nets, schedules, training  # noqa: E402
 from tfmodels.data import preprocessing as data_preprocessing  # noqa: E402
 from tfmodels.training import config as config_lib  # noqa: E402
 from tfmodels.training import heads, inputs, optimizers, sampling  # noqa: E402
@@ -165,7 +165,7 @@ def main(argv):
     metrics = common_flags.run_and_release(
         lambda: training.train(config_from_flags()),
         usage_errors=(training.ConfigError, data.DatasetUnavailableError),
-        failures=(training.NonFiniteLossError,))
+        failures=(training.NonFiniteLossError, model_dir.ModelDirWriteError))
     common_flags.print_result(metrics)
 
 

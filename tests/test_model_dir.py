@@ -67,7 +67,7 @@ def test_writes_replace_symbolic_links_instead_of_following_them(tmp_path):
     os.symlink(outside_dir, folder / "train")
     with pytest.raises(ValueError, match="is a symbolic link"):
         files.real_dir(str(folder / "train"))
-    assert sorted(n for n in os.listdir(folder) if n.startswith(".tmp_")) == []
+    assert sorted(n for n in os.listdir(folder) if n.startswith(".tfmodels-tmp-")) == []
 
 
 def test_is_writable_respects_permission_bits(tmp_path):
@@ -80,18 +80,29 @@ def test_is_writable_respects_permission_bits(tmp_path):
     assert not files.is_writable(str(tmp_path / "missing"))
 
 
-def test_remove_leftovers(tmp_path):
-    for name in ("ckpt-10_temp", ".staging_ckpt-3_x"):
+def test_remove_leftovers_removes_only_names_tfmodels_makes(tmp_path):
+    for name in (".tfmodels-staging-ckpt-3_ab1_cd2e",):
         (tmp_path / name).mkdir()
         (tmp_path / name / "part").write_text("x")
-    old_tmp = tmp_path / ".tmp_old.json"
+    old_tmp = tmp_path / ".tfmodels-tmp-k2j4_x0a.json"
     old_tmp.write_text("{")
     os.utime(old_tmp, (0, 0))
-    (tmp_path / ".tmp_fresh.json").write_text("{")  # a concurrent eval.py may be writing it
+    (tmp_path / ".tfmodels-tmp-zz9_8a7b.json").write_text("{")  # an eval.py may be writing it
     (tmp_path / "ckpt-10.index").write_text("x")
-    assert files.remove_leftovers(str(tmp_path)) == [".staging_ckpt-3_x", ".tmp_old.json",
-                                                     "ckpt-10_temp"]
-    assert sorted(os.listdir(tmp_path)) == [".tmp_fresh.json", "ckpt-10.index"]
+    # A user's files whose names only look like leftovers (old enough to be swept).
+    users = [".tmp_thesis.tex", ".staging_photos", "ckpt-3_temp", ".tfmodels-tmp-notes.txt"]
+    for name in users:
+        if "." in name[1:]:
+            (tmp_path / name).write_text("mine")
+        else:
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "photo.jpg").write_text("mine")
+        os.utime(tmp_path / name, (0, 0))
+    assert files.remove_leftovers(str(tmp_path)) == [".tfmodels-staging-ckpt-3_ab1_cd2e",
+                                                     ".tfmodels-tmp-k2j4_x0a.json"]
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        users + [".tfmodels-tmp-zz9_8a7b.json", "ckpt-10.index"])
+    assert (tmp_path / "ckpt-3_temp" / "photo.jpg").read_text() == "mine"
 
 
 # --- the writer lock ---------------------------------------------------------------------------
@@ -237,7 +248,7 @@ def test_recover_sets_aside_bad_checkpoints_and_rebuilds_the_state_file(tmp_path
     data.write_bytes(truncated)
     os.remove(tmp_path / "ckpt-10.index")  # its data shard is left without an index
     (tmp_path / "checkpoint").write_text("garbage")
-    (tmp_path / "ckpt-40_temp").mkdir()
+    (tmp_path / ".tfmodels-staging-ckpt-40_a1b2c3d4").mkdir()  # a killed save's
     found = recovery.recover(str(tmp_path))
     assert found.path == str(tmp_path / "ckpt-20")
     assert sorted(os.listdir(tmp_path)) == ["checkpoint", "ckpt-20.data-00000-of-00001",
@@ -298,18 +309,19 @@ def test_check_model_dir_looks_at_the_files_not_the_state_file(tmp_path):
     assert model_dir_lib.check_model_dir(str(tmp_path / "new"), IDENTITY) == []
     _save(tmp_path, 3)
     os.remove(tmp_path / "ckpt-3.index")  # a data shard alone still marks the folder as used
-    with pytest.raises(ValueError, match=r"holds checkpoint files \(ckpt-3.data-00000-of-00001\) "
-                                         "but no config.json"):
+    with pytest.raises(ValueError, match=r"holds ckpt-3.data-00000-of-00001 but no config.json"):
         model_dir_lib.check_model_dir(str(tmp_path), IDENTITY)
     model_dir_lib.write_json_atomic(tmp_path / "config.json", dict(IDENTITY, learning_rate=0.1))
     assert model_dir_lib.check_model_dir(str(tmp_path), dict(IDENTITY, learning_rate=1.0)) == \
         ["ckpt-3.data-00000-of-00001"]
-    with pytest.raises(ValueError, match="model: checkpoint has 'lenet', this run 'cifarnet'; "
-                                         "num_classes: checkpoint has 10, this run 100"):
+    with pytest.raises(ValueError, match="holds another run \\(model 'lenet' there, 'cifarnet' "
+                                         "in this run; num_classes 10 there, 100 in this run\\); "
+                                         "nothing was changed. Resume it with the same model, "
+                                         "num_classes, or use another --model_dir"):
         model_dir_lib.check_model_dir(str(tmp_path),
                                       dict(IDENTITY, model="cifarnet", num_classes=100))
-    with pytest.raises(ValueError, match="dataset: checkpoint has 'digits', this run "
-                                         "'synthetic:8x8x1:10'"):
+    with pytest.raises(ValueError, match="dataset 'digits' there, 'synthetic:8x8x1:10' in "
+                                         "this run"):
         model_dir_lib.check_model_dir(str(tmp_path), dict(IDENTITY, dataset="synthetic:8x8x1:10"))
 
 

@@ -103,8 +103,8 @@ def test_1_damaged_dir_of_another_model_is_refused_untouched(run, how):
 
     _damage(run, how)
     before = _snapshot(run)
-    with pytest.raises(ConfigError, match="holds a checkpoint of a different model \\(model: "
-                                          "checkpoint has 'two_layer_net', this run 'lenet'"):
+    with pytest.raises(ConfigError, match="holds another run \\(model 'two_layer_net' there, "
+                                          "'lenet' in this run\\); nothing was changed"):
         _train(run, model="lenet")
     assert _snapshot(run) == before
 
@@ -284,8 +284,8 @@ def test_6_resume_with_another_dataset_of_the_same_shape_is_refused(run):
     from tfmodels.training import ConfigError
 
     before = _snapshot(run)
-    with pytest.raises(ConfigError, match="dataset: checkpoint has 'digits', this run "
-                                          "'synthetic:8x8x1:10'"):
+    with pytest.raises(ConfigError, match="dataset 'digits' there, 'synthetic:8x8x1:10' in "
+                                          "this run"):
         _train(run, dataset="synthetic:8x8x1:10")
     assert _snapshot(run) == before
 
@@ -305,12 +305,11 @@ def test_6_a_second_writer_fails_at_once_naming_the_holder(run):
 
 
 def test_6_leftovers_of_killed_saves_are_removed_at_start(run):
-    for name in ("ckpt-40_temp", ".staging_ckpt-40_abc"):
-        (run / name).mkdir()
-        (run / name / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"x" * 100)
+    staging = run / ".tfmodels-staging-ckpt-40_abc1def2"  # a killed save's
+    (staging / "ckpt-40_temp").mkdir(parents=True)
+    (staging / "ckpt-40_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"x" * 9)
     _train(run)
-    assert not os.path.exists(run / "ckpt-40_temp")
-    assert not os.path.exists(run / ".staging_ckpt-40_abc")
+    assert not os.path.exists(staging)
 
 
 def test_6_rerun_after_the_last_checkpoint_says_what_it_measured(run):
@@ -384,7 +383,7 @@ def _newest_step(model_dir):
 def _saving(model_dir):
     """Whether a checkpoint is being written (its staging folder exists)."""
     try:
-        return any(n.startswith(".staging_") for n in os.listdir(model_dir))
+        return any(n.startswith(".tfmodels-staging-") for n in os.listdir(model_dir))
     except FileNotFoundError:
         return False
 
@@ -460,7 +459,7 @@ def test_fault_injection_kills_lost_state_files_truncated_checkpoints(tmp_path):
     kept = [open(os.path.join(root, n), "rb").read()
             for root, _, names in os.walk(run / "unreadable") for n in names]
     assert all(data in kept for data in truncated), "a truncated checkpoint file was lost"
-    assert not [n for n in os.listdir(run) if n.endswith("_temp") or n.startswith(".staging_")]
+    assert not [n for n in os.listdir(run) if n.endswith("_temp") or n.startswith(".tfmodels-")]
     print(f"{killed} kills ({mid_save} during a save), {deleted} state files deleted, "
           f"{len(truncated)} checkpoints "
           f"truncated, {len(os.listdir(run / 'unreadable'))} files set aside; "

@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 from tests import slim_reference
-from tfmodels import nets, scopes
+from tfmodels import nets
+from tfmodels.slim import scopes
 from tfmodels.nets import mobilenet_v1, resnet_v1, resnet_v2
 
 pytestmark = pytest.mark.filterwarnings("ignore:`layer.apply`:UserWarning")

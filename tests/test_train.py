@@ -189,8 +189,7 @@ def test_model_dir_of_another_model_is_left_untouched(trained, tmp_path):
     before = _snapshot(model_dir)
     proc = scripts.run("train.py", f"--model_dir={model_dir}", "--model=lenet_pp")
     assert proc.returncode != 0
-    assert "holds a checkpoint of a different model (model: checkpoint has 'lenet', this run " \
-           "'lenet_pp')" in proc.stderr
+    assert "holds another run (model 'lenet' there, 'lenet_pp' in this run)" in proc.stderr
     assert _snapshot(model_dir) == before
 
 

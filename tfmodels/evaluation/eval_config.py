@@ -207,38 +207,52 @@ def resolve(config, record, num_replicas):
         raise EvalConfigError(f"batch_size={batch} is not divisible by the {num_replicas} "
                               f"replicas; use a multiple of {num_replicas}")
 
+    layout = model_dir_lib.ModelDir(model_dir)
     writable = model_dir_lib.is_writable(model_dir)
     if config.output is None and not writable:
         raise EvalConfigError(f"model_dir={model_dir!r} is not writable: pass --output for the "
                               "results (and --summary_dir / --plot_dir for TensorBoard / PNGs)")
-    # Our default split's curves sit beside train/ in TensorBoard; others get their own.
+    output = config.output or layout.eval_json(split)
     summary_dir = _default_dir(config.summary_dir, model_dir, writable, "TensorBoard scalars",
-                               "eval" if split == default_split else f"eval_{split}")
-    plot_dir = _default_dir(config.plot_dir, model_dir, writable, "plots", "plots")
+                               layout.eval_summaries(split, default_split))
+    plot_dir = _default_dir(config.plot_dir, model_dir, writable, "plots", layout.plots_dir)
+    _check_targets(output, summary_dir, plot_dir)
     return EvalPlan(
         model_dir=model_dir, record=record, dataset=dataset, data_dir=data_dir, split=split,
         gallery_split=gallery_split, global_batch_size=int(batch),
         top_k=tuple(config.top_k), knn_k=tuple(config.knn_k), use_average=config.use_average,
-        checkpoint=None if config.continuous else _checkpoint(config.checkpoint, model_dir),
-        output=config.output or os.path.join(model_dir, f"eval_{split}.json"),
+        checkpoint=None if config.continuous else find_checkpoint(config.checkpoint, model_dir),
+        output=output,
         plot_dir=plot_dir, summary_dir=summary_dir,
         image_size=tuple(record.image_shape[:2]), preprocessing=preprocessing,
         skip_undecodable=config.skip_undecodable)
 
 
-def _default_dir(given, model_dir, writable, what, name):
-    """`given` ('' -> None), else <model_dir>/<name> if the model_dir is writable, else None."""
+def _default_dir(given, model_dir, writable, what, path):
+    """`given` ('' -> None), else `path` (in the model_dir) if the model_dir is writable, else
+    None."""
     if given is not None:
         return given or None
     if not writable:
         logging.info("model_dir %s is not writable: no %s (pass a folder elsewhere)", model_dir,
                      what)
         return None
-    path = os.path.join(model_dir, name)
     if os.path.islink(path):
         raise EvalConfigError(f"{path!r} is a symbolic link: nothing is written through links; "
                               f"remove it or pass a folder for the {what}")
     return path
+
+
+def _check_targets(output, summary_dir, plot_dir):
+    """Every path the evaluation writes can be written, checked before it starts."""
+    targets = [(output, "file", "--output")]
+    targets += [(path, "folder", flag) for path, flag in ((summary_dir, "--summary_dir"),
+                                                         (plot_dir, "--plot_dir")) if path]
+    for path, kind, flag in targets:
+        try:
+            model_dir_lib.check_target(path, kind, flag)
+        except ValueError as err:
+            raise EvalConfigError(str(err)) from None
 
 
 def check_checkpoint(inspection):
@@ -267,7 +281,7 @@ def _preprocessing(config, record, info):
     return found
 
 
-def _checkpoint(name, model_dir):
+def find_checkpoint(name, model_dir):
     """The checkpoint `name` (a path, or a name inside model_dir), or the newest one that
     reads; checked in full (`check_checkpoint`)."""
     checkpoints = model_dir_lib.checkpoints
@@ -284,7 +298,7 @@ def _checkpoint(name, model_dir):
                             "can", bad.path, bad.reason(), found.path)
         check_checkpoint(found)
         return found.path
-    for path in (name, os.path.join(model_dir, name)):
+    for path in (name, model_dir_lib.ModelDir(model_dir).checkpoint_path(name)):
         if os.path.exists(path + ".index"):
             check_checkpoint(checkpoints.inspect(path))
             return path

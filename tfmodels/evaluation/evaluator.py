@@ -27,7 +27,7 @@ from tfmodels import console, data, distribute
 from tfmodels import model_dir as model_dir_lib
 from tfmodels.evaluation import chunked, embedding_stats, knn, plots
 from tfmodels.evaluation.eval_config import (EvalConfig, EvalConfigError, EvalPlan,
-                                             check_checkpoint, resolve)
+                                             check_checkpoint, find_checkpoint, resolve)
 from tfmodels.evaluation.metrics import output_metrics
 from tfmodels.evaluation.predict import collect_outputs
 from tfmodels.losses import per_example_loss_fn
@@ -73,7 +73,7 @@ def evaluate(config, strategy=None):
 def _evaluate(config, strategy):
     try:
         config.validate()
-        record = model_dir_lib.read_config(config.model_dir)
+        record = model_dir_lib.ModelDir(config.model_dir).read_record()
         if strategy is None:
             strategy = distribute.setup(config.strategy, num_gpus=config.num_gpus,
                                         all_reduce=config.all_reduce,
@@ -102,10 +102,34 @@ def _evaluate(config, strategy):
     writer = _ScalarWriter(plan.summary_dir if chief else None)
     try:
         if not config.continuous:
-            return [evaluate_checkpoint(plan, strategy, plan.checkpoint, writer, chief)]
+            return [_evaluate_newest(config, plan, strategy, writer, chief)]
         return _evaluate_continuously(plan, strategy, writer, chief, config.timeout)
     finally:
         writer.close()
+
+
+# A checkpoint picked as the newest may be deleted by a training run's keep-N sweep before it is
+# restored; the next newest is taken then, this many times at most.
+_SWEPT_RETRIES = 20
+
+
+def _evaluate_newest(config, plan, strategy, writer, chief):
+    """Evaluate the plan's checkpoint; when it was picked as the newest (no --checkpoint) and
+    is deleted before it is restored, the newest one then."""
+    for _ in range(_SWEPT_RETRIES):
+        try:
+            return evaluate_checkpoint(plan, strategy, plan.checkpoint, writer, chief)
+        except (EvalConfigError, tf.errors.OpError):
+            if config.checkpoint or os.path.exists(plan.checkpoint + ".index"):
+                raise
+        logging.warning("checkpoint %s was deleted (a training run keeping its newest ones?) "
+                        "before it could be restored; evaluating the newest one now",
+                        plan.checkpoint)
+        plan = dataclasses.replace(plan, checkpoint=find_checkpoint(None, plan.model_dir))
+    raise EvalConfigError(
+        f"the newest checkpoint of model_dir={plan.model_dir!r} was deleted before it could be "
+        f"restored {_SWEPT_RETRIES} times in a row; pass --checkpoint, or --continuous to "
+        "follow the run")
 
 
 def _evaluate_continuously(plan, strategy, writer, chief, timeout):
@@ -134,7 +158,7 @@ def _evaluate_continuously(plan, strategy, writer, chief, timeout):
 
 def _total_steps(plan):
     try:
-        return model_dir_lib.read_config(plan.model_dir).total_steps
+        return model_dir_lib.ModelDir(plan.model_dir).read_record().total_steps
     except (ValueError, OSError):
         return plan.record.total_steps
 

@@ -9,13 +9,12 @@ The embedding scatter is the center-loss paper's figure (Wen et al. 2016, Fig. 3
 features of each evaluated example coloured by class, the class centers marked. Wider
 embeddings are shown by their PCA projection (`pca_project_2d`).
 """
-import os
-import tempfile
-
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+
+from tfmodels.model_dir import files
 
 # Enough points to show every class's shape; more only slows drawing (and the PCA fit).
 MAX_POINTS = 10000
@@ -186,15 +185,7 @@ def _figure(figsize, dpi):
 
 
 def _save(figure, path, dpi):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".png")
-    os.close(fd)
-    try:
-        figure.savefig(tmp, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    """Write the PNG under a temporary name and rename it in (`model_dir.files`: the umask's
+    mode, no folder left behind when the first write fails)."""
+    return files.write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=dpi),
+                              suffix=".png")

@@ -1,5 +1,6 @@
 """The model-directory format that train.py, eval.py and the porting CLI share.
 
+`ModelDir` (`layout`) names every file of the format and is how the others read and write it.
 A model_dir holds:
 
 * `config.json` (`CONFIG_FILE`): the resolved training config, or a ported model's record;
@@ -13,16 +14,21 @@ A model_dir holds:
   `saved_model/` (`SAVED_MODEL_DIR`), `model.keras` (`KERAS_FILE`) and `net.keras`
   (`NET_KERAS_FILE`), and `unreadable/`, where
   checkpoint files that could not be resumed from are kept for inspection.
+* eval.py's `eval_<split>.json`, `plots/` and `eval_<split>/` (TensorBoard, other splits).
 
-Every file is written under a temporary name and renamed (`files`); no write follows a symbolic
-link; nothing outside the model_dir is read, written or deleted because a file inside names it.
+Every file is written under a temporary name and renamed (`files`), with the umask's modes; no
+write follows a symbolic link; nothing outside the model_dir is read, written or deleted because
+a file inside names it; temporary names are ones only tfmodels makes, and only those are cleaned
+up; a failed write for want of space or permission is one line (`ModelDirWriteError`).
 `restore_model` rebuilds a model from its record and restores a checkpoint into it.
 """
-from tfmodels.model_dir import checkpoints, files, lock, recovery, writing
+from tfmodels.model_dir import checkpoints, files, layout, lock, recovery, writing
 from tfmodels.model_dir.checkpoints import Inspection, inspect, list_checkpoints, newest_usable
 from tfmodels.model_dir.files import (CONFIG_FILE, KERAS_FILE, METRICS_FILE, NET_KERAS_FILE,
-                                      SAVED_MODEL_DIR, is_writable, read_json,
+                                      SAVED_MODEL_DIR,
+                                      ModelDirWriteError, is_writable, read_json,
                                       write_json_atomic)
+from tfmodels.model_dir.layout import ModelDir, check_target
 from tfmodels.model_dir.lock import ModelDirBusyError, WriterLock
 from tfmodels.model_dir.record import (IDENTITY_KEYS, REQUIRED_KEYS, ModelRecord,
                                        check_model_dir, read_config)
@@ -37,9 +43,9 @@ def latest_checkpoint(model_dir):
 
 
 __all__ = ["CONFIG_FILE", "IDENTITY_KEYS", "Inspection", "KERAS_FILE", "METRICS_FILE",
-           "ModelDirBusyError", "ModelRecord", "NET_KERAS_FILE", "NoUsableCheckpointError",
-           "REQUIRED_KEYS",
-           "SAVED_MODEL_DIR", "UNREADABLE_DIR", "WriterLock", "check_model_dir", "checkpoints",
-           "files", "inspect", "is_writable", "latest_checkpoint", "list_checkpoints", "lock",
+           "ModelDir", "ModelDirBusyError", "ModelDirWriteError", "ModelRecord",
+           "NET_KERAS_FILE", "NoUsableCheckpointError", "REQUIRED_KEYS", "SAVED_MODEL_DIR", "UNREADABLE_DIR",
+           "WriterLock", "check_model_dir", "check_target", "checkpoints", "files", "inspect",
+           "is_writable", "latest_checkpoint", "layout", "list_checkpoints", "lock",
            "newest_usable", "read_config", "read_json", "recover", "recovery", "restore_model",
            "write_json_atomic", "writing"]

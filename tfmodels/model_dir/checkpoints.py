@@ -12,6 +12,7 @@ walks from the newest checkpoint back to the first that reads (and, if asked, ho
 values), reporting the ones it passed over; `watch` yields new readable ones as they appear.
 """
 import dataclasses
+import errno
 import os
 import re
 import time
@@ -36,11 +37,13 @@ class Inspection:
       step: N of `ckpt-N` (None for other names).
       problem: why it cannot be read (None: every tensor was read).
       non_finite: names of floating tensors holding inf or NaN.
+      denied: the problem is a permission denied (the files may be fine: not set aside).
     """
     path: str
     step: Optional[int]
     problem: Optional[str] = None
     non_finite: Tuple[str, ...] = ()
+    denied: bool = False
 
     @property
     def readable(self):
@@ -116,7 +119,9 @@ def inspect(path):
             if dtypes[key].is_floating and not np.isfinite(np.asarray(value, np.float32)).all():
                 non_finite.append(key)
     except Exception as err:  # noqa: BLE001 -- any failure to read is the finding
-        return Inspection(path, step, _describe(err))
+        denied = isinstance(err, tf.errors.PermissionDeniedError) or (
+            isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM))
+        return Inspection(path, step, _describe(err), denied=denied)
     return Inspection(path, step, None, tuple(non_finite))
 
 
@@ -143,7 +148,9 @@ def newest_usable(directory, *, finite):
         found = inspect(path)
         if found.usable(finite):
             return found, skipped
-        skipped.append(found)
+        if found.readable or os.path.lexists(path + ".index"):
+            skipped.append(found)
+        # else: deleted while it was read (a writer's keep-N sweep): no longer a checkpoint
     return None, skipped
 
 

@@ -1,15 +1,23 @@
 """Writing files in a model_dir so that no reader ever sees half a file and no write follows a
 symbolic link.
 
-Every file is written under a temporary name in its own folder (`.tmp_*`), flushed, then renamed
-over its final name: `os.replace` swaps the directory entry, so a crash leaves either the old
-file or the new one, and a symbolic link at the final name is replaced, never written through.
-A folder is swapped the same way (`replace_dir`). Temporary names and checkpoint staging folders
-left by a killed process are removed by `remove_leftovers` (the trainer calls it at start,
-holding the model_dir's lock).
+Every file is written under a temporary name in its own folder (`.tfmodels-tmp-*`), flushed,
+then renamed over its final name: `os.replace` swaps the directory entry, so a crash leaves either
+the old file or the new one, and a symbolic link at the final name is replaced, never written
+through. A folder is swapped the same way (`replace_dir`). Files and folders get the modes the
+process's umask gives (as `open` and `mkdir` would), not mkstemp's private 0600 / 0700.
+
+Temporary names and checkpoint staging folders are names only tfmodels makes (a fixed prefix and
+the random 8-character tail `tempfile` adds): `remove_leftovers` (the trainer calls it at start,
+holding the model_dir's lock) removes those and nothing else, so a user's `.tmp_notes.tex` or
+`.staging_photos/` in the folder is never touched.
+
+A write that fails for want of space or permission raises `ModelDirWriteError`: one line naming
+the file and saying that the previous version (if any) is kept.
 
 JSON is strict (RFC 8259): NaN and infinities are refused when writing and when reading.
 """
+import errno
 import json
 import os
 import re
@@ -23,11 +31,66 @@ METRICS_FILE = "metrics.json"
 SAVED_MODEL_DIR = "saved_model"
 KERAS_FILE = "model.keras"
 NET_KERAS_FILE = "net.keras"
-TMP_PREFIX = ".tmp_"
-STAGING_PREFIX = ".staging_"
-# What killed writers leave. Checkpoint staging folders (ours and TensorFlow's `ckpt-<N>_temp/`)
-# are only ever written by the trainer, which holds the lock when it cleans up.
-_STAGING = re.compile(r"^(\.staging_.*|ckpt-\d+_temp)$")
+TMP_PREFIX = ".tfmodels-tmp-"
+STAGING_PREFIX = ".tfmodels-staging-"
+# What killed writers leave, and only that: our prefixes followed by `tempfile`'s random tail
+# (TensorFlow's own `ckpt-<N>_temp/` is made inside a staging folder). Staging folders are only
+# ever written by the trainer, which holds the lock when it cleans up.
+_STAGING = re.compile(r"^\.tfmodels-staging-ckpt-\d+_[a-z0-9_]{8}$")
+_TMP = re.compile(r"^\.tfmodels-tmp-[a-z0-9_]{8}(\.json|\.keras|\.png)?$")
+# Errors of the disk or the permissions, reported in one line (not bugs).
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG)
+
+
+class ModelDirWriteError(OSError):
+    """A file could not be written (disk full, no permission); the message names it and what
+    was kept."""
+
+
+def umask():
+    """The process's umask: from /proc (Linux), which reads it without setting it; elsewhere
+    set and put back at once (`os.umask` is the only portable way to read it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode():
+    return 0o666 & ~umask()
+
+
+def dir_mode():
+    return 0o777 & ~umask()
+
+
+def write_failure(err, path, kept):
+    """`err` as a `ModelDirWriteError` naming `path` and `kept`, or None for other errors.
+
+    Args:
+      err: the exception raised while writing (OSError, or TensorFlow's errors for
+        ResourceExhausted / PermissionDenied).
+      kept: what is left as it was, in words ('the previous config.json is kept').
+    """
+    import tensorflow as tf  # only for its error types; tf is loaded by every writer anyway
+
+    if isinstance(err, ModelDirWriteError):
+        return err
+    if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
+        reason = os.strerror(err.errno)
+    elif isinstance(err, tf.errors.ResourceExhaustedError):
+        reason = "no space left on device (or quota exceeded)"
+    elif isinstance(err, tf.errors.PermissionDeniedError):
+        reason = "permission denied"
+    else:
+        return None
+    return ModelDirWriteError(f"cannot write {path}: {reason}; {kept}")
 # Temporary files may also belong to an eval.py writing its JSON at this moment: those younger
 # than this many seconds are left alone.
 _TMP_GRACE_SECONDS = 60.0
@@ -45,17 +108,53 @@ def write_atomic(path, write, *, suffix=""):
       `path`.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=TMP_PREFIX, suffix=suffix)
-    os.close(fd)
+    made = _make_dirs(directory)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=TMP_PREFIX, suffix=suffix)
+        os.close(fd)
         write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from other readers
+        os.chmod(tmp, file_mode())  # mkstemp's 0600 would ignore the umask
         os.replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
+    except BaseException as err:
+        if tmp:
+            _remove(tmp)
+        _remove_empty(made)  # a failed first write leaves no empty folder behind
+        failure = write_failure(err, path, _kept(path)) if isinstance(err, Exception) else None
+        if failure is not None:
+            raise failure from None
         raise
     return path
+
+
+def _kept(path):
+    name = os.path.basename(path)
+    return (f"the previous {name} is kept" if os.path.lexists(path)
+            else f"no {name} was written")
+
+
+def _make_dirs(directory):
+    """Create `directory` and missing parents; the ones created, outermost first."""
+    made, current = [], directory
+    while current and not os.path.lexists(current):
+        made.append(current)
+        current = os.path.dirname(current)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as err:
+        failure = write_failure(err, directory, "nothing was written")
+        if failure is not None:
+            raise failure from None
+        raise
+    return made[::-1]
+
+
+def _remove_empty(made):
+    for directory in reversed(made):
+        try:
+            os.rmdir(directory)
+        except OSError:
+            return
 
 
 def write_text_atomic(path, text):
@@ -95,25 +194,44 @@ def replace_dir(path, write):
     swap; a link is unlinked, never followed.
     """
     parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=TMP_PREFIX)
-    old = None
+    made = _make_dirs(parent)
+    tmp = old = None
     try:
+        tmp = tempfile.mkdtemp(dir=parent, prefix=TMP_PREFIX)
         write(tmp)
-        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the export from other readers
+        apply_umask(tmp)  # mkdtemp's 0700 (and the writer's own modes) would ignore the umask
         if os.path.lexists(path):
             old = tempfile.mkdtemp(dir=parent, prefix=TMP_PREFIX)
             os.rmdir(old)
             os.rename(path, old)
         os.rename(tmp, path)
-    except BaseException:
-        _remove(tmp)
+    except BaseException as err:
+        if tmp:
+            _remove(tmp)
         if old and not os.path.lexists(path):
             os.rename(old, path)
+        _remove_empty(made)
+        failure = write_failure(err, path, _kept(path)) if isinstance(err, Exception) else None
+        if failure is not None:
+            raise failure from None
         raise
     if old:
         _remove(old)
     return path
+
+
+def apply_umask(top):
+    """Give the folder `top` and everything in it the modes the umask gives new files and
+    folders (links are left alone)."""
+    files, dirs = file_mode(), dir_mode()
+    os.chmod(top, dirs)
+    for root, folders, names in os.walk(top):
+        for name in folders:
+            if not os.path.islink(os.path.join(root, name)):
+                os.chmod(os.path.join(root, name), dirs)
+        for name in names:
+            if not os.path.islink(os.path.join(root, name)):
+                os.chmod(os.path.join(root, name), files)
 
 
 def real_dir(path, what="folder"):
@@ -148,7 +266,7 @@ def remove_leftovers(directory):
     removed, now = [], time.time()
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
-        if _STAGING.match(name) or (name.startswith(TMP_PREFIX) and
+        if _STAGING.match(name) or (_TMP.match(name) and
                                     now - _mtime(path, now) > _TMP_GRACE_SECONDS):
             _remove(path)
             removed.append(name)
@@ -171,3 +289,4 @@ def _remove(path):
             pass
     elif os.path.isdir(path):
         shutil.rmtree(path, ignore_errors=True)
+

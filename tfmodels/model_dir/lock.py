@@ -8,13 +8,21 @@ holder's file descriptor closes, which includes every way a process can end (kil
 stale lock cannot outlive its process. The holder writes its pid (and host) into the file so
 that a refused writer can say who holds it; the file itself stays (unlinking a lock file races
 with processes that already opened it).
+
+The lock file must be one we made: a regular file with a single link, empty or holding our
+"pid N on host" line. A hard link to a file elsewhere (`O_NOFOLLOW` stops only symbolic links)
+would have that file overwritten, and two snapshots made with `cp -al` would share one lock:
+both are refused, with one line saying how to proceed, before the file is written.
 """
 import errno
 import fcntl
 import os
+import re
 import socket
+import stat
 
 LOCK_FILE = ".lock"
+_HOLDER = re.compile(r"^pid \d+ on \S*\n?$")
 
 
 class ModelDirBusyError(ValueError):
@@ -47,6 +55,12 @@ class WriterLock:
         except OSError as err:
             reason = ("it is a symbolic link" if err.errno == errno.ELOOP else err.strerror)
             raise ValueError(f"cannot open the lock file {self.path!r}: {reason}") from None
+        problem = _not_ours(self._fd)
+        if problem:
+            os.close(self._fd)
+            self._fd = None
+            raise ValueError(f"the lock file {self.path!r} {problem}; it was left untouched. "
+                             f"Remove it (rm {self.path}) and run again: a new one is made")
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -77,6 +91,20 @@ class WriterLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def _not_ours(fd):
+    """Why the open lock file is not one this package made (None when it is)."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if info.st_nlink != 1:
+        return (f"has {info.st_nlink} hard links: it is shared with another file (a copy made "
+                "with `cp -al`, or a link to a file elsewhere)")
+    text = os.pread(fd, 300, 0)
+    if text and not _HOLDER.match(text.decode(errors="replace")):
+        return "holds something else than the writer's pid (it was not written by tfmodels)"
+    return None
 
 
 def _read_holder(fd):

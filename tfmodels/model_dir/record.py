@@ -2,22 +2,34 @@
 
 A model_dir's `config.json` is the resolved training config (train.py) or a ported model's record
 (the porting CLI). `read_config` reads what every reader needs as a `ModelRecord`;
-`check_model_dir` refuses, before anything is written, a folder whose checkpoint files belong to
-a run with another identity (`IDENTITY_KEYS`).
+`check_model_dir` refuses, before anything is written, a folder whose records (config.json,
+metrics.json, the exports, checkpoint files) belong to a run with another identity
+(`IDENTITY_KEYS`) or to no record at all.
+
+A resume may change the recipe (`resume_changes`): options in `IDENTITY_KEYS` are refused,
+options in `UNRECORDED_KEYS` are not kept, and every other change is appended to the record's
+`history` (`with_history`), so config.json always says how each stretch of steps was made.
 """
 import dataclasses
 import os
 from typing import Optional, Tuple
 
 from tfmodels.model_dir import checkpoints
-from tfmodels.model_dir.files import CONFIG_FILE, read_json
+from tfmodels.model_dir.files import CONFIG_FILE, KERAS_FILE, METRICS_FILE, SAVED_MODEL_DIR, \
+    read_json
 
 # Config keys that decide what a checkpoint holds and what its numbers mean: a model_dir whose
 # config differs in one of them holds another run's checkpoints, which must not be resumed or
 # overwritten. The input pipeline's preprocessing belongs here as soon as the config has it.
 IDENTITY_KEYS = ("model", "num_classes", "image_shape", "dataset", "preprocessing",
                  "center_loss", "optimizer", "ema_decay_enabled", "loss_scaling",
-                 "trainable_scopes")
+                 "trainable_scopes", "head", "loss")
+# Options that change nothing the run produces (where it is, how often it talks): a resume may
+# change them without a history entry.
+UNRECORDED_KEYS = ("model_dir", "log_every", "export")
+HISTORY_KEY = "history"
+# metrics.json's keys that say whose numbers it holds.
+_METRICS_IDENTITY = ("model", "dataset")
 # What a config.json must name for its model to be rebuilt.
 REQUIRED_KEYS = ("model", "num_classes", "image_shape")
 
@@ -77,18 +89,42 @@ class ModelRecord:
 
 def read_config(model_dir):
     """The `ModelRecord` of `model_dir`'s config.json, or a clear error (ValueError)."""
-    path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.isdir(model_dir):
         raise ValueError(f"model_dir={model_dir!r} does not exist")
-    if not os.path.exists(path):
+    values = read_config_json(model_dir)
+    if values is None:
         raise ValueError(f"model_dir={model_dir!r} has no {CONFIG_FILE}: it was not written by "
                          "train.py or the porting CLI")
-    return ModelRecord.from_json(read_json(path), source=path)
+    return ModelRecord.from_json(values, source=os.path.join(model_dir, CONFIG_FILE))
+
+
+def read_config_json(model_dir):
+    """config.json as a dict, or None when there is none.
+
+    Raises:
+      ValueError: it is a symbolic link (never followed: it could name a file outside the
+        model_dir), not a file, not valid JSON, or not a JSON object.
+    """
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if os.path.islink(path):
+        raise ValueError(f"{path!r} is a symbolic link (to {os.readlink(path)!r}); a model_dir's "
+                         "record is read only from the folder itself: replace the link by the "
+                         "file")
+    if not os.path.lexists(path):
+        return None
+    if not os.path.isfile(path):
+        raise ValueError(f"{path!r} is not a file (a folder?); it cannot be the model_dir's "
+                         "record: move it away or use another model_dir")
+    values = read_json(path)
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} does not hold a JSON object")
+    return values
 
 
 def check_model_dir(model_dir, identity):
-    """Fail, writing nothing, if `model_dir` holds checkpoint files of a run with another
-    identity (or checkpoint files without the config.json that says whose they are).
+    """Fail, writing nothing, if `model_dir` holds records of a run with another identity:
+    config.json, else metrics.json, checkpoint files or exports without the config.json that
+    says whose they are.
 
     Checkpoint files are found in the folder itself (`checkpoints.files_present`), not through
     the `checkpoint` state file, which may be lost or stale.
@@ -101,24 +137,78 @@ def check_model_dir(model_dir, identity):
       The names of the checkpoint files found (empty: a fresh start).
     """
     found = checkpoints.files_present(model_dir)
-    if not found:
+    saved = read_config_json(model_dir)
+    if saved is None:
+        exports = [name for name in (KERAS_FILE, SAVED_MODEL_DIR)
+                   if os.path.lexists(os.path.join(model_dir, name))]
+        if found or exports:
+            held = _names(found + exports)
+            raise ValueError(
+                f"model_dir={model_dir!r} holds {held} but no {CONFIG_FILE}, so they cannot be "
+                "checked against this run; nothing was written. Use another --model_dir, or "
+                "--init_checkpoint to start from a checkpoint there.")
+        _check_metrics(model_dir, identity)
         return []
-    config_path = os.path.join(model_dir, CONFIG_FILE)
-    if not os.path.exists(config_path):
-        raise ValueError(
-            f"model_dir={model_dir!r} holds checkpoint files ({_names(found)}) but no "
-            f"{CONFIG_FILE}, so they cannot be checked against this run; nothing was written. "
-            "Use another --model_dir, or --init_checkpoint to start from that checkpoint.")
-    saved = read_json(config_path)
-    if not isinstance(saved, dict):
-        raise ValueError(f"{config_path} does not hold a JSON object; nothing was written")
-    differences = [f"{key}: checkpoint has {saved.get(key)!r}, this run {identity.get(key)!r}"
-                   for key in IDENTITY_KEYS if saved.get(key) != identity.get(key)]
+    differences = [(key, saved.get(key), identity.get(key)) for key in IDENTITY_KEYS
+                   if key in saved and saved.get(key) != identity.get(key)]
+    missing = [key for key in REQUIRED_KEYS if key not in saved]
+    if missing:
+        raise ValueError(f"{os.path.join(model_dir, CONFIG_FILE)} lacks {missing}: it is not a "
+                         "record tfmodels wrote; nothing was written. Use another --model_dir.")
     if differences:
+        said = "; ".join(f"{key} {old!r} there, {new!r} in this run"
+                         for key, old, new in differences)
         raise ValueError(
-            f"model_dir={model_dir!r} holds a checkpoint of a different model "
-            f"({'; '.join(differences)}); nothing was overwritten. Use another --model_dir.")
+            f"model_dir={model_dir!r} holds another run ({said}); nothing was changed. Resume "
+            f"it with the same {', '.join(key for key, _, _ in differences)}, or use another "
+            "--model_dir.")
     return found
+
+
+def _check_metrics(model_dir, identity):
+    path = os.path.join(model_dir, METRICS_FILE)
+    if not os.path.lexists(path) or os.path.islink(path) or not os.path.isfile(path):
+        return
+    try:
+        saved = read_json(path)
+    except (ValueError, OSError):
+        saved = None
+    if not isinstance(saved, dict):
+        raise ValueError(f"model_dir={model_dir!r} holds a {METRICS_FILE} that tfmodels did not "
+                         "write; nothing was written. Use another --model_dir.")
+    differences = [f"{key} {saved.get(key)!r} there, {identity.get(key)!r} in this run"
+                   for key in _METRICS_IDENTITY if saved.get(key) != identity.get(key)]
+    if differences:
+        raise ValueError(f"model_dir={model_dir!r} holds the {METRICS_FILE} of another run "
+                         f"({'; '.join(differences)}); nothing was changed. Use another "
+                         "--model_dir.")
+
+
+def resume_changes(saved, new):
+    """What a resume changes in the record: {key: (old, new)} of the recorded options.
+
+    Identity keys are left out (`check_model_dir` refuses those), and so are
+    `UNRECORDED_KEYS` and the history itself.
+    """
+    skip = set(IDENTITY_KEYS) | set(UNRECORDED_KEYS) | {HISTORY_KEY}
+    keys = sorted((set(saved) | set(new)) - skip)
+    return {key: (saved.get(key), new.get(key)) for key in keys
+            if saved.get(key) != new.get(key)}
+
+
+def with_history(saved, new, step):
+    """The record to write when a run resumed at `step` with `new` options over `saved`:
+    `new`'s values, and `saved`'s history plus one
+    entry {'step', 'changed': {key: {'from', 'to'}}} when something changed."""
+    record = dict(new)
+    history = list(saved.get(HISTORY_KEY, []))
+    changed = resume_changes(saved, new)
+    if changed:
+        history.append({"step": int(step), "changed": {
+            key: {"from": old, "to": value} for key, (old, value) in changed.items()}})
+    if history:
+        record[HISTORY_KEY] = history
+    return record
 
 
 def _names(names, limit=4):

@@ -34,7 +34,8 @@ def recover(model_dir):
 
     Raises:
       NoUsableCheckpointError: there are checkpoints and none reads with finite values.
-      ValueError: `unreadable/` is a symbolic link or not a folder.
+      ValueError: `unreadable/` is a symbolic link or not a folder, or a checkpoint cannot be
+        read for want of permission (files that may be fine are never set aside).
     """
     resume, skipped = checkpoints.newest_usable(model_dir, finite=True)
     if skipped and resume is None:
@@ -42,6 +43,12 @@ def recover(model_dir):
             f"model_dir={model_dir!r} holds checkpoints but none can be resumed from; nothing "
             f"was changed:\n{checkpoints.describe_unusable(skipped)}\nMove them away (or use "
             "another --model_dir) to start again.")
+    denied = [bad for bad in skipped if bad.denied]
+    if denied:
+        raise ValueError(
+            f"checkpoint {denied[0].path} cannot be read: permission denied; nothing was moved "
+            "or changed. Give this user read access to its files (chmod/chown), or use another "
+            "--model_dir")
     if not os.path.isdir(model_dir):
         return None
     removed = remove_leftovers(model_dir)

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmodels.model_dir import checkpoints
-from tfmodels.model_dir.files import STAGING_PREFIX, write_text_atomic
+from tfmodels.model_dir.files import STAGING_PREFIX, write_failure, write_text_atomic
 
 
 class CheckpointWriteError(OSError):
@@ -38,8 +38,24 @@ def save(checkpoint, directory, step):
 
     Raises:
       CheckpointWriteError: the written shards are shorter than the index says.
+      ModelDirWriteError: no space or no permission (the message names what was kept).
     """
     name = f"{checkpoints.PREFIX}-{step}"
+    try:
+        _save(checkpoint, directory, name, step)
+    except Exception as err:
+        found = [os.path.basename(p) for s, p in checkpoints.list_checkpoints(directory)
+                 if s != step]
+        kept = (f"the checkpoints before it are kept (newest {found[-1]})" if found
+                else "no checkpoint was written")
+        failure = write_failure(err, os.path.join(directory, name), kept)
+        if failure is not None:
+            raise failure from None
+        raise
+    return checkpoints.checkpoint_path(directory, step)
+
+
+def _save(checkpoint, directory, name, step):
     os.makedirs(directory, exist_ok=True)
     staging = tempfile.mkdtemp(dir=directory, prefix=f"{STAGING_PREFIX}{name}_")
     try:
@@ -52,7 +68,6 @@ def save(checkpoint, directory, step):
                    os.path.join(directory, name + ".index"))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return checkpoints.checkpoint_path(directory, step)
 
 
 def _verify(staging, name):

@@ -265,7 +265,7 @@ def _tf2_entries(source, overrides, use_ema, skipped, ignored, outer):
 def _restore_tf2_source(path, use_ema):
     directory = os.path.dirname(path)
     try:
-        record = model_dir_lib.read_config(directory)
+        record = model_dir_lib.ModelDir(directory).read_record()
     except ValueError as err:
         raise ValueError(f"checkpoint={path!r} is a TF2 (object-based) checkpoint: its model "
                          f"is rebuilt from {model_dir_lib.CONFIG_FILE} beside it, but "

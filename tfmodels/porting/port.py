@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from tfmodels import nets
-from tfmodels.model_dir import CONFIG_FILE, KERAS_FILE, write_json_atomic
+from tfmodels.model_dir import ModelDir
 from tfmodels.nets import custom
 from tfmodels.porting import verification
 from tfmodels.porting.checkpoint_map import map_checkpoint
@@ -34,8 +34,9 @@ def check_output_dir(output_dir):
         raise ValueError(f"output={output_dir!r} must name a directory to write")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(f"output={output_dir!r} exists and is not a directory")
-    held = [name for name in ("checkpoint", CONFIG_FILE, KERAS_FILE)
-            if os.path.exists(os.path.join(output_dir, name))]
+    layout = ModelDir(output_dir)
+    held = [os.path.basename(path) for path in (layout.state_path, layout.config_path,
+                                                layout.keras_path) if os.path.exists(path)]
     if os.path.isdir(output_dir):  # also a checkpoint whose index file is elsewhere
         held += [name for name in sorted(os.listdir(output_dir)) if name.endswith(".index")]
     if held:
@@ -137,11 +138,13 @@ def write_model_dir(model, output_dir, config):
         manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), staging,
                                              max_to_keep=1)
         manager.save(checkpoint_number=1)
-        model.save(os.path.join(staging, KERAS_FILE))
-        write_json_atomic(os.path.join(staging, CONFIG_FILE), config)
+        staged = ModelDir(staging)
+        model.save(staged.keras_path)
+        staged.write_config(config)
         check_output_dir(output_dir)  # nobody wrote there meanwhile
         os.makedirs(output_dir, exist_ok=True)
-        last = ("checkpoint", CONFIG_FILE)  # the index file makes the checkpoint visible
+        # The state file makes the checkpoint visible; config.json makes it a model_dir.
+        last = (os.path.basename(staged.state_path), os.path.basename(staged.config_path))
         present = os.listdir(staging)
         names = sorted(n for n in present if n not in last) + [n for n in last if n in present]
         for name in names:

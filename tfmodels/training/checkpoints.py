@@ -29,10 +29,13 @@ class CheckpointSaver:
       finite_check: a `guards.FiniteCheck` over the checkpoint's floating variables, run before
         each save (None: no check).
       last_good: the checkpoint the run resumed from (None: a fresh start).
+      before_first_save: fn() called once, on the chief, before the first checkpoint this run
+        writes (after the finite check): the record of a resume's changed options is written
+        there, so a run that diverges before saving leaves the record as it was.
     """
 
     def __init__(self, checkpoint, model_dir, *, keep, is_chief, finite_check=None,
-                 last_good=None):
+                 last_good=None, before_first_save=None):
         if keep < 1:
             raise ValueError(f"keep_checkpoints={keep} must be >= 1")
         self.checkpoint = checkpoint
@@ -45,9 +48,14 @@ class CheckpointSaver:
         self.is_chief = is_chief
         self.last_good = last_good
         self._finite_check = finite_check
+        self._before_first_save = before_first_save if is_chief else None
         self._last_step = (checkpoints.step_of(last_good) or 0) if last_good else 0
         self._tmp_dir = None if is_chief else tempfile.mkdtemp(prefix="tfmodels_worker_")
         self.directory = model_dir if is_chief else self._tmp_dir
+
+    def call_before_first_save(self, fn):
+        """Call `fn()` (chief; None: nothing) once before this run's first checkpoint."""
+        self._before_first_save = fn if self.is_chief else None
 
     def restore(self, path):
         """Restore everything (model, optimizer, centers, step, input position) from `path`."""
@@ -73,6 +81,9 @@ class CheckpointSaver:
                 f"the weights became inf/NaN between step {self._last_step} and step {step} "
                 f"({shown}); step {step} was not saved, the last good checkpoint is {good} "
                 "(try a lower --learning_rate or --clip_grad_norm)")
+        if self._before_first_save is not None:
+            self._before_first_save()
+            self._before_first_save = None
         path = writing.save(self.checkpoint, self.directory, step)
         writing.sweep(self.directory, self.keep)
         if self.is_chief:

@@ -20,7 +20,6 @@ All three are written under temporary names in the model_dir and renamed into pl
 (`model_dir.files`): a crash leaves the previous export whole, and a symbolic link at
 an export's name is replaced, never written through.
 """
-import os
 import shutil
 import tempfile
 
@@ -29,7 +28,7 @@ import tensorflow as tf
 
 from tfmodels.data.pipelines.serving import EvalPreprocessing
 from tfmodels.layers import Softmax, softmax
-from tfmodels.model_dir import KERAS_FILE, NET_KERAS_FILE, SAVED_MODEL_DIR, files
+from tfmodels.model_dir import ModelDir, files
 
 
 class _Serving(tf.Module):
@@ -77,22 +76,21 @@ def export(model, info, export_dir, *, is_chief=True, image_shape=None, preproce
       The paths written: {'saved_model': ..., 'keras': ..., 'net': ...} (chief) or {} (other
       workers).
     """
-    target = export_dir if is_chief else tempfile.mkdtemp(prefix="tfmodels_export_")
+    target = ModelDir(export_dir if is_chief else tempfile.mkdtemp(prefix="tfmodels_export_"))
     try:
         preprocess = EvalPreprocessing.from_info(info, image_shape or info.image_shape,
                                                  preprocessing, name="preprocessing")
         serving = _Serving(model, preprocess)
         saved_model = files.replace_dir(
-            os.path.join(target, SAVED_MODEL_DIR),
+            target.saved_model_path,
             lambda tmp: tf.saved_model.save(serving, tmp,
                                             signatures={"serving_default": serving.serve}))
         # Keras insists on the .keras extension, also for the temporary name.
-        keras_path = files.write_atomic(os.path.join(target, KERAS_FILE),
-                                        classifier(model, preprocess).save, suffix=".keras")
-        net_path = files.write_atomic(os.path.join(target, NET_KERAS_FILE), model.save,
-                                      suffix=".keras")
+        keras_path = files.write_atomic(target.keras_path, classifier(model, preprocess).save,
+                                        suffix=".keras")
+        net_path = files.write_atomic(target.net_keras_path, model.save, suffix=".keras")
         return ({"saved_model": saved_model, "keras": keras_path, "net": net_path}
                 if is_chief else {})
     finally:
         if not is_chief:
-            shutil.rmtree(target, ignore_errors=True)
+            shutil.rmtree(target.path, ignore_errors=True)

@@ -75,7 +75,9 @@ def _train(config, strategy):
         resolved = config.resolve(info, strategy.num_replicas_in_sync)
         config = resolved.config  # model_dir and length filled in
         record = resolved.to_json()
-        found = model_dir_lib.check_model_dir(config.model_dir, record)  # reads only
+        layout = model_dir_lib.ModelDir(config.model_dir)
+        # Reads only: another run's records, or a path of the run of the wrong kind, stop it.
+        found = layout.check_for_training(record, export=config.export)
         init_from = None
         if config.init_checkpoint and not found:  # model_dir > init_checkpoint > scratch
             init_from, _ = porting.resolve_checkpoint(config.init_checkpoint)
@@ -93,41 +95,40 @@ def _train(config, strategy):
     try:
         parts = build_training(resolved, strategy, init_from=init_from)
         # One writer per model_dir, from here until the end (the OS drops it if we die).
-        lock = model_dir_lib.WriterLock(config.model_dir) if chief else None
+        lock = layout.lock() if chief else None
     except ValueError as err:  # a porting report, a bad scope, a busy model_dir
         raise ConfigError(str(err)) from err
     if chief:
         _log_start(resolved, info, record, strategy, parts.model.count_params())
     try:
-        return _run(resolved, info, record, strategy, chief, parts, init_from)
+        return _run(resolved, info, record, strategy, chief, parts, init_from, layout)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _prepare_model_dir(config, record, chief):
+def _prepare_model_dir(layout, record, chief):
     """The checkpoint to resume from (an `Inspection`, or None), after making the model_dir
     consistent (chief, holding the lock: leftovers removed, unusable checkpoints set aside,
     state file rebuilt) or just finding it (other workers: they only read)."""
     try:
-        model_dir_lib.check_model_dir(config.model_dir, record)  # again, now under the lock
+        layout.check_identity(record)  # again, now under the lock
         if chief:
-            model_dir_lib.files.real_dir(os.path.join(config.model_dir, "train"),
-                                         "TensorBoard folder")
-            return model_dir_lib.recover(config.model_dir)
-        resume, skipped = model_dir_lib.newest_usable(config.model_dir, finite=True)
+            model_dir_lib.files.real_dir(layout.train_dir, "TensorBoard folder")
+            return layout.recover()
+        resume, skipped = layout.newest_usable(finite=True)
         if skipped and resume is None:
             raise model_dir_lib.NoUsableCheckpointError(
-                f"model_dir={config.model_dir!r} holds no usable checkpoint:\n"
+                f"model_dir={layout.path!r} holds no usable checkpoint:\n"
                 f"{model_dir_lib.checkpoints.describe_unusable(skipped)}")
         return resume
     except ValueError as err:
         raise ConfigError(str(err)) from err
 
 
-def _run(resolved, info, record, strategy, chief, parts, init_from):
+def _run(resolved, info, record, strategy, chief, parts, init_from, layout):
     config = resolved.config
-    resume = _prepare_model_dir(config, record, chief)
+    resume = _prepare_model_dir(layout, record, chief)
     if resume is not None and init_from:
         # Another run wrote a checkpoint since the first look: it wins over init_checkpoint.
         logging.info("model_dir holds %s: --init_checkpoint is not used", resume.path)
@@ -144,16 +145,15 @@ def _run(resolved, info, record, strategy, chief, parts, init_from):
                             finite_check=guards.FiniteCheck(guards.state_variables(parts)))
     try:
         if resume is not None:
-            saver.restore(resume.path)
+            _restore(saver, resume.path, config)
             logging.info("resuming from step %d (%s)", int(parts.step_counter.numpy()),
                          resume.path)
         elif not init_from:
             logging.info("training from scratch")
         start_step = int(parts.step_counter.numpy())
         if chief:
-            model_dir_lib.write_json_atomic(
-                os.path.join(config.model_dir, model_dir_lib.CONFIG_FILE), record)
-        train_metrics = _train_loop(resolved, strategy, parts, iterator, saver, chief)
+            saver.call_before_first_save(layout.record_writer(record, start_step))
+        train_metrics = _train_loop(resolved, strategy, parts, iterator, saver, chief, layout)
         train_metrics["skipped_undecodable"] = train_data.skipped_examples
         metrics = _final_metrics(resolved, info, strategy, parts, train_metrics, start_step)
         exported = {}
@@ -163,19 +163,30 @@ def _run(resolved, info, record, strategy, chief, parts, init_from):
                                          image_shape=resolved.image_shape,
                                          preprocessing=resolved.preprocessing)
         if chief:
-            model_dir_lib.write_json_atomic(
-                os.path.join(config.model_dir, model_dir_lib.METRICS_FILE), metrics)
-            _show_results(config, metrics, saver.last_good, exported)
+            layout.write_metrics(metrics)
+            _show_results(config, metrics, saver.last_good, exported, layout)
         return metrics
     finally:
         saver.close()
 
 
-def _train_loop(resolved, strategy, parts, iterator, saver, chief):
+def _restore(saver, path, config):
+    """Restore the run's state from `path`; a checkpoint that holds something else (another
+    net's, copied in) is bad input: one line, before anything but the state file is written."""
+    try:
+        saver.restore(path)
+    except (AssertionError, ValueError, tf.errors.OpError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise ConfigError(
+            f"checkpoint {path!r} does not hold this run's state (model={config.model!r}): "
+            f"{first}; it was left as it is. Move it away or use another --model_dir") from None
+
+
+def _train_loop(resolved, strategy, parts, iterator, saver, chief, layout):
     config, total = resolved.config, resolved.total_steps
     step = int(parts.step_counter.numpy())
     train_step = TrainStep(strategy, parts, iterator, config)
-    writer = (tf.summary.create_file_writer(os.path.join(config.model_dir, "train")) if chief
+    writer = (tf.summary.create_file_writer(layout.train_dir) if chief
               else tf.summary.create_noop_writer())
     progress = Progress(resolved, step)
     timings, results, last_saved = [], {}, step  # (steps, seconds) of each loop
@@ -286,7 +297,7 @@ def _log_start(resolved, info, record, strategy, num_params):
     logging.info("model_dir  %s", config.model_dir)
 
 
-def _show_results(config, metrics, checkpoint, exported):
+def _show_results(config, metrics, checkpoint, exported, layout):
     """The end of a run: its final metrics and where it wrote things, as a small table."""
     def percent(name):
         return f"{metrics[name]:.2%}" if metrics.get(name) is not None else "-"
@@ -305,7 +316,7 @@ def _show_results(config, metrics, checkpoint, exported):
     if exported:
         rows.append(("exports", ", ".join(os.path.basename(path.rstrip(os.sep)) for path in
                                           exported.values())))
-    rows.append(("TensorBoard", f"tensorboard --logdir {os.path.join(config.model_dir, 'train')}"))
+    rows.append(("TensorBoard", f"tensorboard --logdir {layout.train_dir}"))
     console.print_table(f"{config.model} on {config.dataset}", rows)
 
 
