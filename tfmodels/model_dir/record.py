@@ -36,6 +36,7 @@ class ModelRecord:
       global_batch_size, total_steps: the run's batch and length (None when not trained here).
       preprocessing: the run's per-net preprocessing ('vgg', ...), or None for the dataset's
         normalisation (images are `image_shape` either way, resized when the run resized them).
+      train_classes: the classes the run trained on (`TrainConfig.train_classes`), None: all.
     """
     model: str
     num_classes: int
@@ -52,6 +53,7 @@ class ModelRecord:
     global_batch_size: Optional[int] = None
     total_steps: Optional[int] = None
     preprocessing: Optional[str] = None
+    train_classes: Optional[str] = None  # the classes trained on ("0-6"); None: all
 
     @classmethod
     def from_json(cls, values, source=CONFIG_FILE):
