@@ -25,7 +25,8 @@ from absl import logging
 
 from tfmodels import console, data, distribute
 from tfmodels import model_dir as model_dir_lib
-from tfmodels.evaluation import chunked, embedding_stats, knn, plots
+from tfmodels.evaluation import (chunked, embedding_stats, knn, pairs_file, plots,
+                                  verification)
 from tfmodels.evaluation.eval_config import (EvalConfig, EvalConfigError, EvalPlan,
                                              check_checkpoint, resolve)
 from tfmodels.evaluation.metrics import output_metrics
@@ -163,6 +164,10 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
         preprocessing=plan.preprocessing, skip_undecodable=plan.skip_undecodable,
         scores=_chunked_scores(record, plan.top_k))
     results = dict(evaluation.results)
+    pair_scores = None
+    if plan.verification == "pairs":
+        pair_scores = _verify(plan, strategy, model, evaluation)
+        results["verification"] = verification.verify(*pair_scores)
     results.update(
         step=step, checkpoint=checkpoint_path, split=plan.split, dataset=plan.dataset,
         model=record.model, num_replicas=strategy.num_replicas_in_sync,
@@ -172,12 +177,58 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
     if chief:
         if plan.plot_dir:
             results["plots"] = _write_plots(plan, evaluation, step)
+            if pair_scores is not None:
+                far, tar, _ = verification.roc(*pair_scores)
+                results["plots"]["roc"] = plots.plot_roc(
+                    os.path.join(plan.plot_dir, f"roc_{plan.split}.png"), far, tar,
+                    title=f"verification, {plan.record.model}, step {step}")
         writer.write(step, _scalars(results))
         model_dir_lib.write_json_atomic(plan.output, _jsonable(results))
     logging.debug("evaluated: %s", summary(results))
     if chief:
         _show_results(results)
     return results
+
+
+def _verify(plan, strategy, model, evaluation):
+    """(cosine scores [P], same [P]) of the plan's verification pairs."""
+    embed_model = _FlipFused(model) if plan.flip_fusion else model
+    if plan.pairs_file is not None:
+        pairs, same = pairs_file.read_pairs(plan.pairs_file)
+        info = data.get_dataset_info(plan.dataset, data_dir=plan.data_dir)
+        first, second = pairs_file.pair_embeddings(
+            lambda images: embed_model(images, training=False)["embedding"], pairs,
+            plan.pairs_images, plan.record.image_shape, info, plan.preprocessing,
+            batch_size=plan.global_batch_size)
+        return verification.cosine_scores(first, second), same
+    outputs = evaluation.outputs
+    if plan.flip_fusion:
+        split_data = data.distribute_dataset(
+            strategy, plan.dataset, plan.split, global_batch_size=plan.global_batch_size,
+            training=False, data_dir=plan.data_dir, image_size=plan.image_size,
+            preprocessing=plan.preprocessing, skip_undecodable=plan.skip_undecodable)
+        outputs = collect_outputs(strategy, embed_model, split_data,
+                                  description=f"{plan.split} + flipped")
+    pairs = verification.draw_pairs(outputs["label"], plan.verification_classes,
+                                    plan.verification_pairs, plan.verification_seed)
+    scores = verification.cosine_scores(outputs["embedding"][pairs.first],
+                                        outputs["embedding"][pairs.second])
+    return scores, pairs.same
+
+
+class _FlipFused:
+    """A model whose embedding is the sum of the image's and its left-right mirror's (as
+    InsightFace's verification does); the logits are the image's."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, images, training=False):
+        outputs = self.model(images, training=training)
+        mirrored = self.model(tf.reverse(images, axis=[2]), training=training)
+        return {"logits": outputs["logits"],
+                "embedding": tf.cast(outputs["embedding"], tf.float32)
+                + tf.cast(mirrored["embedding"], tf.float32)}
 
 
 def _chunked_scores(record, top_k):
@@ -326,6 +377,9 @@ def _scalars(results):
     for name, value in results.get("embedding_stats", {}).items():
         if isinstance(value, float):
             found[f"embedding/{name}"] = value
+    for name, value in results.get("verification", {}).items():
+        if isinstance(value, float) and not name.endswith("threshold"):
+            found[f"verification/{name}"] = value
     return {k: float(v) for k, v in found.items() if math.isfinite(v)}
 
 
