@@ -64,7 +64,7 @@ flags.DEFINE_string("pairs_images", D.pairs_images, "Folder of <name>/<name>_<nn
 flags.DEFINE_string("verification_classes", D.verification_classes, "Classes to draw pairs "
                     "from (ids and ranges, e.g. 7-9; default: those the run held out).")
 flags.DEFINE_integer("verification_pairs", D.verification_pairs, "Drawn pairs in all: half "
-                     "same, half different (all of a kind when fewer exist).")
+                     "same, half different (fewer when a kind runs out).")
 flags.DEFINE_integer("verification_seed", D.verification_seed, "Seed of the drawn pairs.")
 flags.DEFINE_bool("flip_fusion", D.flip_fusion, "Embed each image as the sum of its and its "
                   "mirror image's embeddings.")

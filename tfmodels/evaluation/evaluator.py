@@ -32,6 +32,7 @@ from tfmodels.evaluation.eval_config import (EvalConfig, EvalConfigError, EvalPl
 from tfmodels.evaluation.metrics import output_metrics
 from tfmodels.evaluation.predict import collect_outputs
 from tfmodels.losses import per_example_loss_fn
+from tfmodels.nets.class_matrix import class_matrix
 
 __all__ = ["EvalConfig", "EvalConfigError", "EvalPlan", "Evaluation", "checkpoint_step", "evaluate",
            "evaluate_checkpoint", "evaluate_model", "summary"]
@@ -164,6 +165,9 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
         preprocessing=plan.preprocessing, skip_undecodable=plan.skip_undecodable,
         scores=_chunked_scores(record, plan.top_k))
     results = dict(evaluation.results)
+    if record.margin != "none" and np.isfinite(evaluation.outputs["embedding"]).all():
+        # A margin-trained net classifies by cosine to the class vectors, not by x W + b.
+        results["cosine_accuracy"] = _cosine_accuracy(model, evaluation.outputs)
     pair_scores = None
     if plan.verification == "pairs":
         pair_scores = _verify(plan, strategy, model, evaluation)
@@ -188,6 +192,16 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
     if chief:
         _show_results(results)
     return results
+
+
+def _cosine_accuracy(model, outputs):
+    """Top-1 accuracy of argmax_c cos(embedding, class vector c) (the logits layer's kernel)."""
+    kernel = np.asarray(class_matrix(model, purpose="cosine accuracy").kernel.numpy(),
+                        np.float64)
+    embedding = np.asarray(outputs["embedding"], np.float64)
+    cos = (embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)) @ (
+        kernel / np.maximum(np.linalg.norm(kernel, axis=0, keepdims=True), 1e-12))
+    return float(np.mean(cos.argmax(axis=1) == outputs["label"]))
 
 
 def _verify(plan, strategy, model, evaluation):

@@ -41,9 +41,10 @@ def cosine_scores(first, second):
 def draw_pairs(labels, classes, num_pairs, seed):
     """Same/different pairs among the examples whose label is in `classes`, seeded.
 
-    Half the pairs (at most) are same-class pairs drawn without replacement from all such
-    pairs, half different-class pairs likewise; when fewer exist, all of them. The order is
-    shuffled, so that each of the protocol's folds mixes both kinds.
+    As many same-class as different-class pairs (as LFW: chance accuracy is 50%): each kind
+    drawn without replacement from all such pairs, min(num_pairs // 2, same pairs available,
+    different pairs available) of each. The order is shuffled, so that each of the protocol's
+    folds mixes both kinds.
 
     Args:
       labels: int labels [N] of the examples.
@@ -68,11 +69,9 @@ def draw_pairs(labels, classes, num_pairs, seed):
     if not same.any():
         raise ValueError(f"no class among {present.tolist()} has two examples: no same pairs")
     rng = np.random.default_rng(seed)
-    chosen = []
-    for kind in (same, ~same):
-        candidates = np.flatnonzero(kind)
-        take = min(len(candidates), num_pairs // 2)
-        chosen.append(rng.choice(candidates, size=take, replace=False))
+    take = min(num_pairs // 2, int(same.sum()), int((~same).sum()))
+    chosen = [rng.choice(np.flatnonzero(kind), size=take, replace=False)
+              for kind in (same, ~same)]
     order = rng.permutation(np.concatenate(chosen))
     return Pairs(index[i[order]], index[j[order]], same[order])
 
