@@ -25,14 +25,12 @@ from absl import logging
 
 from tfmodels import console, data, distribute
 from tfmodels import model_dir as model_dir_lib
-from tfmodels.evaluation import (chunked, embedding_stats, knn, pairs_file, plots,
-                                  verification)
+from tfmodels.evaluation import chunked, embedding_stats, knn, open_set, plots, verification
 from tfmodels.evaluation.eval_config import (EvalConfig, EvalConfigError, EvalPlan,
                                              check_checkpoint, resolve)
 from tfmodels.evaluation.metrics import output_metrics
 from tfmodels.evaluation.predict import collect_outputs
 from tfmodels.losses import per_example_loss_fn
-from tfmodels.nets.class_matrix import class_matrix
 
 __all__ = ["EvalConfig", "EvalConfigError", "EvalPlan", "Evaluation", "checkpoint_step", "evaluate",
            "evaluate_checkpoint", "evaluate_model", "summary"]
@@ -167,10 +165,10 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
     results = dict(evaluation.results)
     if record.margin != "none" and np.isfinite(evaluation.outputs["embedding"]).all():
         # A margin-trained net classifies by cosine to the class vectors, not by x W + b.
-        results["cosine_accuracy"] = _cosine_accuracy(model, evaluation.outputs)
+        results["cosine_accuracy"] = open_set.cosine_accuracy(model, evaluation.outputs)
     pair_scores = None
     if plan.verification == "pairs":
-        pair_scores = _verify(plan, strategy, model, evaluation)
+        pair_scores = open_set.pair_scores(plan, strategy, model, evaluation.outputs)
         results["verification"] = verification.verify(*pair_scores)
     results.update(
         step=step, checkpoint=checkpoint_path, split=plan.split, dataset=plan.dataset,
@@ -192,57 +190,6 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
     if chief:
         _show_results(results)
     return results
-
-
-def _cosine_accuracy(model, outputs):
-    """Top-1 accuracy of argmax_c cos(embedding, class vector c) (the logits layer's kernel)."""
-    kernel = np.asarray(class_matrix(model, purpose="cosine accuracy").kernel.numpy(),
-                        np.float64)
-    embedding = np.asarray(outputs["embedding"], np.float64)
-    cos = (embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)) @ (
-        kernel / np.maximum(np.linalg.norm(kernel, axis=0, keepdims=True), 1e-12))
-    return float(np.mean(cos.argmax(axis=1) == outputs["label"]))
-
-
-def _verify(plan, strategy, model, evaluation):
-    """(cosine scores [P], same [P]) of the plan's verification pairs."""
-    embed_model = _FlipFused(model) if plan.flip_fusion else model
-    if plan.pairs_file is not None:
-        pairs, same = pairs_file.read_pairs(plan.pairs_file)
-        info = data.get_dataset_info(plan.dataset, data_dir=plan.data_dir)
-        first, second = pairs_file.pair_embeddings(
-            lambda images: embed_model(images, training=False)["embedding"], pairs,
-            plan.pairs_images, plan.record.image_shape, info, plan.preprocessing,
-            batch_size=plan.global_batch_size)
-        return verification.cosine_scores(first, second), same
-    outputs = evaluation.outputs
-    if plan.flip_fusion:
-        split_data = data.distribute_dataset(
-            strategy, plan.dataset, plan.split, global_batch_size=plan.global_batch_size,
-            training=False, data_dir=plan.data_dir, image_size=plan.image_size,
-            preprocessing=plan.preprocessing, skip_undecodable=plan.skip_undecodable)
-        outputs = collect_outputs(strategy, embed_model, split_data,
-                                  description=f"{plan.split} + flipped")
-    pairs = verification.draw_pairs(outputs["label"], plan.verification_classes,
-                                    plan.verification_pairs, plan.verification_seed)
-    scores = verification.cosine_scores(outputs["embedding"][pairs.first],
-                                        outputs["embedding"][pairs.second])
-    return scores, pairs.same
-
-
-class _FlipFused:
-    """A model whose embedding is the sum of the image's and its left-right mirror's (as
-    InsightFace's verification does); the logits are the image's."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __call__(self, images, training=False):
-        outputs = self.model(images, training=training)
-        mirrored = self.model(tf.reverse(images, axis=[2]), training=training)
-        return {"logits": outputs["logits"],
-                "embedding": tf.cast(outputs["embedding"], tf.float32)
-                + tf.cast(mirrored["embedding"], tf.float32)}
 
 
 def _chunked_scores(record, top_k):
