@@ -51,6 +51,23 @@ flags.DEFINE_string("preprocessing", D.preprocessing, "Override the run's prepro
 flags.DEFINE_bool("skip_undecodable", D.skip_undecodable, "Skip (and count in the results) "
                   "images that cannot be decoded, instead of stopping with an error naming "
                   "them.")
+# --- open-set verification (docs/FACE.md): EvalConfig's verification, pairs_file,
+# pairs_images, verification_classes, verification_pairs, verification_seed, flip_fusion ---
+flags.DEFINE_enum("verification", D.verification, ("none", "pairs"), "pairs: score same/"
+                  "different pairs of images by the cosine of their embeddings; LFW's 10-fold "
+                  "accuracy, ROC AUC, TAR at FAR=1e-3 and 1e-4, and a ROC plot.")
+flags.DEFINE_string("pairs_file", D.pairs_file, "Pairs in LFW's pairs.txt format (with "
+                    "--pairs_images); default: pairs drawn from the classes the run held out "
+                    "(train.py --train_classes) in --split.")
+flags.DEFINE_string("pairs_images", D.pairs_images, "Folder of <name>/<name>_<nnnn>.jpg images "
+                    "that --pairs_file names (aligned crops, as the training images).")
+flags.DEFINE_string("verification_classes", D.verification_classes, "Classes to draw pairs "
+                    "from (ids and ranges, e.g. 7-9; default: those the run held out).")
+flags.DEFINE_integer("verification_pairs", D.verification_pairs, "Drawn pairs in all: half "
+                     "same, half different (fewer when a kind runs out).")
+flags.DEFINE_integer("verification_seed", D.verification_seed, "Seed of the drawn pairs.")
+flags.DEFINE_bool("flip_fusion", D.flip_fusion, "Embed each image as the sum of its and its "
+                  "mirror image's embeddings.")
 common_flags.define_strategy_flags(D)
 flags.mark_flag_as_required("model_dir")
 FLAGS = flags.FLAGS
@@ -76,7 +93,10 @@ def main(argv):
         summary_dir=FLAGS.summary_dir,
         continuous=FLAGS.continuous, timeout=FLAGS.timeout,
         preprocessing=FLAGS.preprocessing or None, skip_undecodable=FLAGS.skip_undecodable,
-        **common_flags.strategy_options())
+        verification=FLAGS.verification, pairs_file=FLAGS.pairs_file,
+        pairs_images=FLAGS.pairs_images, verification_classes=FLAGS.verification_classes,
+        verification_pairs=FLAGS.verification_pairs, verification_seed=FLAGS.verification_seed,
+        flip_fusion=FLAGS.flip_fusion, **common_flags.strategy_options())
     history = common_flags.run_and_release(
         lambda: evaluator.evaluate(config),
         usage_errors=(evaluator.EvalConfigError, data.DatasetUnavailableError),

@@ -14,7 +14,7 @@ from absl import app, flags  # noqa: E402
 from tfmodels import data, losses, model_dir, nets, schedules, training  # noqa: E402
 from tfmodels.data import preprocessing as data_preprocessing  # noqa: E402
 from tfmodels.training import config as config_lib  # noqa: E402
-from tfmodels.training import heads, inputs, optimizers, sampling  # noqa: E402
+from tfmodels.training import heads, inputs, margins, optimizers, sampling  # noqa: E402
 
 # Every default is TrainConfig()'s: the embedded-digits recipe (SmallCNN, augmentation, label
 # smoothing, weight decay, cosine rate). Presets in configs/ set their own.
@@ -71,6 +71,26 @@ flags.DEFINE_enum("sampler", D.sampler, sampling.SAMPLERS, "sampled_softmax: the
                   "negatives are drawn from (logits corrected by -log of its expected count).")
 flags.DEFINE_float("sample_rate", D.sample_rate, "partial_fc: fraction of the classes scored "
                    "per step (the global batch's classes plus uniform negatives), in (0, 1].")
+# --- face recognition (docs/FACE.md): margin softmax and held-out classes; TrainConfig's
+# margin, margin_scale, margin_m1, margin_m2, margin_m3, easy_margin, train_classes ---
+flags.DEFINE_enum("margin", D.margin, margins.MARGINS, "none: the net's logits; arcface / "
+                  "cosface / combined: s * cos(angle to each class vector), the target's "
+                  "s * (cos(m1*theta + m2) - m3), over the normalised embedding and logits "
+                  "kernel (works with --head=softmax and --head=partial_fc).")
+flags.DEFINE_float("margin_scale", D.margin_scale, "s, the scale of the cosines (default 64; "
+                   "2-D embeddings need a smaller one, e.g. 8).")
+flags.DEFINE_float("margin_m1", D.margin_m1, "Multiplicative angular margin, >= 1 (combined; "
+                   "default 1).")
+flags.DEFINE_float("margin_m2", D.margin_m2, "Additive angular margin in radians (arcface "
+                   "default 0.5; combined 0.3).")
+flags.DEFINE_float("margin_m3", D.margin_m3, "Additive cosine margin (cosface default 0.35; "
+                   "combined 0.2).")
+flags.DEFINE_bool("easy_margin", D.easy_margin, "Angular margin only where cos > 0 (else "
+                  "InsightFace's linear fallback past theta + m2 > pi).")
+flags.DEFINE_string("train_classes", D.train_classes, "Train only on these classes' examples "
+                    "(ids and ranges, e.g. 0-6); the others are held out for eval.py "
+                    "--verification=pairs. The logits layer keeps every class. Datasets held "
+                    "in memory only.")
 # --- optimizer ---
 flags.DEFINE_enum("optimizer", D.optimizer, optimizers.OPTIMIZERS, "Optimizer.")
 flags.DEFINE_float("learning_rate", D.learning_rate, "Peak learning rate (after warmup).")
@@ -140,6 +160,9 @@ def config_from_flags():
         center_alpha=FLAGS.center_alpha, weight_decay=FLAGS.weight_decay,
         weight_decay_type=FLAGS.weight_decay_type, head=FLAGS.head,
         num_sampled=FLAGS.num_sampled, sampler=FLAGS.sampler, sample_rate=FLAGS.sample_rate,
+        margin=FLAGS.margin, margin_scale=FLAGS.margin_scale, margin_m1=FLAGS.margin_m1,
+        margin_m2=FLAGS.margin_m2, margin_m3=FLAGS.margin_m3, easy_margin=FLAGS.easy_margin,
+        train_classes=FLAGS.train_classes,
         optimizer=FLAGS.optimizer,
         learning_rate=FLAGS.learning_rate, momentum=FLAGS.momentum, nesterov=FLAGS.nesterov,
         lr_schedule=FLAGS.lr_schedule, lr_boundaries=boundaries,

@@ -11,6 +11,8 @@ GLOBAL_BATCH, STEPS, NUM_CLASSES = 16, 30, 50
 # computed over the selected classes by the sampled heads and must still match.
 DENSE_RECIPE = dict(model="two_layer_net", weight_decay=1e-3, label_smoothing=0.1,
                     optimizer="momentum", learning_rate=0.1, clip_grad_norm=2.0)
+ARCFACE_RECIPE = dict(DENSE_RECIPE, margin="arcface", margin_scale=16.0, label_smoothing=0.0,
+                      center_loss_weight=0.05)
 CASES = {
     "softmax": dict(DENSE_RECIPE),
     "partial_fc_all_classes": dict(DENSE_RECIPE, head="partial_fc", sample_rate=1.0),
@@ -18,6 +20,14 @@ CASES = {
     "partial_fc_adamw_center": dict(model="two_layer_net", head="partial_fc", sample_rate=0.3,
                                     optimizer="adamw", weight_decay=1e-2, learning_rate=1e-2,
                                     center_loss_weight=0.05),
+    # Margin softmax (ArcFace on the dense logits and on Partial FC with r = 1, with a center
+    # loss; CosFace on Partial FC).
+    "softmax_arcface_center": dict(ARCFACE_RECIPE),
+    "partial_fc_arcface_center_all_classes": dict(ARCFACE_RECIPE, head="partial_fc",
+                                                  sample_rate=1.0),
+    "partial_fc_cosface": dict(model="two_layer_net", head="partial_fc", sample_rate=0.3,
+                               margin="cosface", margin_scale=16.0, label_smoothing=0.0,
+                               learning_rate=0.1),
     "sampled_softmax_uniform": dict(model="two_layer_net", head="sampled_softmax",
                                     num_sampled=20, sampler="uniform", label_smoothing=0.0,
                                     optimizer="momentum", nesterov=True, learning_rate=0.1),
@@ -85,10 +95,14 @@ def _case(result, case):
     return {k.split("|", 1)[1]: v for k, v in result.items() if k.startswith(case + "|")}
 
 
+@pytest.mark.parametrize("dense_case, partial_case", [
+    ("softmax", "partial_fc_all_classes"),
+    ("softmax_arcface_center", "partial_fc_arcface_center_all_classes")])
 @pytest.mark.parametrize("num_replicas", [1, 2, 4])
-def test_partial_fc_with_every_class_is_the_full_softmax(replica_runner, num_replicas):
+def test_partial_fc_with_every_class_is_the_full_softmax(replica_runner, num_replicas,
+                                                         dense_case, partial_case):
     result = replica_runner.run(head_runs, num_replicas)
-    dense, partial = _case(result, "softmax"), _case(result, "partial_fc_all_classes")
+    dense, partial = _case(result, dense_case), _case(result, partial_case)
     weights = [k for k in dense if "/" in k]
     assert weights and dense.keys() == partial.keys()
     for name in weights:
@@ -98,7 +112,7 @@ def test_partial_fc_with_every_class_is_the_full_softmax(replica_runner, num_rep
     # loop; a sampled head's (of its selected columns) is averaged over the steps.
     for name in ("metric_data_loss", "metric_accuracy"):
         np.testing.assert_allclose(partial[name], dense[name], rtol=1e-5, atol=1e-6)
-    one = _case(replica_runner.run(head_runs, 1), "softmax")
+    one = _case(replica_runner.run(head_runs, 1), dense_case)
     moved = max(np.abs(dense[k] - one[k]).max() for k in weights)
     assert moved < 1e-5  # the dense reference itself is replica-exact
 
@@ -109,8 +123,16 @@ def test_sampled_heads_on_replicas_equal_one_device(replica_runner, case, num_re
     one = _case(replica_runner.run(head_runs, 1), case)
     many = _case(replica_runner.run(head_runs, num_replicas), case)
     assert one.keys() == many.keys() and int(one["iterations"]) == STEPS
-    moved = {k: float(v) for k, v in one.items() if k.startswith("moved ")}
-    assert len(moved) >= 4 and min(moved.values()) > 1e-4, moved  # every layer trained
+    # A margin scores cosines with the logits kernel: the logits bias is not used.
+    unused = "logits/bias" if CASES[case].get("margin") else None
+    moved = {k: float(v) for k, v in one.items() if k.startswith("moved ")
+             and not (unused and k.endswith(unused))}
+    if unused:
+        still = [float(v) for k, v in one.items() if k.startswith("moved ")
+                 and k.endswith(unused)]
+        assert still == [0.0], still
+    # Every layer trained (the unused bias aside).
+    assert len(moved) >= (3 if unused else 4) and min(moved.values()) > 1e-4, moved
     for name, value in one.items():
         assert np.all(np.isfinite(value)), f"{case}: {name} is not finite"
         np.testing.assert_allclose(many[name], value, rtol=1e-5, atol=1e-5,

@@ -65,3 +65,13 @@ def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match=r"embeddings \(4, 2\) and labels \(3,\)"):
         plots.plot_embeddings(tmp_path / "e.png", np.zeros((4, 2)), np.zeros(3, int))
     assert not list(tmp_path.iterdir())
+
+
+def test_roc_plot_is_a_png_of_the_expected_size(tmp_path):
+    far = np.array([0.0, 1e-3, 1e-2, 0.1, 1.0])
+    tar = np.array([0.0, 0.3, 0.6, 0.9, 1.0])
+    path = plots.plot_roc(str(tmp_path / "roc.png"), far, tar, title="t", figsize=(4, 3),
+                          dpi=50)
+    assert matplotlib.image.imread(path).shape[:2] == (150, 200)
+    with pytest.raises(ValueError, match="equal-length vectors"):
+        plots.plot_roc(str(tmp_path / "bad.png"), far, tar[:-1])

@@ -14,14 +14,14 @@ steps and weight every metric by the mask. See docs/DATA.md; data sources are re
 """
 from tfmodels.data.datasets import (DATASET_NAMES, get_dataset_info, list_datasets,
                                     load_arrays)
-from tfmodels.data.pipeline import (distribute_dataset, make_dataset, num_eval_steps,
-                                    steps_per_epoch)
+from tfmodels.data.pipeline import (class_subset, distribute_dataset, make_dataset,
+                                    num_eval_steps, steps_per_epoch)
 from tfmodels.data.pipelines.resumable import DistributedData, ResumableIterator
-from tfmodels.data.sources.specs import DatasetInfo, DatasetUnavailableError
+from tfmodels.data.sources.specs import DatasetInfo, DatasetUnavailableError, parse_classes
 from tfmodels.data.sources.tfds_source import IN_MEMORY_LIMIT_BYTES
 
 __all__ = [
     "DATASET_NAMES", "IN_MEMORY_LIMIT_BYTES", "DatasetInfo", "DatasetUnavailableError",
-    "DistributedData", "ResumableIterator", "distribute_dataset", "get_dataset_info",
-    "list_datasets", "load_arrays", "make_dataset", "num_eval_steps", "steps_per_epoch",
+    "DistributedData", "ResumableIterator", "class_subset", "distribute_dataset", "get_dataset_info",
+    "list_datasets", "load_arrays", "make_dataset", "num_eval_steps", "parse_classes", "steps_per_epoch",
 ]

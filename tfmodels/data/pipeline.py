@@ -46,7 +46,7 @@ def num_eval_steps(info, split, global_batch_size):
 def make_dataset(name, split, *, global_batch_size, training, input_context=None, augment=False,
                  seed=None, deterministic=False, data_dir=None, start_step=0, in_memory=None,
                  image_size=None, preprocessing=None, skip_undecodable=False,
-                 skip_counter=None):
+                 skip_counter=None, classes=None):
     """Builds one input pipeline of batched, preprocessed examples.
 
     Args:
@@ -76,6 +76,8 @@ def make_dataset(name, split, *, global_batch_size, training, input_context=None
         and counting them, instead of stopping with an error naming the example.
       skip_counter: decoded datasets: the int64 `tf.Variable` to count skips in (None: one is
         made; `decoding.new_skip_counter()`).
+      classes: class ids to keep (the others' examples are left out; a split held in memory
+        only); None: every example.
 
     Returns:
       A `tf.data.Dataset` of dicts: `image` float32 [B, H, W, C], `label` int32 [B], and at
@@ -87,7 +89,7 @@ def make_dataset(name, split, *, global_batch_size, training, input_context=None
                      data_dir=data_dir, augment=augment, in_memory=in_memory,
                      num_replicas=(input_context.num_replicas_in_sync if input_context else 1),
                      image_size=image_size, preprocessing_name=preprocessing,
-                     skip_undecodable=skip_undecodable)
+                     skip_undecodable=skip_undecodable, classes=classes)
     if spec.info.variable_size:
         spec = dataclasses.replace(spec, skip_counter=skip_counter or
                                    decoding.new_skip_counter())
@@ -97,13 +99,14 @@ def make_dataset(name, split, *, global_batch_size, training, input_context=None
 def distribute_dataset(strategy, name, split, *, global_batch_size, training, augment=False,
                        seed=None, deterministic=False, data_dir=None, start_step=0,
                        in_memory=None, image_size=None, preprocessing=None,
-                       skip_undecodable=False):
+                       skip_undecodable=False, classes=None):
     """Per-replica batches for `strategy` via `distribute_datasets_from_function`.
 
     Args:
       strategy: a `tf.distribute.Strategy`.
       name, split, global_batch_size, training, augment, seed, deterministic, data_dir,
-        start_step, in_memory, image_size, preprocessing, skip_undecodable: as `make_dataset`
+        start_step, in_memory, image_size, preprocessing, skip_undecodable, classes: as
+        `make_dataset`
         (the strategy supplies each input pipeline's `input_context`).
 
     Returns:
@@ -126,7 +129,8 @@ def distribute_dataset(strategy, name, split, *, global_batch_size, training, au
                      seed=seed, deterministic=deterministic, start_step=start_step,
                      data_dir=data_dir, augment=augment, in_memory=in_memory,
                      num_replicas=strategy.num_replicas_in_sync, image_size=image_size,
-                     preprocessing_name=preprocessing, skip_undecodable=skip_undecodable)
+                     preprocessing_name=preprocessing, skip_undecodable=skip_undecodable,
+                     classes=classes)
     if spec.info.variable_size:
         # One plain counter for every pipeline (made outside any strategy scope).
         with tf.init_scope(), tf.device("/cpu:0"):
@@ -207,7 +211,7 @@ def check_preprocessing(name, info, argument="preprocessing"):
 
 def _validate(name, split, *, global_batch_size, training, seed, deterministic, start_step,
               data_dir, augment, in_memory, num_replicas, image_size=None,
-              preprocessing_name=None, skip_undecodable=False):
+              preprocessing_name=None, skip_undecodable=False, classes=None):
     """Checks every argument (cheap ones first) and returns the `PipelineSpec`."""
     _check_batch(global_batch_size)
     if global_batch_size % num_replicas:
@@ -242,6 +246,8 @@ def _validate(name, split, *, global_batch_size, training, seed, deterministic, 
                              "size, which are streamed")
     elif size == tuple(info.image_shape[:2]):
         size = None  # the dataset's own size: nothing to resize
+    if classes is not None:
+        info, classes, in_memory = _class_subset(info, split, classes, in_memory)
     if training:
         steps_per_epoch(info, split, global_batch_size)
     if seed is None:
@@ -250,8 +256,33 @@ def _validate(name, split, *, global_batch_size, training, seed, deterministic, 
     return PipelineSpec(info=info, split=split, global_batch_size=int(global_batch_size),
                         training=training, seed=int(seed), deterministic=deterministic,
                         start_step=int(start_step), augment=augment, in_memory=in_memory,
-                        image_size=size, preprocessing=preprocessing_name,
+                        image_size=size, preprocessing=preprocessing_name, classes=classes,
                         skip_undecodable=skip_undecodable)
+
+
+def class_subset(info, split, classes):
+    """`info` whose `split` counts only the examples of `classes` (ids in [0, num_classes)).
+
+    Raises:
+      ValueError: a class out of range, or a dataset not held in memory (the subset is taken
+        from the split's arrays).
+    """
+    return _class_subset(info, split, classes, None)[0]
+
+
+def _class_subset(info, split, classes, in_memory):
+    """(class_subset's info, the sorted classes, the in_memory to build with)."""
+    classes = tuple(sorted({int(c) for c in classes}))
+    if not classes or classes[0] < 0 or classes[-1] >= info.num_classes:
+        raise ValueError(f"classes={list(classes)} must be ids in [0, {info.num_classes - 1}]")
+    if datasets.source_of(info).arrays is None or info.variable_size or in_memory is False:
+        raise ValueError(f"a class subset (train_classes) needs a dataset held in memory; "
+                         f"{info.name!r} is not (use digits, mnist, cifar10, ... or a tfds "
+                         "dataset of fixed image size that fits in memory)")
+    _, labels = datasets.load_arrays(info, split)
+    kept = int(np.isin(labels, classes).sum())
+    info = dataclasses.replace(info, splits=dict(info.splits, **{split: kept}))
+    return info, classes, True if info.source == "tfds" else in_memory
 
 
 def _build(spec, input_context):

@@ -21,11 +21,13 @@ from tfmodels import data, distribute
 from tfmodels import model_dir as model_dir_lib
 from tfmodels.data import preprocessing as data_preprocessing
 from tfmodels.data.pipeline import check_preprocessing
-from tfmodels.data.sources.specs import check_split
+from tfmodels.data.sources.specs import check_split, parse_classes
+from tfmodels.evaluation import pairs_file
 
 # Without a batch size in config.json (ported checkpoints) or given: evaluation keeps no
 # gradients, so a larger batch than training's is fine.
 DEFAULT_GLOBAL_BATCH_SIZE = 256
+VERIFICATIONS = ("none", "pairs")
 
 
 class EvalConfigError(ValueError):
@@ -80,6 +82,16 @@ class EvalConfig:
     virtual_devices: int = 1
     preprocessing: Optional[str] = None
     skip_undecodable: bool = False
+    # Open-set verification (docs/FACE.md): 'pairs' scores same/different pairs of images by
+    # the cosine of their embeddings, from a pairs file (LFW's pairs.txt format) over an image
+    # folder, or drawn from classes held out of training.
+    verification: str = "none"
+    pairs_file: Optional[str] = None
+    pairs_images: Optional[str] = None
+    verification_classes: Optional[str] = None
+    verification_pairs: int = 6000
+    verification_seed: int = 0
+    flip_fusion: bool = False
 
     def validate(self):
         """Raise EvalConfigError naming the option, its value and what is allowed; no TF work."""
@@ -105,10 +117,53 @@ class EvalConfig:
         if not isinstance(self.skip_undecodable, bool):
             raise EvalConfigError(f"skip_undecodable={self.skip_undecodable!r} must be True or "
                                   "False")
+        self._validate_verification()
         if self.continuous and self.checkpoint:
             raise EvalConfigError(f"checkpoint={self.checkpoint!r} with continuous=True: "
                                   "continuous mode evaluates each new checkpoint; give one or "
                                   "the other")
+
+
+    def _validate_verification(self):
+        if self.verification not in VERIFICATIONS:
+            raise EvalConfigError(f"verification={self.verification!r} is not one of: "
+                                  f"{', '.join(VERIFICATIONS)}")
+        given = [f"{name}={getattr(self, name)!r}" for name in
+                 ("pairs_file", "pairs_images", "verification_classes")
+                 if getattr(self, name) is not None] + (
+                     ["flip_fusion=True"] if self.flip_fusion else [])
+        if self.verification == "none":
+            if given:
+                raise EvalConfigError(f"{', '.join(given)} apply to verification='pairs', "
+                                      "which is not set")
+            return
+        if (self.pairs_file is None) != (self.pairs_images is None):
+            raise EvalConfigError(f"pairs_file={self.pairs_file!r} and pairs_images="
+                                  f"{self.pairs_images!r}: give both (a pairs.txt and the image "
+                                  "folder it names) or neither (pairs drawn from held-out "
+                                  "classes)")
+        if self.pairs_file is not None:
+            if self.verification_classes is not None:
+                raise EvalConfigError(f"verification_classes={self.verification_classes!r} "
+                                      "draws pairs; pairs_file gives them: use one")
+            for name in ("pairs_file", "pairs_images"):
+                path = getattr(self, name)
+                if not (os.path.isfile(path) if name == "pairs_file" else os.path.isdir(path)):
+                    raise EvalConfigError(f"{name}={path!r} is not an existing "
+                                          f"{'file' if name == 'pairs_file' else 'folder'}")
+        if isinstance(self.verification_pairs, bool) or not isinstance(
+                self.verification_pairs, int) or self.verification_pairs < 20:
+            raise EvalConfigError(f"verification_pairs={self.verification_pairs!r} must be an "
+                                  "int >= 20 (10 folds of same and different pairs)")
+        if isinstance(self.verification_seed, bool) or not isinstance(
+                self.verification_seed, int) or not 0 <= self.verification_seed < 2**32:
+            raise EvalConfigError(f"verification_seed={self.verification_seed!r} must be an "
+                                  "int in [0, 2**32)")
+        if self.verification_classes is not None:
+            try:
+                parse_classes(self.verification_classes, 1 << 30, "verification_classes")
+            except ValueError as err:
+                raise EvalConfigError(str(err)) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +182,9 @@ class EvalPlan:
       image_size: (height, width) the pipeline yields: the model's input size.
       preprocessing: the pipeline's preprocessing (None: the dataset's normalisation).
       skip_undecodable: as `EvalConfig`.
+      verification: 'none' or 'pairs'; verification_classes: the classes pairs are drawn from
+        (None with a pairs file); pairs_file, pairs_images, verification_pairs,
+        verification_seed, flip_fusion: as `EvalConfig`.
     """
     model_dir: str
     record: model_dir_lib.ModelRecord
@@ -145,6 +203,13 @@ class EvalPlan:
     image_size: Optional[Tuple[int, int]] = None
     preprocessing: Optional[str] = None
     skip_undecodable: bool = False
+    verification: str = "none"
+    verification_classes: Optional[Tuple[int, ...]] = None
+    pairs_file: Optional[str] = None
+    pairs_images: Optional[str] = None
+    verification_pairs: int = 6000
+    verification_seed: int = 0
+    flip_fusion: bool = False
 
 
 def resolve(config, record, num_replicas):
@@ -225,7 +290,40 @@ def resolve(config, record, num_replicas):
         output=output,
         plot_dir=plot_dir, summary_dir=summary_dir,
         image_size=tuple(record.image_shape[:2]), preprocessing=preprocessing,
-        skip_undecodable=config.skip_undecodable)
+        skip_undecodable=config.skip_undecodable, verification=config.verification,
+        verification_classes=_verification_classes(config, record, info),
+        pairs_file=config.pairs_file, pairs_images=config.pairs_images,
+        verification_pairs=config.verification_pairs,
+        verification_seed=config.verification_seed, flip_fusion=config.flip_fusion)
+
+
+def _verification_classes(config, record, info):
+    """The classes verification pairs are drawn from: the given ones, else those the run held
+    out of training; None without drawn pairs."""
+    if config.verification != "pairs":
+        return None
+    if config.pairs_file is not None:  # every image it names must be there, before any work
+        try:
+            pairs, _ = pairs_file.read_pairs(config.pairs_file)
+            for a, i, c, j in pairs:
+                pairs_file.image_path(config.pairs_images, a, i)
+                pairs_file.image_path(config.pairs_images, c, j)
+        except (ValueError, OSError) as err:
+            raise EvalConfigError(str(err)) from None
+        return None
+    try:
+        if config.verification_classes is not None:
+            return parse_classes(config.verification_classes, info.num_classes,
+                                 "verification_classes")
+        if record.train_classes is not None:
+            trained = parse_classes(record.train_classes, info.num_classes)
+            return tuple(c for c in range(info.num_classes) if c not in trained)
+    except ValueError as err:
+        raise EvalConfigError(str(err)) from None
+    raise EvalConfigError(
+        f"verification='pairs' needs pairs of identities not trained on: the run in "
+        f"model_dir={config.model_dir!r} trained on every class (train.py --train_classes "
+        "holds some out); pass --verification_classes or --pairs_file/--pairs_images")
 
 
 def _default_dir(given, model_dir, writable, what, path):

@@ -25,7 +25,7 @@ from absl import logging
 
 from tfmodels import console, data, distribute
 from tfmodels import model_dir as model_dir_lib
-from tfmodels.evaluation import chunked, embedding_stats, knn, plots
+from tfmodels.evaluation import chunked, embedding_stats, knn, open_set, plots, verification
 from tfmodels.evaluation.eval_config import (EvalConfig, EvalConfigError, EvalPlan,
                                              check_checkpoint, find_checkpoint, resolve)
 from tfmodels.evaluation.metrics import output_metrics
@@ -187,6 +187,13 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
         preprocessing=plan.preprocessing, skip_undecodable=plan.skip_undecodable,
         scores=_chunked_scores(record, plan.top_k))
     results = dict(evaluation.results)
+    if record.margin != "none" and np.isfinite(evaluation.outputs["embedding"]).all():
+        # A margin-trained net classifies by cosine to the class vectors, not by x W + b.
+        results["cosine_accuracy"] = open_set.cosine_accuracy(model, evaluation.outputs)
+    pair_scores = None
+    if plan.verification == "pairs":
+        pair_scores = open_set.pair_scores(plan, strategy, model, evaluation.outputs)
+        results["verification"] = verification.verify(*pair_scores)
     results.update(
         step=step, checkpoint=checkpoint_path, split=plan.split, dataset=plan.dataset,
         model=record.model, num_replicas=strategy.num_replicas_in_sync,
@@ -196,6 +203,11 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
     if chief:
         if plan.plot_dir:
             results["plots"] = _write_plots(plan, evaluation, step)
+            if pair_scores is not None:
+                far, tar, _ = verification.roc(*pair_scores)
+                results["plots"]["roc"] = plots.plot_roc(
+                    os.path.join(plan.plot_dir, f"roc_{plan.split}.png"), far, tar,
+                    title=f"verification, {plan.record.model}, step {step}")
         writer.write(step, _scalars(results))
         model_dir_lib.write_json_atomic(plan.output, _jsonable(results))
     logging.debug("evaluated: %s", summary(results))
@@ -350,6 +362,9 @@ def _scalars(results):
     for name, value in results.get("embedding_stats", {}).items():
         if isinstance(value, float):
             found[f"embedding/{name}"] = value
+    for name, value in results.get("verification", {}).items():
+        if isinstance(value, float) and not name.endswith("threshold"):
+            found[f"verification/{name}"] = value
     return {k: float(v) for k, v in found.items() if math.isfinite(v)}
 
 

@@ -164,6 +164,39 @@ def plot_confusion_matrix(path, confusion, *, title="", class_names=None, figsiz
     return _save(figure, path, dpi)
 
 
+def plot_roc(path, far, tar, *, title="", figsize=(5.0, 5.0), dpi=100):
+    """The verification ROC: true accept rate against false accept rate (log scale, the
+    points with FAR > 0), with the chance diagonal.
+
+    Args:
+      path: the PNG to write.
+      far, tar: the curve's points (`verification.roc`), ascending FAR.
+      title, figsize, dpi: as `plot_embeddings`.
+
+    Returns:
+      `path`.
+    """
+    far, tar = np.asarray(far, np.float64), np.asarray(tar, np.float64)
+    if far.shape != tar.shape or far.ndim != 1:
+        raise ValueError(f"far {far.shape} and tar {tar.shape} must be equal-length vectors")
+    shown = far > 0
+    figure, axes = _figure(figsize, dpi)
+    axes.plot(far[shown], tar[shown], lw=1.5, label="model")
+    low = far[shown].min() if shown.any() else 1e-4
+    chance = np.logspace(np.log10(low), 0, 50)
+    axes.plot(chance, chance, ls="--", color="grey", lw=1, label="chance")
+    axes.set_xscale("log")
+    axes.set_xlim(low, 1.0)
+    axes.set_ylim(0.0, 1.01)
+    axes.set_xlabel("false accept rate (different pairs accepted)")
+    axes.set_ylabel("true accept rate (same pairs accepted)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(loc="lower right")
+    axes.set_title(title)
+    figure.tight_layout()
+    return _save(figure, path, dpi)
+
+
 def _class_colors(num_classes):
     from matplotlib import colormaps
 

@@ -48,6 +48,8 @@ class ModelRecord:
       global_batch_size, total_steps: the run's batch and length (None when not trained here).
       preprocessing: the run's per-net preprocessing ('vgg', ...), or None for the dataset's
         normalisation (images are `image_shape` either way, resized when the run resized them).
+      train_classes: the classes the run trained on (`TrainConfig.train_classes`), None: all.
+      margin: the run's margin softmax ('none', 'arcface', 'cosface', 'combined').
     """
     model: str
     num_classes: int
@@ -64,6 +66,8 @@ class ModelRecord:
     global_batch_size: Optional[int] = None
     total_steps: Optional[int] = None
     preprocessing: Optional[str] = None
+    train_classes: Optional[str] = None  # the classes trained on ("0-6"); None: all
+    margin: str = "none"  # a margin softmax ('arcface', ...): classes scored by cosine
 
     @classmethod
     def from_json(cls, values, source=CONFIG_FILE):

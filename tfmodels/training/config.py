@@ -20,9 +20,11 @@ from tfmodels import distribute, losses, nets, schedules
 from tfmodels.data import preprocessing as data_preprocessing
 from tfmodels.data import steps_per_epoch
 from tfmodels.data.pipeline import check_image_size
+from tfmodels.data.sources.specs import parse_classes as data_parse_classes
 from tfmodels.nets import custom
 from tfmodels.training.heads import HEADS
 from tfmodels.training.inputs import resolve_input
+from tfmodels.training.margins import make_margin
 from tfmodels.training.optimizers import OPTIMIZERS
 from tfmodels.training.sampling import SAMPLERS
 
@@ -67,6 +69,17 @@ class TrainConfig:
     num_sampled: int = 4096
     sampler: str = "log_uniform"
     sample_rate: float = 0.1
+    # Margin softmax over normalised embeddings and class vectors (docs/FACE.md): 'none', or
+    # arcface / cosface / combined with s, m1, m2, m3 (None: the margin's defaults).
+    margin: str = "none"
+    margin_scale: Optional[float] = None
+    margin_m1: Optional[float] = None
+    margin_m2: Optional[float] = None
+    margin_m3: Optional[float] = None
+    easy_margin: bool = False
+    # Classes trained on (ids and ranges, e.g. "0-6"); the others' examples are held out of
+    # training for open-set verification (eval.py --verification=pairs). None: every class.
+    train_classes: Optional[str] = None
     # Optimizer and schedule.
     optimizer: str = "momentum"
     learning_rate: float = 0.1
@@ -156,6 +169,10 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
         self._validate_head()
+        self._validate_margin()
+        if self.train_classes is not None:
+            # The syntax now; the range once the dataset's classes are known (`resolve`).
+            data_parse_classes(self.train_classes, 1 << 30)
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
             raise ValueError(f"clip_grad_norm={self.clip_grad_norm} must be > 0 (or unset)")
         if self.loss == "hinge" and self.label_smoothing:
@@ -191,6 +208,28 @@ class TrainConfig:
                                  "classes, which head='sampled_softmax' does not score; use "
                                  "label_smoothing=0 (or head='partial_fc')")
 
+    def _validate_margin(self):
+        for name in ("margin_scale", "margin_m1", "margin_m2", "margin_m3"):
+            if getattr(self, name) is not None:
+                _float32(name, getattr(self, name))
+        if not isinstance(self.easy_margin, bool):
+            raise ValueError(f"easy_margin={self.easy_margin!r} must be True or False")
+        self.margin_softmax()  # names the option out of range
+        if self.margin == "none":
+            return
+        if self.head == "sampled_softmax":
+            raise ValueError(f"margin={self.margin!r} needs every logit a scaled cosine, which "
+                             "head='sampled_softmax' (corrected by -log KQ) is not; use "
+                             "head='softmax' or head='partial_fc'")
+        if self.loss != "cross_entropy":
+            raise ValueError(f"loss={self.loss!r}: margin={self.margin!r} is a margin softmax "
+                             "(a cross-entropy); use loss='cross_entropy'")
+
+    def margin_softmax(self):
+        """The run's `margins.Margin`, or None (margin='none'); ValueError for bad values."""
+        return make_margin(self.margin, self.margin_scale, self.margin_m1, self.margin_m2,
+                           self.margin_m3, self.easy_margin)
+
     @property
     def decoupled_weight_decay(self):
         if self.weight_decay_type == "auto":
@@ -211,6 +250,8 @@ class TrainConfig:
         """
         image_shape, preprocessing = resolve_input(self.model, info, self.image_size,
                                                    self.preprocessing)
+        if self.train_classes is not None:
+            data_parse_classes(self.train_classes, info.num_classes)
         if self.global_batch_size % num_replicas:
             raise ValueError(
                 f"global_batch_size={self.global_batch_size} is not divisible by the "
@@ -251,6 +292,13 @@ class ResolvedConfig:
     steps_per_epoch: int
     total_steps: int
     preprocessing: Optional[str] = None  # resolved: None is the dataset's normalisation
+
+    @property
+    def train_classes(self):
+        """The class ids trained on (a tuple), or None for every class."""
+        if self.config.train_classes is None:
+            return None
+        return data_parse_classes(self.config.train_classes, self.num_classes)
 
     @property
     def center_loss(self):

@@ -22,13 +22,13 @@ as one device. The step (`step.TrainStep`) calls `select` (draw + read columns),
 import tensorflow as tf
 
 from tfmodels.nets import class_matrix as class_matrix_lib
-from tfmodels.training import sampling
+from tfmodels.training import margins, sampling
 from tfmodels.training.lazy_update import ColumnOptimizer, read_columns
 
 HEADS = ("softmax", "sampled_softmax", "partial_fc")
 
 
-def build_head(config, model, optimizer, train_variables, num_classes, loss_fn):
+def build_head(config, model, optimizer, train_variables, num_classes, loss_fn, margin=None):
     """The sampled head a `TrainConfig` asks for, or None for the dense softmax.
 
     Args:
@@ -39,6 +39,8 @@ def build_head(config, model, optimizer, train_variables, num_classes, loss_fn):
       num_classes: C.
       loss_fn: the run's per-example data loss `fn(labels, logits)` (Partial FC applies it to
         its S classes; sampled softmax is a cross-entropy by construction).
+      margin: a `margins.Margin` (Partial FC then scores scaled cosines with the target's
+        margin, as arcface_torch's PartialFC does), or None.
 
     Returns:
       A `SampledSoftmaxHead`, a `PartialFCHead`, or None (`softmax`).
@@ -65,7 +67,8 @@ def build_head(config, model, optimizer, train_variables, num_classes, loss_fn):
         return SampledSoftmaxHead(num_sampled=config.num_sampled, sampler=config.sampler,
                                   **common)
     return PartialFCHead(num_selected=sampling.partial_fc_size(
-        config.sample_rate, num_classes, config.global_batch_size), loss_fn=loss_fn, **common)
+        config.sample_rate, num_classes, config.global_batch_size), loss_fn=loss_fn,
+        margin=margin, **common)
 
 
 class _ColumnHead:
@@ -199,10 +202,11 @@ class PartialFCHead(_ColumnHead):
 
     padded = False  # S distinct classes
 
-    def __init__(self, num_selected, loss_fn, **common):
+    def __init__(self, num_selected, loss_fn, margin=None, **common):
         super().__init__(**common)
         self.num_selected = int(num_selected)
         self.loss_fn = loss_fn
+        self.margin = margin
 
     def select(self, labels, step):
         """Draw this step's S classes (ascending ids) and read their columns."""
@@ -216,11 +220,19 @@ class PartialFCHead(_ColumnHead):
 
     def forward(self, images, labels, selection):
         """(embedding, per-example data loss over the S classes, logits [B, S] and labels for
-        the accuracy metric, regularization terms)."""
+        the accuracy metric, regularization terms). With a margin the logits are s * cos with
+        the target's margin, the metric's the plain cosines, and the bias is not used."""
         del labels  # their positions among the S classes are in `selection`
         embedding = self.body(images, training=True)
+        label_index = selection["label_index"]
+        if self.margin is not None:
+            # Normalising a column does not depend on the others: the S selected columns
+            # give the cosines of the full matrix's.
+            cos = margins.cosines(embedding, selection["kernel"])
+            loss = self.loss_fn(label_index, self.margin.logits(cos, label_index))
+            return embedding, loss, cos, label_index, self._penalties(selection)
         logits = tf.matmul(tf.cast(embedding, tf.float32), selection["kernel"])
         if "bias" in selection:
             logits += selection["bias"]
-        loss = self.loss_fn(selection["label_index"], logits)
-        return embedding, loss, logits, selection["label_index"], self._penalties(selection)
+        loss = self.loss_fn(label_index, logits)
+        return embedding, loss, logits, label_index, self._penalties(selection)

@@ -16,7 +16,8 @@ from absl import logging
 from tfmodels import losses, nets, porting, schedules
 from tfmodels.averaging import WeightAverage
 from tfmodels.layers import CenterLoss
-from tfmodels.training import heads, optimizers
+from tfmodels.nets import class_matrix as class_matrix_lib
+from tfmodels.training import heads, margins, optimizers
 
 
 @dataclasses.dataclass
@@ -32,6 +33,8 @@ class TrainingParts:
     weight_average: Optional[WeightAverage] = None
     loss_scale: Optional[optimizers.DynamicLossScale] = None
     head: Optional[heads.SampledSoftmaxHead] = None   # or PartialFCHead; None: dense softmax
+    margin: Optional[margins.Margin] = None           # margin softmax (None: plain logits)
+    class_kernel: Optional[tf.Variable] = None        # the logits layer's kernel, with a margin
 
     def trackables(self):
         """What a checkpoint of the run holds, by name (input position added by the trainer)."""
@@ -64,7 +67,7 @@ def build_training(resolved, strategy, init_from=None):
     Raises:
       ValueError: the checkpoint does not fill the model (the porting report), a trainable
         scope matches nothing, XLA is asked for synchronized batch norm off GPUs, or a sampled
-        head for a net without a class matrix fed by its embedding.
+        head or a margin for a net without a class matrix fed by its embedding.
     """
     config = resolved.config
     with strategy.scope():
@@ -101,13 +104,21 @@ def build_training(resolved, strategy, init_from=None):
                           if config.ema_decay else None)
         loss_scale = optimizers.DynamicLossScale() if resolved.loss_scaling else None
         loss_fn = losses.per_example_loss_fn(config.loss, config.label_smoothing)
+        margin = config.margin_softmax()
+        class_kernel = None
+        if margin is not None:
+            # The margin scores cosines with the logits layer's own kernel: checkpoints,
+            # porting and evaluation see the same variables as without it.
+            class_kernel = class_matrix_lib.class_matrix(
+                model, purpose=f"--margin={config.margin}").kernel
         head = heads.build_head(config, model, optimizer, train_variables,
-                                resolved.num_classes, loss_fn)
+                                resolved.num_classes, loss_fn, margin=margin)
     _check_xla_sync_batch_norm(config, strategy, model)
     return TrainingParts(
         model=model, train_variables=train_variables, optimizer=optimizer, schedule=schedule,
         step_counter=step_counter, loss_fn=loss_fn, center_loss=center_loss,
-        weight_average=weight_average, loss_scale=loss_scale, head=head)
+        weight_average=weight_average, loss_scale=loss_scale, head=head, margin=margin,
+        class_kernel=class_kernel)
 
 
 def _check_xla_sync_batch_norm(config, strategy, model):

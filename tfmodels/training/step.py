@@ -16,9 +16,13 @@ A sampled head (`--head=sampled_softmax|partial_fc`, tfmodels.training.heads) re
 dense logits: before the tape it draws this step's classes and reads their columns of the
 class matrix (`selection`), inside the tape it gives the per-example data loss from the
 embedding, and its update touches only those columns; everything else above is unchanged.
+A margin (`--margin`, tfmodels.training.margins) replaces the logits by scaled cosines between
+the normalised embedding and the logits layer's kernel columns, the target's with a margin.
 """
 import numpy as np
 import tensorflow as tf
+
+from tfmodels.training import margins
 
 
 class TrainMetrics:
@@ -144,8 +148,13 @@ class TrainStep:
             if self.head is None:
                 outputs = self.parts.model(images, training=True)
                 embedding = outputs["embedding"]
-                logits = tf.cast(outputs["logits"], tf.float32)
-                data_loss = self.parts.loss_fn(labels, logits)
+                if self.parts.margin is None:
+                    logits = tf.cast(outputs["logits"], tf.float32)
+                    data_loss = self.parts.loss_fn(labels, logits)
+                else:  # scaled cosines with the target's margin; accuracy from the cosines
+                    logits = margins.cosines(embedding, self.parts.class_kernel)
+                    data_loss = self.parts.loss_fn(
+                        labels, self.parts.margin.logits(logits, labels))
                 metric_labels = labels
                 penalties = self.parts.model.losses if self.metrics.regularization else []
             else:  # logits over this step's classes only (`selection`)
@@ -169,6 +178,10 @@ class TrainStep:
                 objective += regularization / self.strategy.num_replicas_in_sync
             scaled = objective * self.parts.loss_scale.scale if self.parts.loss_scale else objective
         grads = tape.gradient(scaled, sources)
+        if self.parts.margin is not None:
+            # A margin leaves the logits layer's bias out of the loss: its gradient is zero.
+            grads = [tf.zeros(v.shape, v.dtype) if g is None else g
+                     for g, v in zip(grads, sources)]
 
         values = [per_example]  # TrainMetrics.accumulated, in order
         if center_loss is not None:

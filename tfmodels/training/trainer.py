@@ -72,6 +72,9 @@ def _train(config, strategy):
                                         all_reduce=config.all_reduce,
                                         virtual_devices=config.virtual_devices)
         info = data.get_dataset_info(config.dataset, data_dir=config.data_dir)
+        if config.train_classes is not None:  # steps per epoch over the kept examples
+            info = data.class_subset(info, info.train_split, data.parse_classes(
+                config.train_classes, info.num_classes))
         resolved = config.resolve(info, strategy.num_replicas_in_sync)
         config = resolved.config  # model_dir and length filled in
         record = resolved.to_json()
@@ -137,7 +140,7 @@ def _run(resolved, info, record, strategy, chief, parts, init_from, layout):
         strategy, config.dataset, info.train_split, global_batch_size=config.global_batch_size,
         training=True, augment=config.augment, seed=config.seed,
         deterministic=config.deterministic, data_dir=config.data_dir,
-        **_input_options(resolved))
+        classes=resolved.train_classes, **_input_options(resolved))
     iterator = iter(train_data)
     checkpoint = tf.train.Checkpoint(input=iterator, **parts.trackables())
     saver = CheckpointSaver(checkpoint, config.model_dir, keep=config.keep_checkpoints,

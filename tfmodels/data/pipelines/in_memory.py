@@ -39,6 +39,9 @@ def pipeline(spec, layout, pixels, labels):
     """
     info, split, g = spec.info, spec.split, spec.global_batch_size
     n = info.splits[split]
+    if spec.classes is not None:  # a class subset: `info.splits` counts the kept examples
+        kept = np.isin(labels, spec.classes)
+        pixels, labels = pixels[kept], labels[kept]
     if len(labels) != n:
         raise RuntimeError(f"{info.name!r} split {split!r} yielded {len(labels)} examples but its "
                            f"info says {n}; the prepared data is inconsistent")

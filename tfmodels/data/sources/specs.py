@@ -129,6 +129,7 @@ class PipelineSpec:
     preprocessing: Optional[str] = None
     skip_undecodable: bool = False
     skip_counter: Any = dataclasses.field(default=None, compare=False)
+    classes: Optional[Tuple[int, ...]] = None  # keep only these labels (in-memory splits)
 
     @property
     def output_size(self):
@@ -164,3 +165,28 @@ class Source:
     prepare: Callable
     pipeline: Callable
     arrays: Optional[Callable] = None
+
+
+def parse_classes(text, num_classes, name="train_classes"):
+    """The sorted class ids of `text`: ids and inclusive ranges, comma-separated ("0-6",
+    "0,2,5-7"), each in [0, num_classes); at least one, not all of them.
+
+    Raises:
+      ValueError: naming `name`, the value and what is allowed.
+    """
+    ids = set()
+    for part in str(text).split(","):
+        low, _, high = part.strip().partition("-")
+        try:
+            low, high = int(low), int(high or low)
+        except ValueError:
+            raise ValueError(f"{name}={text!r} must be class ids and ranges, e.g. '0-6' or "
+                             "'0,2,5-7'") from None
+        if not 0 <= low <= high < num_classes:
+            raise ValueError(f"{name}={text!r}: {part.strip()!r} is not a range of classes "
+                             f"in [0, {num_classes - 1}]")
+        ids.update(range(low, high + 1))
+    if len(ids) == num_classes:
+        raise ValueError(f"{name}={text!r} keeps all {num_classes} classes: leave it unset "
+                         "to train on every class")
+    return tuple(sorted(ids))

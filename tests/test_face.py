@@ -1,0 +1,156 @@
+"""Face-recognition workflow end to end, in process and small: train LeNets++ on digits 0-6 with
+ArcFace and a center loss, then verify on pairs of the held-out digits 7-9 (drawn, and from an
+LFW-style pairs file over an image folder)."""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tfmodels import data, training
+from tfmodels import model_dir as model_dir_lib
+from tfmodels.evaluation import evaluator, pairs_file, verification
+
+HELD_OUT = (7, 8, 9)
+
+
+@pytest.fixture(scope="module")
+def face_run(tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("face") / "run")
+    metrics = training.train(training.TrainConfig(
+        model="lenet_pp", train_classes="0-6", margin="arcface", margin_scale=8.0,
+        margin_m2=0.2, label_smoothing=0.0, center_loss_weight=0.01, optimizer="adam",
+        learning_rate=1e-3, train_steps=40,
+        steps_per_loop=20, model_dir=model_dir, export=False))
+    return model_dir, metrics
+
+
+def test_class_subset_keeps_only_those_classes():
+    info = data.get_dataset_info("digits")
+    pixels, labels = data.load_arrays(info, "train")
+    subset = data.class_subset(info, "train", range(7))
+    assert subset.splits["train"] == np.isin(labels, range(7)).sum() < len(labels)
+    ds = data.make_dataset("digits", "train", global_batch_size=64, training=True, seed=0,
+                           classes=range(7))
+    seen = np.concatenate([b["label"].numpy() for b in ds.take(25)])
+    assert seen.max() <= 6 and set(seen) == set(range(7))
+    with pytest.raises(ValueError, match="train_classes='0-12': '0-12' is not a range"):
+        data.parse_classes("0-12", 10)
+    assert data.parse_classes("0,2,5-7", 10) == (0, 2, 5, 6, 7)
+
+
+def test_train_records_the_classes(face_run):
+    model_dir, metrics = face_run
+    with open(os.path.join(model_dir, "config.json")) as f:
+        saved = json.load(f)
+    assert saved["train_classes"] == "0-6" and saved["margin"] == "arcface"
+    # 40 steps of 64 over the ~1000 training examples of digits 0-6.
+    kept = data.class_subset(data.get_dataset_info("digits"), "train", range(7)).splits["train"]
+    assert saved["steps_per_epoch"] == kept // 64
+    assert np.isfinite(metrics["train_loss"])
+
+
+def test_verification_on_held_out_classes(face_run, tmp_path):
+    model_dir, _ = face_run
+    [results] = evaluator.evaluate(evaluator.EvalConfig(
+        model_dir=model_dir, verification="pairs", flip_fusion=True, knn_k=(),
+        output=str(tmp_path / "eval.json"), plot_dir=str(tmp_path / "plots"),
+        summary_dir=""))
+    report = results["verification"]
+    labels = data.load_arrays(data.get_dataset_info("digits"), "test")[1]
+    counts = [int(np.sum(labels == c)) for c in HELD_OUT]
+    same_available = sum(n * (n - 1) // 2 for n in counts)
+    different_available = sum(a * b for k, a in enumerate(counts) for b in counts[k + 1:])
+    each = min(3000, same_available, different_available)
+    assert report["same_pairs"] == report["different_pairs"] == each
+    assert report["accuracy_mean"] == pytest.approx(np.mean(report["fold_accuracies"]))
+    assert len(report["fold_accuracies"]) == 10 and 0.0 <= report["roc_auc"] <= 1.0
+    assert report["tar_at_far_0.0001"] is None
+    assert "needs >= 10000" in report["tar_at_far_0.0001_unmeasured"]
+    # The margin-trained net's classifier: argmax of the cosines to the class vectors.
+    record = model_dir_lib.read_config(model_dir)
+    checkpoint, _ = model_dir_lib.checkpoints.newest_usable(model_dir, finite=False)
+    model, _ = model_dir_lib.restore_model(record, checkpoint.path)
+    pixels = data.make_dataset("digits", "test", global_batch_size=len(labels), training=False)
+    batch = next(iter(pixels))
+    x = model(batch["image"])["embedding"].numpy().astype(np.float64)
+    kernel = [v for v in model.trainable_weights if v.path.endswith("logits/kernel")][0].numpy()
+    cos = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (
+        kernel / np.linalg.norm(kernel, axis=0, keepdims=True))
+    assert results["cosine_accuracy"] == pytest.approx(np.mean(cos.argmax(1) == labels),
+                                                       abs=1 / len(labels))
+    assert os.path.isfile(results["plots"]["roc"])
+    assert results["plots"]["roc"].endswith("roc_test.png")
+
+
+def test_pairs_file_over_an_image_folder(face_run, tmp_path):
+    model_dir, _ = face_run
+    info = data.get_dataset_info("digits")
+    pixels, labels = data.load_arrays(info, "test")
+    folder = tmp_path / "images"
+    names = {}
+    for c in HELD_OUT:
+        rows = np.flatnonzero(labels == c)[:6]
+        names[c] = f"digit_{c}"
+        os.makedirs(folder / names[c])
+        for n, row in enumerate(rows, 1):
+            image = np.round(pixels[row, :, :, 0].astype(np.float64) * 255 / 16).astype(np.uint8)
+            Image.fromarray(image).save(folder / names[c] / f"digit_{c}_{n:04d}.png")
+    lines = ["10\t2"]
+    for c in HELD_OUT:
+        lines += [f"{names[c]}\t{i}\t{j}" for i, j in ((1, 2), (3, 4), (5, 6), (1, 6))]
+    lines += [f"{names[7]}\t{i}\t{names[8 + i % 2]}\t{i}" for i in range(1, 7)]
+    lines += [f"{names[8]}\t{i}\t{names[9]}\t{7 - i}" for i in range(1, 7)]
+    pairs_path = tmp_path / "pairs.txt"
+    pairs_path.write_text("\n".join(lines) + "\n")
+
+    pairs, same = pairs_file.read_pairs(str(pairs_path))
+    assert len(pairs) == 24 and same.sum() == 12
+    record = model_dir_lib.read_config(model_dir)
+    checkpoint, _ = model_dir_lib.checkpoints.newest_usable(model_dir, finite=False)
+    model, _ = model_dir_lib.restore_model(record, checkpoint.path)
+    embed = lambda images: model(images, training=False)["embedding"]  # noqa: E731
+    first, second = pairs_file.pair_embeddings(embed, pairs, str(folder), record.image_shape,
+                                               info)
+    # Independently: PIL decode, NumPy normalisation, the model.
+    def by_hand(name, number):
+        image = np.asarray(Image.open(folder / name / f"{name}_{number:04d}.png"), np.float64)
+        normalised = (image / 255.0 - np.asarray(info.mean)) / np.asarray(info.std)
+        return model(normalised[None, :, :, None].astype(np.float32))["embedding"].numpy()[0]
+    expected = np.stack([by_hand(a, i) for a, i, _, _ in pairs])
+    np.testing.assert_allclose(first, expected, rtol=1e-4, atol=1e-4)
+    expected = np.stack([by_hand(c, j) for _, _, c, j in pairs])
+    np.testing.assert_allclose(second, expected, rtol=1e-4, atol=1e-4)
+
+    [results] = evaluator.evaluate(evaluator.EvalConfig(
+        model_dir=model_dir, verification="pairs", pairs_file=str(pairs_path),
+        pairs_images=str(folder), knn_k=(), output=str(tmp_path / "eval.json"),
+        plot_dir="", summary_dir=""))
+    report = results["verification"]
+    assert report["pairs"] == 24 and report["same_pairs"] == 12
+    scores = verification.cosine_scores(first, second)
+    assert report["roc_auc"] == pytest.approx(verification.roc_auc(scores, same), abs=1e-6)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(verification="pair"), "verification='pair' is not one of: none, pairs"),
+    (dict(flip_fusion=True), "flip_fusion=True apply to verification='pairs'"),
+    (dict(verification="pairs", pairs_file="x.txt"), "give both"),
+    (dict(verification="pairs", verification_pairs=5), "verification_pairs=5 must be"),
+    (dict(verification="pairs", verification_classes="7-x"), "verification_classes='7-x'"),
+])
+def test_bad_verification_options(options, message):
+    with pytest.raises(evaluator.EvalConfigError) as err:
+        evaluator.EvalConfig(model_dir="somewhere", **options).validate()
+    assert message in str(err.value)
+
+
+def test_verification_needs_held_out_classes(tmp_path):
+    model_dir = str(tmp_path / "all")
+    training.train(training.TrainConfig(model="softmax_regression", train_steps=2, model_dir=model_dir,
+                                        export=False, steps_per_loop=2))
+    with pytest.raises(evaluator.EvalConfigError, match="trained on every class"):
+        evaluator.evaluate(evaluator.EvalConfig(model_dir=model_dir, verification="pairs",
+                                                output=str(tmp_path / "e.json")))
+
