@@ -178,6 +178,10 @@ def test_estimator_layout(tmp_path):
                               tmp_path, strip_scope="model",
                               verify_with="tests.slim_reference:lenet")
     assert mapping.verification.prefix == "model/"
+    assert mapping.verification.arg_scope is None  # tests.slim_reference has none: said so
+    assert ("tests.slim_reference:lenet was built WITHOUT an arg scope: none found in its "
+            "module (looked for lenet_arg_scope, slim_reference_arg_scope, slim_arg_scope, "
+            "the module's only *_arg_scope)") in mapping.verification.arg_scope_note()
     assert len(mapping.skipped["optimizer slot"]) == 16
 
 
