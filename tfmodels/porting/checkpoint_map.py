@@ -27,8 +27,10 @@ import difflib
 import os
 
 import tensorflow as tf
+from absl import logging
 
 from tfmodels import model_dir as model_dir_lib
+from tfmodels.porting import checkpoint_choice
 from tfmodels.porting import report as report_lib
 from tfmodels.porting import rules
 
@@ -97,6 +99,7 @@ class Mapping:
     strip_scope: tuple = ()
     ignore: tuple = ()
     verification: object = None  # a porting.verify.Verification once verified
+    choice: str = None  # which checkpoint of a directory was taken and why
     read: object = dataclasses.field(default=None, repr=False)
 
     @property
@@ -114,11 +117,18 @@ class Mapping:
 
 
 def resolve_checkpoint(checkpoint_path):
-    """(checkpoint prefix, 'tf1' | 'tf2') of a prefix or a directory.
+    """(checkpoint prefix, 'tf1' | 'tf2') of a prefix or a directory (`choose_checkpoint`)."""
+    path, source_format, _ = choose_checkpoint(checkpoint_path)
+    return path, source_format
 
-    A directory stands for its newest `ckpt-<N>`, or the state file's latest entry when that
-    names a file directly inside it (`model_dir.checkpoints.resolve_in_directory`): paths a
-    state file names elsewhere are not followed.
+
+def choose_checkpoint(checkpoint_path):
+    """(checkpoint prefix, 'tf1' | 'tf2', note) of a prefix or a directory.
+
+    A directory stands for its newest readable checkpoint, found from its files
+    (`checkpoint_choice.choose_in_directory`: highest step, unreadable ones passed over; the
+    `checkpoint` state file is only compared with it, never followed). The note says which
+    was taken and why (None for a prefix); it is logged.
 
     Raises:
       ValueError: nothing there, or the checkpoint cannot be read (names the path and why).
@@ -127,11 +137,13 @@ def resolve_checkpoint(checkpoint_path):
         raise ValueError(f"checkpoint={checkpoint_path!r} must be a checkpoint prefix or a "
                          "directory holding checkpoints")
     path = os.fspath(checkpoint_path)
-    if tf.io.gfile.isdir(path):
-        latest = model_dir_lib.checkpoints.resolve_in_directory(path)
+    note = None
+    if os.path.isdir(path):
+        latest, note = checkpoint_choice.choose_in_directory(path)
         if latest is None:
-            raise ValueError(f"checkpoint={path!r} is a directory without a checkpoint index "
-                             "file; pass a checkpoint prefix such as DIR/model.ckpt-1000")
+            raise ValueError(f"checkpoint={path!r}: {note}; pass a directory holding "
+                             "checkpoints or a prefix such as DIR/model.ckpt-1000")
+        logging.info("checkpoint=%s: %s", path, note)
         path = latest
     if not (tf.io.gfile.exists(path + ".index") or tf.io.gfile.exists(path)):
         raise ValueError(f"checkpoint={path!r} does not exist (no {path}.index)")
@@ -141,7 +153,7 @@ def resolve_checkpoint(checkpoint_path):
         reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
         raise ValueError(f"checkpoint={path!r} cannot be read as a TensorFlow checkpoint: "
                          f"{type(err).__name__}: {reason}") from None
-    return path, ("tf2" if _OBJECT_GRAPH in keys else "tf1")
+    return path, ("tf2" if _OBJECT_GRAPH in keys else "tf1"), note
 
 
 def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
@@ -172,7 +184,7 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
       ValueError: bad arguments, a missing checkpoint, or a TF2 checkpoint without its config.
       PortingError: use_ema with a TF2 checkpoint trained without weight averages.
     """
-    path, source_format = resolve_checkpoint(checkpoint_path)
+    path, source_format, choice = choose_checkpoint(checkpoint_path)
     scopes = rules.parse_scopes(exclude_scopes, "exclude_scopes")
     outer = rules.parse_scopes(strip_scope, "strip_scope")
     ignored = rules.Ignore(ignore)
@@ -200,7 +212,7 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
     mapping = Mapping(path, source_format, model.name, len(variables),
                       len([k for k in shapes if k != _OBJECT_GRAPH]), scopes, bool(use_ema),
                       strip_scope=outer, ignore=tuple(p for p, _ in ignored.patterns),
-                      read=read)
+                      read=read, choice=choice)
     _assign_entries(mapping, variables, entries, skipped,
                     ema_required=bool(use_ema) and source_format == "tf1")
     mapping.unused_overrides = overrides.unused()

@@ -28,6 +28,7 @@ def report(mapping):
         f"Porting {mapping.source_format.upper()} checkpoint {mapping.checkpoint} "
         f"({mapping.num_checkpoint_variables} variables) into {mapping.model_name} "
         f"({mapping.num_model_variables} variables)",
+    ] + ([f"  chosen: {mapping.choice}"] if mapping.choice else []) + [
         f"  matched    {len(mapping.matched):5d} model variables ({values:,} values; "
         f"{how['EMA shadow']} averaged, {how['override']} by overrides)",
         f"  excluded   {len(mapping.excluded):5d} model variables"
