@@ -20,10 +20,11 @@ from tfmodels.porting.checkpoint_map import (Mapping, Match, PortingError, map_c
                                              resolve_checkpoint)
 from tfmodels.porting.port import check_output_dir, port_checkpoint, write_model_dir
 from tfmodels.porting.rules import load_overrides
-from tfmodels.porting.tf2_init import describe_trainable, load_checkpoint, trainable_variables
+from tfmodels.porting.tf2_init import (check_fresh_not_frozen, describe_trainable,
+                                      load_checkpoint, trainable_variables)
 from tfmodels.porting.verification import Verification, VerificationError, verify
 
 __all__ = ["Mapping", "Match", "PortingError", "Verification", "VerificationError",
-           "check_output_dir", "describe_trainable", "load_checkpoint", "load_overrides", "map_checkpoint",
+           "check_fresh_not_frozen", "check_output_dir", "describe_trainable", "load_checkpoint", "load_overrides", "map_checkpoint",
            "port_checkpoint", "resolve_checkpoint", "trainable_variables", "verify",
            "write_model_dir"]

@@ -67,6 +67,12 @@ class Match:
     key: str            # checkpoint variable it is filled from
     shape: tuple
     rule: str           # how the name was mapped
+    sum_input_channels: bool = False  # kernel [h, w, C, n] summed to [h, w, 1, n]
+
+    def value(self, read):
+        """The checkpoint value as the model variable takes it (`read`: `Mapping.read`)."""
+        value = read(self.key)
+        return value.sum(axis=2, keepdims=True) if self.sum_input_channels else value
 
 
 @dataclasses.dataclass
@@ -327,7 +333,13 @@ def _assign_entries(mapping, variables, entries, skipped, ema_required):
                 chosen.override, chosen.ema) else "superseded by override"
                 if chosen.override and not other.override else "raw value (EMA shadow used)")
             skipped[reason].append(other.key)
-        if chosen.shape != shape:
+        if _one_channel_kernel(shape, chosen.shape):
+            # A grey image tiled to C channels convolved with W equals the grey image
+            # convolved with W summed over its input channels: pretrained conv1 is kept.
+            mapping.matched.append(Match(
+                path, chosen.key, shape, f"{_rule(chosen, path)}, summed over "
+                f"{chosen.shape[2]} input channels (1-channel input)", True))
+        elif chosen.shape != shape:
             mapping.mismatched.append((path, shape, chosen.key, chosen.shape))
         else:
             mapping.matched.append(Match(path, chosen.key, shape, _rule(chosen, path)))
@@ -340,6 +352,13 @@ def _assign_entries(mapping, variables, entries, skipped, ema_required):
         for e in leftovers if e.candidates[0].rpartition("/")[0] in filled]
     mapping.unmatched = [(path, shape, hint or _closest(path, shape, mapping.unused))
                          for path, shape, hint in mapping.unmatched]
+
+
+def _one_channel_kernel(shape, source_shape):
+    """A conv kernel [h, w, 1, n] of the model against [h, w, C > 1, n] in the checkpoint."""
+    return (len(shape) == 4 and len(source_shape) == 4 and shape[2] == 1
+            and source_shape[2] > 1 and tuple(shape[:2]) == tuple(source_shape[:2])
+            and shape[3] == source_shape[3])
 
 
 def _rule(entry, path):

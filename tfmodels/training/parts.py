@@ -79,6 +79,9 @@ def build_training(resolved, strategy, init_from=None):
                 strip_scope=config.init_checkpoint_strip_scope)
             logging.info("initialised from %s\n%s", init_from, mapping.report())
         train_variables = porting.trainable_variables(model, config.trainable_scopes)
+        if init_from:
+            porting.check_fresh_not_frozen(mapping, model, train_variables,
+                                                    config.trainable_scopes)
         if config.trainable_scopes or init_from:
             logging.info("%s", porting.describe_trainable(model, train_variables))
         center_loss = None
