@@ -631,7 +631,8 @@ def test_outer_scope_is_hinted_then_stripped(tmp_path):
     model = small_net()
     mapping = porting.map_checkpoint(model, path)
     assert not mapping.ok and len(mapping.unmatched) == len(model.weights)
-    assert "strip it with strip_scope=model (porting CLI --strip_scope)" in mapping.report()
+    assert ("strip it with strip_scope=model (porting CLI --strip_scope, "
+            "train.py --init_checkpoint_strip_scope)") in mapping.report()
     mapping = porting.map_checkpoint(model, path, strip_scope="model")
     assert mapping.ok and mapping.matched[0].key.startswith("model/Net/")
 

@@ -30,7 +30,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfmodels import model_dir as model_dir_lib
-from tfmodels.porting import checkpoint_choice
+from tfmodels.porting import by_order, checkpoint_choice
 from tfmodels.porting import report as report_lib
 from tfmodels.porting import rules
 
@@ -106,6 +106,7 @@ class Mapping:
     ignore: tuple = ()
     verification: object = None  # a porting.verify.Verification once verified
     choice: str = None  # which checkpoint of a directory was taken and why
+    by_order: str = None  # how layers were paired by structure and order, if they were
     read: object = dataclasses.field(default=None, repr=False)
 
     @property
@@ -201,12 +202,20 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
                              f"{variable.path!r}; build it with nets.build_model")
         variables[variable.path] = variable
     rules.check_scopes(scopes, list(variables), "exclude_scopes")
-    overrides = rules.Overrides(rules.load_overrides(overrides))
+    overrides = rules.load_overrides(overrides)
+    order_note = None
 
     skipped = collections.defaultdict(list)
     if source_format == "tf1":
         reader = tf.train.load_checkpoint(path)
         shapes = reader.get_variable_to_shape_map()
+        if not overrides:  # names without a net scope: pair layers by structure and order
+            overrides, order_note = by_order.match_by_order(
+                [(p, tuple(v.shape)) for p, v in variables.items()],
+                _plain_names(shapes, outer))
+            overrides = overrides or {}
+    overrides = rules.Overrides(overrides)
+    if source_format == "tf1":
         entries = _tf1_entries(shapes, overrides, use_ema, skipped, ignored, outer)
         read = reader.get_tensor
     else:
@@ -218,12 +227,23 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
     mapping = Mapping(path, source_format, model.name, len(variables),
                       len([k for k in shapes if k != _OBJECT_GRAPH]), scopes, bool(use_ema),
                       strip_scope=outer, ignore=tuple(p for p, _ in ignored.patterns),
-                      read=read, choice=choice)
+                      read=read, choice=choice, by_order=order_note)
     _assign_entries(mapping, variables, entries, skipped,
                     ema_required=bool(use_ema) and source_format == "tf1")
     mapping.unused_overrides = overrides.unused()
     mapping.skipped = {reason: sorted(keys) for reason, keys in skipped.items()}
     return mapping
+
+
+def _plain_names(shapes, outer):
+    """Checkpoint names without replica prefixes and outer scopes, leaving out EMA shadows
+    and bookkeeping (optimizer slots, global_step)."""
+    names = set()
+    for key in shapes:
+        scoped = rules.strip_scope(rules.strip_replica_prefix(key)[0], outer)
+        if rules.ema_base(scoped) is None and rules.skip_reason(scoped) is None:
+            names.add(scoped)
+    return sorted(names)
 
 
 def _tf1_entries(shapes, overrides, use_ema, skipped, ignored, outer):

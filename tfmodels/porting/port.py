@@ -119,7 +119,8 @@ def port_checkpoint(checkpoint_path, model_name, num_classes, input_shape, outpu
     if mapping.verification is not None:
         result = mapping.verification
         config["porting"]["verified"] = {
-            "with": result.function, "arg_scope": result.arg_scope, "images": f"{result.num_images} {result.images}",
+            "with": result.function, "arg_scope": result.arg_scope,
+            "images": f"{result.num_images} {result.images}",
             "max_abs_logit_difference": result.max_abs,
             "max_relative_logit_difference": result.max_rel, "tolerance": result.tol}
     if dataset:

@@ -5,11 +5,13 @@
     result = porting.verify(model, "legacy/model.ckpt-5000", "legacy_mynet:mynet")
     print(result.summary())   # max |diff| and max relative diff of the logits
 
-The legacy function runs in a separate Python process (`porting.legacy_graph`): TF1 graph mode
-is switched on process-wide and for good (`disable_v2_behavior`), and legacy modules often do
-it themselves when imported, which would break this process. It is built in inference mode
-under its arg scope (given, or found by slim's naming conventions: `resnet_v1_50` ->
-`resnet_arg_scope`; the summary says which, or that none was found), restored from the checkpoint with a TF1 Saver (EMA
+The legacy function runs in a separate Python process (`porting.legacy_graph`, with
+`TF_USE_LEGACY_KERAS=1` when tf-keras is installed, so `tf.compat.v1.layers` code runs): TF1
+graph mode is switched on process-wide and for good (`disable_v2_behavior`), and legacy
+modules often do it themselves when imported, which would break this process. It is built in
+inference mode under its arg scope (given, or found by slim's naming conventions:
+`resnet_v1_50` -> `resnet_arg_scope`; `arg_scope_note()` says which, or that none was found),
+restored from the checkpoint with a TF1 Saver (EMA
 shadows with `use_ema`, as TF1 evaluation did) and fed the batch this process made; this
 process runs the Keras model on the same batch and compares:
 
@@ -20,6 +22,7 @@ an activation) are caught here.
 """
 import dataclasses
 import glob
+import importlib.util
 import json
 import os
 import subprocess
@@ -218,6 +221,11 @@ def run_legacy(function, checkpoint, images, num_classes, *, use_ema=False, time
         env = dict(os.environ, KERAS_BACKEND="tensorflow",
                    PYTHONPATH=os.pathsep.join(path + [os.environ.get("PYTHONPATH", "")]))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if importlib.util.find_spec("tf_keras") is not None:
+            # tf.compat.v1.layers (conv2d, dense, batch_normalization) exist only with the
+            # legacy Keras 2 behind tf.keras, chosen before TensorFlow is imported: the child
+            # runs TF1 code only, this process keeps Keras 3.
+            env["TF_USE_LEGACY_KERAS"] = "1"
         try:
             result = subprocess.run(
                 [sys.executable, "-m", "tfmodels.porting.legacy_graph",

@@ -76,7 +76,8 @@ def build_training(resolved, strategy, init_from=None):
             mapping = porting.load_checkpoint(
                 model, init_from, exclude_scopes=config.checkpoint_exclude_scopes,
                 use_ema=config.init_checkpoint_use_ema, ignore=config.init_checkpoint_ignore,
-                strip_scope=config.init_checkpoint_strip_scope)
+                strip_scope=config.init_checkpoint_strip_scope,
+                overrides=config.init_checkpoint_overrides)
             logging.info("initialised from %s\n%s", init_from, mapping.report())
         train_variables = porting.trainable_variables(model, config.trainable_scopes)
         if init_from:
