@@ -135,6 +135,12 @@ flags.DEFINE_list("init_checkpoint_ignore", list(D.init_checkpoint_ignore), "Che
                   "variables of --init_checkpoint to leave out on purpose (scopes or regexes).")
 flags.DEFINE_list("init_checkpoint_strip_scope", list(D.init_checkpoint_strip_scope), "Outer "
                   "scope to remove from --init_checkpoint's names (e.g. an Estimator's model/).")
+# --- renames for --init_checkpoint (the porting CLI's --overrides) ---
+flags.DEFINE_string("init_checkpoint_overrides", D.init_checkpoint_overrides, "Renames for "
+                    "--init_checkpoint's variables that do not follow slim naming: a JSON "
+                    "object {checkpoint key or regex: model variable path or null} or a file "
+                    "holding one (as python -m tfmodels.porting --overrides).")
+# --- end renames ---
 flags.DEFINE_list("trainable_scopes", list(D.trainable_scopes), "Train only variables under "
                   "these scopes (default: all).")
 common_flags.define_strategy_flags(D)
@@ -178,6 +184,7 @@ def config_from_flags():
         checkpoint_exclude_scopes=tuple(FLAGS.checkpoint_exclude_scopes),
         init_checkpoint_ignore=tuple(FLAGS.init_checkpoint_ignore),
         init_checkpoint_strip_scope=tuple(FLAGS.init_checkpoint_strip_scope),
+        init_checkpoint_overrides=FLAGS.init_checkpoint_overrides,
         trainable_scopes=tuple(FLAGS.trainable_scopes), **common_flags.strategy_options())
 
 

@@ -93,6 +93,7 @@ def test_every_option_has_a_flag(train_script, tmp_path):
                "export": "false", "init_checkpoint": str(tmp_path),
                "init_checkpoint_use_ema": "true", "checkpoint_exclude_scopes": "a/b",
                "init_checkpoint_ignore": "x/.*", "init_checkpoint_strip_scope": "model",
+               "init_checkpoint_overrides": "{\"a\": \"b\"}",
                "trainable_scopes": "c", "image_size": "32x24", "preprocessing": "vgg",
                "skip_undecodable": "true", "margin": "combined", "margin_scale": "30",
                "margin_m1": "1", "margin_m2": "0.25", "margin_m3": "0.15",

@@ -178,6 +178,10 @@ def test_estimator_layout(tmp_path):
                               tmp_path, strip_scope="model",
                               verify_with="tests.slim_reference:lenet")
     assert mapping.verification.prefix == "model/"
+    assert mapping.verification.arg_scope is None  # tests.slim_reference has none: said so
+    assert ("tests.slim_reference:lenet was built WITHOUT an arg scope: none found in its "
+            "module (looked for lenet_arg_scope, slim_reference_arg_scope, slim_arg_scope, "
+            "the module's only *_arg_scope)") in mapping.verification.arg_scope_note()
     assert len(mapping.skipped["optimizer slot"]) == 16
 
 
@@ -191,6 +195,29 @@ def test_two_tower_layout(tmp_path):
     assert mapping.verification.prefix == "tower_0/"
     assert all(m.key.startswith("tower_0/") and m.key.endswith("/ExponentialMovingAverage")
                for m in mapping.matched)
+
+
+@pytest.mark.subprocess
+def test_tf_layers_style(tmp_path):
+    """tf.compat.v1.layers code (no net scope, `conv2d_1/kernel`, `dense_1/bias`), trained and
+    saved under legacy Keras in its own process, ports into LeNet by structure and order and
+    verifies against the same code (the verify process sets up legacy Keras itself)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, f"{EXAMPLES}/legacy_layers_lenet.py",
+                             str(tmp_path / "run" / "model.ckpt")], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {"conv2d_1/kernel", "dense_1/bias", "global_step"} <= set(keys_of(
+        str(tmp_path / "run" / "model.ckpt-3")))
+    mapping = port_and_verify("tf.compat.v1.layers (no net scope, Adam)", str(tmp_path / "run"),
+                              "lenet", 10, (28, 28, 1), tmp_path,
+                              verify_with="legacy_layers_lenet:lenet")
+    assert {m.key: m.path for m in mapping.matched}["conv2d_1/kernel"] == "LeNet/conv2/kernel"
+    assert "dense -> LeNet/fc3, dense_1 -> LeNet/fc4" in mapping.report()
 
 
 # ---------------------------------------------------------------- what verify catches

@@ -404,6 +404,45 @@ def test_ema_shadows_port(resnet_v1_50_checkpoint):
     gc.collect()
 
 
+@pytest.mark.parametrize("module, function, expected", [
+    ("resnet_v1", "resnet_v1_50", "resnet_arg_scope"),  # per family, in resnet_utils
+    ("resnet_v2", "resnet_v2_152", "resnet_arg_scope"),
+    ("vgg", "vgg_16", "vgg_arg_scope"),
+    ("inception_v3", "inception_v3", "inception_v3_arg_scope"),
+    ("inception_v1", "inception_v1", "inception_v1_arg_scope"),
+    ("alexnet", "alexnet_v2", "alexnet_v2_arg_scope"),
+    ("overfeat", "overfeat", "overfeat_arg_scope"),
+])
+def test_arg_scope_found_by_slim_conventions(module, function, expected):
+    import importlib
+
+    from tfmodels.porting import legacy_graph
+
+    found, tried = legacy_graph.find_arg_scope(
+        importlib.import_module(f"tf_slim.nets.{module}"), function)
+    assert found == expected and tried[-1] == f"{expected}"
+    assert tried[0] == f"{function}_arg_scope"
+
+
+@pytest.mark.subprocess
+def test_verify_with_tf_slims_own_module(resnet_v1_50_checkpoint):
+    """tf_slim.nets.resnet_v1:resnet_v1_50 as it is: built under resnet_arg_scope (BN with
+    gamma, epsilon 1e-5), found by its family name (without it slim's convs would have
+    biases and no BatchNorm, and the checkpoint would not fit)."""
+    saved = resnet_v1_50_checkpoint
+    model = nets.build_model("resnet_v1_50", 1000, (64, 64, 3))
+    porting.load_checkpoint(model, saved.path)
+    result = porting.verify(model, saved.path, "tf_slim.nets.resnet_v1:resnet_v1_50",
+                            images=saved.images, timeout=300)
+    MEASURED["resnet_v1_50 vs tf_slim.nets.resnet_v1 (verify)"] = result.max_rel
+    assert result.ok and result.max_rel <= RTOL
+    assert result.arg_scope == "tf_slim.nets.resnet_v1:resnet_arg_scope"
+    assert "built under arg scope tf_slim.nets.resnet_v1:resnet_arg_scope" in (
+        result.arg_scope_note())
+    del model
+    gc.collect()
+
+
 def test_ema_missing_fails(lenet_checkpoint):
     model = nets.build_model("lenet", 10, (28, 28, 1))
     with pytest.raises(porting.PortingError) as error:
@@ -498,7 +537,7 @@ def test_bad_arguments(kwargs, match, lenet_checkpoint, tmp_path):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=match):
         porting.map_checkpoint(model, arguments.pop("checkpoint_path"), **arguments)
-    with pytest.raises(ValueError, match="is a directory without a checkpoint index"):
+    with pytest.raises(ValueError, match=r"holds no checkpoint index file \(\*\.index\)"):
         porting.map_checkpoint(model, str(tmp_path))
 
 
@@ -592,7 +631,8 @@ def test_outer_scope_is_hinted_then_stripped(tmp_path):
     model = small_net()
     mapping = porting.map_checkpoint(model, path)
     assert not mapping.ok and len(mapping.unmatched) == len(model.weights)
-    assert "strip it with strip_scope=model (porting CLI --strip_scope)" in mapping.report()
+    assert ("strip it with strip_scope=model (porting CLI --strip_scope, "
+            "train.py --init_checkpoint_strip_scope)") in mapping.report()
     mapping = porting.map_checkpoint(model, path, strip_scope="model")
     assert mapping.ok and mapping.matched[0].key.startswith("model/Net/")
 

@@ -276,7 +276,8 @@ def test_custom_net_mistakes_fail_as_the_guide_shows(custom_example):
     assert ("the builder needs batch_norm(scale=True): slim's batch_norm makes no gamma unless "
             "scale=True") in result.stderr
     assert "  ConvNet/block1/conv/conv_1/BatchNorm/gamma (16,)\n" in result.stderr
-    assert "ignore='.*/BatchNorm/gamma(/.*)?' (porting CLI --ignore)" in result.stderr
+    assert ("ignore='.*/BatchNorm/gamma(/.*)?' (porting CLI --ignore, "
+            "train.py --init_checkpoint_ignore)") in result.stderr
 
     result = cli(args + ["--model=convnet_eps:convnet", "--verify_with=legacy_convnet:convnet",
                          "--output=eps"], directory)

@@ -594,3 +594,55 @@ def test_enable_tf_slim_without_tf_keras(monkeypatch):
     monkeypatch.setitem(sys.modules, "tf_keras.src.legacy_tf_layers", None)
     with pytest.raises(ImportError, match="pip install tf-keras"):
         compat.enable_tf_slim()
+
+
+def test_slims_own_batch_norm_params_as_written(images, rng):
+    """inception_v3_arg_scope's normalizer_params (`variables_collections`, `fused`,
+    `updates_collections`) and resnet_arg_scope's batch_norm defaults, taken from tf_slim's
+    own arg scopes, build our BatchNorm and give tf_slim's graph's outputs."""
+    from tf_slim.nets import inception_v3, resnet_utils
+
+    inception = dict(inception_v3.inception_v3_arg_scope()[
+        tf_slim.arg_scope_func_key(tf_slim.conv2d)]["normalizer_params"], is_training=False)
+    resnet = dict(resnet_utils.resnet_arg_scope()[
+        tf_slim.arg_scope_func_key(tf_slim.batch_norm)], is_training=False)
+    assert {"variables_collections", "fused", "updates_collections"} <= set(inception)
+    assert "updates_collections" in resnet
+
+    def reference(x):
+        slim = slim_reference.slim()
+        a = slim.conv2d(x, 4, 3, normalizer_fn=slim.batch_norm, normalizer_params=inception,
+                        scope="inception")
+        with slim.arg_scope([slim.batch_norm], **resnet):
+            b = slim.conv2d(x, 4, 3, normalizer_fn=slim.batch_norm, scope="resnet")
+        return {"inception": a, "resnet": b}
+
+    def ours(x):
+        a = scopes.conv2d(x, 4, 3, normalizer_fn=scopes.batch_norm,
+                          normalizer_params=inception, scope="inception")
+        with scopes.arg_scope([scopes.batch_norm], **resnet):
+            b = scopes.conv2d(x, 4, 3, normalizer_fn=scopes.batch_norm, scope="resnet")
+        return {"inception": a, "resnet": b}
+
+    expected, before, _ = slim_reference.run_graph(reference, images, randomize_moving_stats=rng,
+                                                   run_updates=False)
+    model = _model(ours)
+    slim_reference.load_into(model, before)
+    outputs = model(images, training=False)
+    for key in expected:
+        np.testing.assert_allclose(outputs[key], expected[key], rtol=1e-5, atol=1e-5,
+                                   err_msg=key)
+    assert "resnet/BatchNorm/gamma" in before and "inception/BatchNorm/gamma" not in before
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"data_format": "NCHW"}, r"batch_norm\(data_format='NCHW'\) is not supported: allowed "
+                              r"'NHWC'"),
+    ({"zero_debias_moving_mean": True}, r"batch_norm\(zero_debias_moving_mean=True\)"),
+    ({"renorm": True}, r"batch_norm\(renorm=True\) is not supported: allowed False"),
+    ({"reuse": True}, r"batch_norm\(reuse=True\)"),
+])
+def test_batch_norm_refuses_slim_settings_that_change_the_result(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _model(lambda x: scopes.conv2d(x, 4, 3, normalizer_fn=scopes.batch_norm,
+                                       normalizer_params=kwargs))

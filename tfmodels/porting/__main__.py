@@ -49,9 +49,10 @@ flags.DEFINE_string("overrides", None, "Renames for nets that do not follow slim
 flags.DEFINE_bool("use_ema", False, "Take <var>/ExponentialMovingAverage shadows instead of "
                   "the raw weights (required for every trainable variable).")
 flags.DEFINE_string("verify_with", None, "package.module:function of the legacy TF1 model "
-                    "function (slim contract, <function>_arg_scope beside it): it is run in a "
-                    "separate process, restored from --checkpoint, and its logits compared "
-                    "with the ported model's on one batch before anything is written.")
+                    "function (slim contract): it is run in a separate process under its arg "
+                    "scope (--verify_arg_scope), restored from --checkpoint, and its logits "
+                    "compared with the ported model's on one batch before anything is "
+                    "written.")
 flags.DEFINE_float("verify_tol", 1e-4, "Largest max |logit difference| / max |legacy logit| "
                    "that passes --verify_with.", lower_bound=0.0)
 flags.DEFINE_string("verify_images", "random", "Batch for --verify_with: random (8 seeded "
@@ -60,6 +61,12 @@ flags.DEFINE_string("verify_images", "random", "Batch for --verify_with: random 
                     "normalised as --dataset's pipeline does ([0, 1] without --dataset).")
 flags.DEFINE_integer("verify_timeout", 600, "Seconds the --verify_with process may take.",
                      lower_bound=1)
+# --- legacy arg scope for --verify_with ---
+flags.DEFINE_string("verify_arg_scope", None, "package.module:function of the arg scope to "
+                    "build --verify_with's function under, or none. Default: found in its "
+                    "module by slim's names (<net>_arg_scope, <family>_arg_scope such as "
+                    "resnet_arg_scope, <module>_arg_scope); the summary says which.")
+# --- end legacy arg scope ---
 flags.DEFINE_bool("dry_run", False, "Print the mapping table and report; write nothing (with "
                   "--verify_with, also verify in memory).")
 flags.DEFINE_string("dataset", None, "Dataset name recorded in config.json (for eval.py).")
@@ -93,7 +100,7 @@ def main(argv):
             ignore=FLAGS.ignore, strip_scope=FLAGS.strip_scope, dataset=FLAGS.dataset,
             seed=FLAGS.seed, dry_run=FLAGS.dry_run, verify_with=FLAGS.verify_with,
             verify_tol=FLAGS.verify_tol, verify_images=FLAGS.verify_images,
-            verify_timeout=FLAGS.verify_timeout)
+            verify_timeout=FLAGS.verify_timeout, verify_arg_scope=FLAGS.verify_arg_scope)
     except ValueError as err:  # PortingError / VerificationError (their report), a bad value
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -102,6 +109,7 @@ def main(argv):
     print(mapping.report())
     if mapping.verification is not None:
         print(mapping.verification.summary())
+        print(mapping.verification.arg_scope_note())
     if FLAGS.dry_run:
         return 0 if mapping.ok else 1
     print(f"wrote {FLAGS.output}: {os.path.basename(porting.resolve_checkpoint(FLAGS.output)[0])}"

@@ -27,8 +27,10 @@ import difflib
 import os
 
 import tensorflow as tf
+from absl import logging
 
 from tfmodels import model_dir as model_dir_lib
+from tfmodels.porting import by_order, checkpoint_choice
 from tfmodels.porting import report as report_lib
 from tfmodels.porting import rules
 
@@ -65,6 +67,12 @@ class Match:
     key: str            # checkpoint variable it is filled from
     shape: tuple
     rule: str           # how the name was mapped
+    sum_input_channels: bool = False  # kernel [h, w, C, n] summed to [h, w, 1, n]
+
+    def value(self, read):
+        """The checkpoint value as the model variable takes it (`read`: `Mapping.read`)."""
+        value = read(self.key)
+        return value.sum(axis=2, keepdims=True) if self.sum_input_channels else value
 
 
 @dataclasses.dataclass
@@ -97,6 +105,8 @@ class Mapping:
     strip_scope: tuple = ()
     ignore: tuple = ()
     verification: object = None  # a porting.verify.Verification once verified
+    choice: str = None  # which checkpoint of a directory was taken and why
+    by_order: str = None  # how layers were paired by structure and order, if they were
     read: object = dataclasses.field(default=None, repr=False)
 
     @property
@@ -114,11 +124,18 @@ class Mapping:
 
 
 def resolve_checkpoint(checkpoint_path):
-    """(checkpoint prefix, 'tf1' | 'tf2') of a prefix or a directory.
+    """(checkpoint prefix, 'tf1' | 'tf2') of a prefix or a directory (`choose_checkpoint`)."""
+    path, source_format, _ = choose_checkpoint(checkpoint_path)
+    return path, source_format
 
-    A directory stands for its newest `ckpt-<N>`, or the state file's latest entry when that
-    names a file directly inside it (`model_dir.checkpoints.resolve_in_directory`): paths a
-    state file names elsewhere are not followed.
+
+def choose_checkpoint(checkpoint_path):
+    """(checkpoint prefix, 'tf1' | 'tf2', note) of a prefix or a directory.
+
+    A directory stands for its newest readable checkpoint, found from its files
+    (`checkpoint_choice.choose_in_directory`: highest step, unreadable ones passed over; the
+    `checkpoint` state file is only compared with it, never followed). The note says which
+    was taken and why (None for a prefix); it is logged.
 
     Raises:
       ValueError: nothing there, or the checkpoint cannot be read (names the path and why).
@@ -127,11 +144,13 @@ def resolve_checkpoint(checkpoint_path):
         raise ValueError(f"checkpoint={checkpoint_path!r} must be a checkpoint prefix or a "
                          "directory holding checkpoints")
     path = os.fspath(checkpoint_path)
-    if tf.io.gfile.isdir(path):
-        latest = model_dir_lib.checkpoints.resolve_in_directory(path)
+    note = None
+    if os.path.isdir(path):
+        latest, note = checkpoint_choice.choose_in_directory(path)
         if latest is None:
-            raise ValueError(f"checkpoint={path!r} is a directory without a checkpoint index "
-                             "file; pass a checkpoint prefix such as DIR/model.ckpt-1000")
+            raise ValueError(f"checkpoint={path!r}: {note}; pass a directory holding "
+                             "checkpoints or a prefix such as DIR/model.ckpt-1000")
+        logging.info("checkpoint=%s: %s", path, note)
         path = latest
     if not (tf.io.gfile.exists(path + ".index") or tf.io.gfile.exists(path)):
         raise ValueError(f"checkpoint={path!r} does not exist (no {path}.index)")
@@ -141,7 +160,7 @@ def resolve_checkpoint(checkpoint_path):
         reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
         raise ValueError(f"checkpoint={path!r} cannot be read as a TensorFlow checkpoint: "
                          f"{type(err).__name__}: {reason}") from None
-    return path, ("tf2" if _OBJECT_GRAPH in keys else "tf1")
+    return path, ("tf2" if _OBJECT_GRAPH in keys else "tf1"), note
 
 
 def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
@@ -172,7 +191,7 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
       ValueError: bad arguments, a missing checkpoint, or a TF2 checkpoint without its config.
       PortingError: use_ema with a TF2 checkpoint trained without weight averages.
     """
-    path, source_format = resolve_checkpoint(checkpoint_path)
+    path, source_format, choice = choose_checkpoint(checkpoint_path)
     scopes = rules.parse_scopes(exclude_scopes, "exclude_scopes")
     outer = rules.parse_scopes(strip_scope, "strip_scope")
     ignored = rules.Ignore(ignore)
@@ -183,12 +202,20 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
                              f"{variable.path!r}; build it with nets.build_model")
         variables[variable.path] = variable
     rules.check_scopes(scopes, list(variables), "exclude_scopes")
-    overrides = rules.Overrides(rules.load_overrides(overrides))
+    overrides = rules.load_overrides(overrides)
+    order_note = None
 
     skipped = collections.defaultdict(list)
     if source_format == "tf1":
         reader = tf.train.load_checkpoint(path)
         shapes = reader.get_variable_to_shape_map()
+        if not overrides:  # names without a net scope: pair layers by structure and order
+            overrides, order_note = by_order.match_by_order(
+                [(p, tuple(v.shape)) for p, v in variables.items()],
+                _plain_names(shapes, outer))
+            overrides = overrides or {}
+    overrides = rules.Overrides(overrides)
+    if source_format == "tf1":
         entries = _tf1_entries(shapes, overrides, use_ema, skipped, ignored, outer)
         read = reader.get_tensor
     else:
@@ -200,12 +227,23 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
     mapping = Mapping(path, source_format, model.name, len(variables),
                       len([k for k in shapes if k != _OBJECT_GRAPH]), scopes, bool(use_ema),
                       strip_scope=outer, ignore=tuple(p for p, _ in ignored.patterns),
-                      read=read)
+                      read=read, choice=choice, by_order=order_note)
     _assign_entries(mapping, variables, entries, skipped,
                     ema_required=bool(use_ema) and source_format == "tf1")
     mapping.unused_overrides = overrides.unused()
     mapping.skipped = {reason: sorted(keys) for reason, keys in skipped.items()}
     return mapping
+
+
+def _plain_names(shapes, outer):
+    """Checkpoint names without replica prefixes and outer scopes, leaving out EMA shadows
+    and bookkeeping (optimizer slots, global_step)."""
+    names = set()
+    for key in shapes:
+        scoped = rules.strip_scope(rules.strip_replica_prefix(key)[0], outer)
+        if rules.ema_base(scoped) is None and rules.skip_reason(scoped) is None:
+            names.add(scoped)
+    return sorted(names)
 
 
 def _tf1_entries(shapes, overrides, use_ema, skipped, ignored, outer):
@@ -315,7 +353,13 @@ def _assign_entries(mapping, variables, entries, skipped, ema_required):
                 chosen.override, chosen.ema) else "superseded by override"
                 if chosen.override and not other.override else "raw value (EMA shadow used)")
             skipped[reason].append(other.key)
-        if chosen.shape != shape:
+        if _one_channel_kernel(shape, chosen.shape):
+            # A grey image tiled to C channels convolved with W equals the grey image
+            # convolved with W summed over its input channels: pretrained conv1 is kept.
+            mapping.matched.append(Match(
+                path, chosen.key, shape, f"{_rule(chosen, path)}, summed over "
+                f"{chosen.shape[2]} input channels (1-channel input)", True))
+        elif chosen.shape != shape:
             mapping.mismatched.append((path, shape, chosen.key, chosen.shape))
         else:
             mapping.matched.append(Match(path, chosen.key, shape, _rule(chosen, path)))
@@ -328,6 +372,13 @@ def _assign_entries(mapping, variables, entries, skipped, ema_required):
         for e in leftovers if e.candidates[0].rpartition("/")[0] in filled]
     mapping.unmatched = [(path, shape, hint or _closest(path, shape, mapping.unused))
                          for path, shape, hint in mapping.unmatched]
+
+
+def _one_channel_kernel(shape, source_shape):
+    """A conv kernel [h, w, 1, n] of the model against [h, w, C > 1, n] in the checkpoint."""
+    return (len(shape) == 4 and len(source_shape) == 4 and shape[2] == 1
+            and source_shape[2] > 1 and tuple(shape[:2]) == tuple(source_shape[:2])
+            and shape[3] == source_shape[3])
 
 
 def _rule(entry, path):

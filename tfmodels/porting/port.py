@@ -47,7 +47,8 @@ def check_output_dir(output_dir):
 def port_checkpoint(checkpoint_path, model_name, num_classes, input_shape, output_dir, *,
                     exclude_scopes=(), overrides=None, use_ema=False, ignore=(),
                     strip_scope=(), dataset=None, seed=0, dry_run=False, verify_with=None,
-                    verify_tol=1e-4, verify_images=None, verify_timeout=600):
+                    verify_tol=1e-4, verify_images=None, verify_timeout=600,
+                    verify_arg_scope=None):
     """Build `model_name`, fill it from the checkpoint (strict), verify it, write `output_dir`.
 
     Args:
@@ -63,7 +64,8 @@ def port_checkpoint(checkpoint_path, model_name, num_classes, input_shape, outpu
         verify_with, a plan that is OK is loaded into the model in memory and verified.
       verify_with: 'module:function' of the legacy TF1 model function to compare logits with
         (`porting.verify`), run in a separate process; None skips the check.
-      verify_tol, verify_images, verify_timeout: `verify`'s tol, images and timeout.
+      verify_tol, verify_images, verify_timeout, verify_arg_scope: `verify`'s tol, images,
+        timeout and arg_scope.
 
     Returns:
       The `Mapping` (for a dry run possibly not `ok`); `.verification` holds the numbers
@@ -95,7 +97,8 @@ def port_checkpoint(checkpoint_path, model_name, num_classes, input_shape, outpu
         try:
             mapping.verification = verification.verify(
                 model, mapping.checkpoint, verify_with, images=verify_images, use_ema=use_ema,
-                tol=verify_tol, seed=seed, dataset=dataset, timeout=verify_timeout)
+                tol=verify_tol, seed=seed, dataset=dataset, timeout=verify_timeout,
+                arg_scope=verify_arg_scope)
         except verification.VerificationError as err:
             raise verification.VerificationError(
                 f"{err}\n{'' if dry_run else 'Nothing was written.'}".rstrip(),
@@ -117,7 +120,8 @@ def port_checkpoint(checkpoint_path, model_name, num_classes, input_shape, outpu
     if mapping.verification is not None:
         result = mapping.verification
         config["porting"]["verified"] = {
-            "with": result.function, "images": f"{result.num_images} {result.images}",
+            "with": result.function, "arg_scope": result.arg_scope,
+            "images": f"{result.num_images} {result.images}",
             "max_abs_logit_difference": result.max_abs,
             "max_relative_logit_difference": result.max_rel, "tolerance": result.tol}
     if dataset:

@@ -28,6 +28,8 @@ def report(mapping):
         f"Porting {mapping.source_format.upper()} checkpoint {mapping.checkpoint} "
         f"({mapping.num_checkpoint_variables} variables) into {mapping.model_name} "
         f"({mapping.num_model_variables} variables)",
+    ] + ([f"  chosen: {mapping.choice}"] if mapping.choice else []) + (
+        [f"  layers {mapping.by_order}"] if mapping.by_order else []) + [
         f"  matched    {len(mapping.matched):5d} model variables ({values:,} values; "
         f"{how['EMA shadow']} averaged, {how['override']} by overrides)",
         f"  excluded   {len(mapping.excluded):5d} model variables"
@@ -149,13 +151,16 @@ def _hint(mapping):
     if mapping.unused_in_layers:
         hints.append("build those layers as the legacy code did (the setting to change is "
                      "named above), or, if the checkpoint's values are really not needed, "
-                     f"ignore them: ignore={_ignore_spec(mapping)} (porting CLI --ignore)")
+                     f"ignore them: ignore={_ignore_spec(mapping)} (porting CLI --ignore, "
+                     "train.py --init_checkpoint_ignore)")
     prefix = _common_prefix(mapping)
     if prefix:
         hints.append(f"the checkpoint's variables sit under an outer scope: strip it with "
-                     f"strip_scope={prefix} (porting CLI --strip_scope)")
+                     f"strip_scope={prefix} (porting CLI --strip_scope, train.py "
+                     "--init_checkpoint_strip_scope)")
     if mapping.unmatched or mapping.ambiguous:
         hints.append("to map differently named variables pass overrides "
-                     "{checkpoint key or regex: model variable path} (docs/PORTING.md); "
+                     "{checkpoint key or regex: model variable path} (porting CLI "
+                     "--overrides, train.py --init_checkpoint_overrides; docs/PORTING.md); "
                      "the dry run (--dry_run) prints the full table")
     return "Hint: " + "; ".join(hints) if hints else "Hint: see docs/PORTING.md"

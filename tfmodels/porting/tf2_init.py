@@ -49,7 +49,7 @@ def load_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None
     for match in mapping.matched:
         variable = variables[match.path]
         # One variable at a time: VGG-16's 138M values would double peak memory if read at once.
-        variable.assign(np.asarray(mapping.read(match.key), dtype=variable.dtype))
+        variable.assign(np.asarray(match.value(mapping.read), dtype=variable.dtype))
     logging.info("initialised %d of %d variables of %s from %s (%s)%s",
                  len(mapping.matched), mapping.num_model_variables, mapping.model_name,
                  mapping.checkpoint, mapping.source_format,
@@ -86,6 +86,26 @@ def trainable_variables(model, trainable_scopes=()):
     rules.check_scopes(scopes, [v.path for v in variables], "trainable_scopes",
                        what="trainable variable")
     return [v for v in variables if any(rules.in_scope(v.path, s) for s in scopes)]
+
+
+def check_fresh_not_frozen(mapping, model, train_variables, trainable_scopes):
+    """Refuse variables left at their random initialisation (excluded from the checkpoint)
+    that the optimizer would not update either (outside `trainable_scopes`).
+
+    Raises:
+      ValueError: one line naming the scopes and the variables.
+    """
+    trained = {id(v) for v in train_variables}
+    excluded = set(mapping.excluded)
+    stuck = [v.path for v in model.trainable_variables
+             if v.path in excluded and id(v) not in trained]
+    if stuck:
+        shown = ", ".join(stuck[:4]) + (f" and {len(stuck) - 4} more" if len(stuck) > 4 else "")
+        raise ValueError(
+            f"checkpoint_exclude_scopes={','.join(mapping.exclude_scopes)!r} leaves {shown} "
+            f"at random initial values and trainable_scopes={','.join(trainable_scopes)!r} "
+            "freezes them: add their scope to --trainable_scopes or drop it from "
+            "--checkpoint_exclude_scopes")
 
 
 def describe_trainable(model, train_variables, depth=2):

@@ -5,10 +5,13 @@
     result = porting.verify(model, "legacy/model.ckpt-5000", "legacy_mynet:mynet")
     print(result.summary())   # max |diff| and max relative diff of the logits
 
-The legacy function runs in a separate Python process (`porting.legacy_graph`): TF1 graph mode
-is switched on process-wide and for good (`disable_v2_behavior`), and legacy modules often do
-it themselves when imported, which would break this process. It is built with its own
-`<function>_arg_scope` in inference mode, restored from the checkpoint with a TF1 Saver (EMA
+The legacy function runs in a separate Python process (`porting.legacy_graph`, with
+`TF_USE_LEGACY_KERAS=1` when tf-keras is installed, so `tf.compat.v1.layers` code runs): TF1
+graph mode is switched on process-wide and for good (`disable_v2_behavior`), and legacy
+modules often do it themselves when imported, which would break this process. It is built in
+inference mode under its arg scope (given, or found by slim's naming conventions:
+`resnet_v1_50` -> `resnet_arg_scope`; `arg_scope_note()` says which, or that none was found),
+restored from the checkpoint with a TF1 Saver (EMA
 shadows with `use_ema`, as TF1 evaluation did) and fed the batch this process made; this
 process runs the Keras model on the same batch and compares:
 
@@ -19,6 +22,7 @@ an activation) are caught here.
 """
 import dataclasses
 import glob
+import importlib.util
 import json
 import os
 import subprocess
@@ -56,6 +60,18 @@ class Verification:
     max_rel: float     # max_abs / max |legacy|
     tol: float
     prefix: str        # checkpoint prefix the legacy graph was restored under ('' if none)
+    arg_scope: str = None   # 'module:function' the legacy function was built under, or None
+    arg_scope_tried: tuple = ()  # names looked for in the function's module
+
+    def arg_scope_note(self):
+        """Which arg scope the legacy function was built under, in words."""
+        if self.arg_scope:
+            return f"{self.function} was built under arg scope {self.arg_scope}."
+        if self.arg_scope_tried == ("none (as asked)",):
+            return f"{self.function} was built without an arg scope (as asked)."
+        return (f"{self.function} was built WITHOUT an arg scope: none found in its module "
+                f"(looked for {', '.join(self.arg_scope_tried)}); pass "
+                "--verify_arg_scope=module:function if it has one.")
 
     @property
     def ok(self):
@@ -69,16 +85,15 @@ class Verification:
 
 
 def verify(model, checkpoint_path, function, *, images=None, use_ema=False, tol=1e-4,
-           num_images=8, seed=0, dataset=None, timeout=600):
+           num_images=8, seed=0, dataset=None, timeout=600, arg_scope=None):
     """Compare `model`'s logits with the legacy TF1 `function` restored from the checkpoint.
 
     Args:
       model: the ported Keras model (outputs {'logits': ...} or logits), already loaded.
       checkpoint_path: the TF1 checkpoint prefix or directory it was ported from.
       function: 'module:function' of the legacy TF1 model function (slim's contract
-        `fn(images, num_classes, is_training=False) -> logits or (logits, end_points)`,
-        `<function>_arg_scope` beside it used when present), importable from the working
-        directory or sys.path.
+        `fn(images, num_classes, is_training=False) -> logits or (logits, end_points)`),
+        importable from the working directory or sys.path.
       images: None or 'random' (a seeded N(0, 1) batch), an array [N, H, W, C], a `.npy`
         file, or image files (comma-separated paths or globs; see `load_images`).
       use_ema: restore the legacy graph from ExponentialMovingAverage shadows (as porting
@@ -87,6 +102,9 @@ def verify(model, checkpoint_path, function, *, images=None, use_ema=False, tol=
       num_images, seed: size and seed of the random batch.
       dataset: for image files, normalise as this dataset's pipeline does.
       timeout: seconds the legacy process may take.
+      arg_scope: 'module:function' of the arg scope to build the legacy function under,
+        'none' for none, or None to find it by slim's conventions
+        (`legacy_graph.find_arg_scope`: `<net>_arg_scope`, `<family>_arg_scope`, ...).
 
     Returns:
       The `Verification` (ok).
@@ -96,6 +114,8 @@ def verify(model, checkpoint_path, function, *, images=None, use_ema=False, tol=
       ValueError: bad arguments, a TF2 checkpoint, or the legacy process failed (its error).
     """
     custom.check_name(function, "verify_with")
+    if arg_scope is not None and arg_scope != "none":
+        custom.check_name(arg_scope, "verify_arg_scope")
     if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0:
         raise ValueError(f"verify_tol={tol!r} must be a number >= 0")
     path, source_format = resolve_checkpoint(checkpoint_path)
@@ -108,7 +128,7 @@ def verify(model, checkpoint_path, function, *, images=None, use_ema=False, tol=
     outputs = model(batch, training=False)
     ours = np.asarray(outputs["logits"] if isinstance(outputs, dict) else outputs, np.float64)
     legacy, info = run_legacy(function, path, batch, ours.shape[-1], use_ema=use_ema,
-                              timeout=timeout)
+                              timeout=timeout, arg_scope=arg_scope)
     if legacy.shape != ours.shape:
         raise ValueError(f"verify_with={function!r} returned logits of shape {legacy.shape}; "
                          f"the ported model's are {ours.shape}")
@@ -116,10 +136,11 @@ def verify(model, checkpoint_path, function, *, images=None, use_ema=False, tol=
     scale = float(np.max(np.abs(legacy)))
     result = Verification(function, path, description, len(batch), max_abs,
                           max_abs / scale if scale > 0 else max_abs, float(tol),
-                          info["prefix"])
+                          info["prefix"], info.get("arg_scope"),
+                          tuple(info.get("arg_scope_tried", ())))
     if not result.ok:
         raise VerificationError(f"{result.summary()}\nThe names matched but the numbers do "
-                                f"not; {_HINT}", result)
+                                f"not; {_HINT}\n{result.arg_scope_note()}", result)
     return result
 
 
@@ -182,13 +203,15 @@ def load_images(spec, image_shape, *, dataset=None):
     return batch.numpy(), f"images from {spec} (normalised as {dataset})"
 
 
-def run_legacy(function, checkpoint, images, num_classes, *, use_ema=False, timeout=600):
+def run_legacy(function, checkpoint, images, num_classes, *, use_ema=False, timeout=600,
+               arg_scope=None):
     """Run `porting.legacy_graph` in a child process; returns (logits [N, K], info)."""
     with tempfile.TemporaryDirectory(prefix="tfmodels_verify_") as scratch:
         request = {"function": function, "checkpoint": os.path.abspath(checkpoint),
                    "images": os.path.join(scratch, "images.npy"),
                    "output": os.path.join(scratch, "logits.npy"),
-                   "num_classes": int(num_classes), "use_ema": bool(use_ema)}
+                   "num_classes": int(num_classes), "use_ema": bool(use_ema),
+                   "arg_scope": arg_scope}
         np.save(request["images"], np.asarray(images, np.float32))
         with open(os.path.join(scratch, "request.json"), "w") as f:
             json.dump(request, f)
@@ -198,6 +221,11 @@ def run_legacy(function, checkpoint, images, num_classes, *, use_ema=False, time
         env = dict(os.environ, KERAS_BACKEND="tensorflow",
                    PYTHONPATH=os.pathsep.join(path + [os.environ.get("PYTHONPATH", "")]))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if importlib.util.find_spec("tf_keras") is not None:
+            # tf.compat.v1.layers (conv2d, dense, batch_normalization) exist only with the
+            # legacy Keras 2 behind tf.keras, chosen before TensorFlow is imported: the child
+            # runs TF1 code only, this process keeps Keras 3.
+            env["TF_USE_LEGACY_KERAS"] = "1"
         try:
             result = subprocess.run(
                 [sys.executable, "-m", "tfmodels.porting.legacy_graph",

@@ -308,7 +308,10 @@ def dropout(inputs, keep_prob=0.5, noise_shape=None, is_training=None, seed=None
 def batch_norm(inputs, decay=0.999, center=True, scale=False, epsilon=0.001,
                activation_fn=None, param_initializers=None, param_regularizers=None,
                updates_collections=None, is_training=None, trainable=True,
-               synchronized=False, scope=None):
+               synchronized=False, scope=None, *, reuse=None, variables_collections=None,
+               outputs_collections=None, fused=None, data_format="NHWC",
+               zero_debias_moving_mean=False, batch_weights=None, renorm=False,
+               renorm_clipping=None, renorm_decay=0.99, adjustment=None):
     """slim's batch_norm (slim's defaults: no gamma, decay 0.999, epsilon 1e-3).
 
     y = gamma * (x - mean) / sqrt(var + epsilon) + beta over all axes but the last; batch
@@ -328,11 +331,28 @@ def batch_norm(inputs, decay=0.999, center=True, scale=False, epsilon=0.001,
       synchronized: batch statistics over all replicas (multi-GPU training must set this,
         through `arg_scope([batch_norm], synchronized=True)`).
       scope: layer name (`BatchNorm` when used as a normalizer).
+      reuse, variables_collections, outputs_collections, fused, data_format,
+      zero_debias_moving_mean, batch_weights, renorm, renorm_clipping, renorm_decay,
+      adjustment: slim's other arguments, accepted so that slim's `batch_norm_params` as
+        written (e.g. inception_v3_arg_scope's `variables_collections`, `fused`) port
+        unchanged. TF1 collections and the choice of kernel (`fused`) do not change the
+        result here; settings that would (`data_format='NCHW'`, `zero_debias_moving_mean`,
+        `batch_weights`, `renorm`, `adjustment`, `reuse=True`) are refused.
 
     Returns:
       The Keras tensor, or the layer when `inputs` is None.
     """
-    del updates_collections
+    del updates_collections, variables_collections, outputs_collections, fused, renorm_decay
+    unsupported = {"reuse": (reuse, (None, False)), "data_format": (data_format, ("NHWC",)),
+                   "zero_debias_moving_mean": (zero_debias_moving_mean, (False,)),
+                   "batch_weights": (batch_weights, (None,)), "renorm": (renorm, (False,)),
+                   "renorm_clipping": (renorm_clipping, (None,)),
+                   "adjustment": (adjustment, (None,))}
+    for name, (value, allowed) in unsupported.items():
+        if not any(value is a or (isinstance(a, str) and value == a) for a in allowed):
+            raise ValueError(f"batch_norm({name}={value!r}) is not supported: allowed "
+                             f"{' or '.join(map(repr, allowed))} (tfmodels' BatchNorm is "
+                             "channels-last Keras BatchNormalization without renorm/debias)")
     initializers = dict(param_initializers or {})
     regularizers = dict(param_regularizers or {})
     unknown = (set(initializers) - {"beta", "gamma", "moving_mean", "moving_variance"}) | (

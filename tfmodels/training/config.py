@@ -22,6 +22,7 @@ from tfmodels.data import steps_per_epoch
 from tfmodels.data.pipeline import check_image_size
 from tfmodels.data.sources.specs import parse_classes as data_parse_classes
 from tfmodels.nets import custom
+from tfmodels.porting import rules as porting_rules
 from tfmodels.training.heads import HEADS
 from tfmodels.training.inputs import resolve_input
 from tfmodels.training.margins import make_margin
@@ -122,6 +123,9 @@ class TrainConfig:
     checkpoint_exclude_scopes: Tuple[str, ...] = ()
     init_checkpoint_ignore: Tuple[str, ...] = ()
     init_checkpoint_strip_scope: Tuple[str, ...] = ()
+    # Renames for init_checkpoint: {checkpoint key or regex: model path or None}, as a JSON
+    # object or a JSON file (the porting CLI's --overrides).
+    init_checkpoint_overrides: Optional[str] = None
     trainable_scopes: Tuple[str, ...] = ()
 
     def validate(self):
@@ -181,10 +185,17 @@ class TrainConfig:
         if not self.init_checkpoint and (self.checkpoint_exclude_scopes
                                          or self.init_checkpoint_use_ema
                                          or self.init_checkpoint_ignore
-                                         or self.init_checkpoint_strip_scope):
+                                         or self.init_checkpoint_strip_scope
+                                         or self.init_checkpoint_overrides):
             raise ValueError("checkpoint_exclude_scopes / init_checkpoint_use_ema / "
-                             "init_checkpoint_ignore / init_checkpoint_strip_scope apply to "
-                             "init_checkpoint, which is not set")
+                             "init_checkpoint_ignore / init_checkpoint_strip_scope / "
+                             "init_checkpoint_overrides apply to init_checkpoint, which is "
+                             "not set")
+        if self.init_checkpoint_overrides is not None:
+            try:
+                porting_rules.load_overrides(self.init_checkpoint_overrides)
+            except ValueError as err:
+                raise ValueError(f"init_checkpoint_{err}") from None
         # Everything of the schedule but the warmup's bound, which needs the total steps.
         schedules.check_schedule(self.lr_schedule, self.learning_rate, max(self.warmup_steps, 1),
                                  self.warmup_steps, self.lr_boundaries, self.lr_decay_factor)

@@ -79,9 +79,13 @@ def build_training(resolved, strategy, init_from=None):
             mapping = porting.load_checkpoint(
                 model, init_from, exclude_scopes=config.checkpoint_exclude_scopes,
                 use_ema=config.init_checkpoint_use_ema, ignore=config.init_checkpoint_ignore,
-                strip_scope=config.init_checkpoint_strip_scope)
+                strip_scope=config.init_checkpoint_strip_scope,
+                overrides=config.init_checkpoint_overrides)
             logging.info("initialised from %s\n%s", init_from, mapping.report())
         train_variables = porting.trainable_variables(model, config.trainable_scopes)
+        if init_from:
+            porting.check_fresh_not_frozen(mapping, model, train_variables,
+                                                    config.trainable_scopes)
         if config.trainable_scopes or init_from:
             logging.info("%s", porting.describe_trainable(model, train_variables))
         center_loss = None
