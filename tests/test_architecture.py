@@ -13,23 +13,25 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "tfmodels"
 
 # unit -> the units it may import (docs/ARCHITECTURE.md shows the same table as layers).
 ALLOWED = {
+    "options": set(),
     "compat": set(),
     "layers": set(),
     "losses": {"layers"},
     "layer_names": set(),
     "scopes": {"layers", "losses", "layer_names"},
-    "nets": {"scopes", "layers", "losses"},
-    "data": set(),
-    "distribute": set(),
+    "nets": {"scopes", "layers", "losses", "options"},
+    "data": {"options"},
+    "distribute": {"options"},
     "averaging": set(),
-    "schedules": set(),
+    "schedules": {"options"},
     "console": set(),
-    "model_dir": {"nets", "layers", "averaging"},
-    "porting": {"model_dir", "nets", "scopes", "layers", "losses", "compat", "data"},
-    "evaluation": {"data", "distribute", "model_dir", "losses", "layers", "nets", "console"},
+    "model_dir": {"nets", "layers", "averaging", "options"},
+    "porting": {"model_dir", "nets", "scopes", "layers", "losses", "compat", "data", "options"},
+    "evaluation": {"data", "distribute", "model_dir", "losses", "layers", "nets", "console",
+                   "options"},
     "training": {"compat", "layers", "losses", "layer_names", "scopes", "nets", "data",
                  "distribute", "schedules",
-                 "averaging", "model_dir", "porting", "evaluation", "console"},
+                 "averaging", "model_dir", "porting", "evaluation", "console", "options"},
 }
 
 

@@ -53,7 +53,7 @@ def test_names_and_unknown_name():
     assert {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "tfds:NAME",
             "synthetic"} <= set(names)
     assert tuple(names) == data.DATASET_NAMES
-    with pytest.raises(ValueError, match=r"dataset='imagenette'.*digits.*cifar100.*synthetic"):
+    with pytest.raises(ValueError, match=r"--dataset=imagenette.*digits.*cifar100.*synthetic"):
         data.get_dataset_info("imagenette")
     with pytest.raises(ValueError, match="must be a string"):
         data.get_dataset_info(None)
@@ -73,13 +73,13 @@ def test_synthetic_specs(name, shape, classes, splits):
 @pytest.mark.parametrize("name", ["synthetic:32x32:10", "synthetic:32x32x3:ten",
                                   "synthetic:0x32x3:10", "synthetic:1x1x1:1:1:1:1"])
 def test_bad_synthetic_specs(name):
-    with pytest.raises(ValueError, match=f"dataset='{re.escape(name)}'"):
+    with pytest.raises(ValueError, match=f"--dataset={re.escape(name)}"):
         data.get_dataset_info(name)
 
 
 def test_split_not_in_dataset():
     info = data.get_dataset_info("digits")
-    with pytest.raises(ValueError, match=r"split='validation'.*'digits'.*\['test', 'train'\]"):
+    with pytest.raises(ValueError, match=r"--split=validation.*'digits'.*\['test', 'train'\]"):
         data.load_arrays(info, "validation")
 
 

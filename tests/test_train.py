@@ -207,9 +207,10 @@ def test_model_dir_of_another_model_is_left_untouched(trained, tmp_path):
 
 def test_in_process_errors_before_any_work(tmp_path):
     from tfmodels import data
-    from tfmodels.training import ConfigError, TrainConfig, train
+    from tfmodels.options import UsageError
+    from tfmodels.training import TrainConfig, train
 
-    with pytest.raises(ConfigError, match=r"num_gpus=2 but only 0 GPU\(s\) are visible"):
+    with pytest.raises(UsageError, match=r"num_gpus=2 but only 0 GPU\(s\) are visible"):
         train(TrainConfig(model_dir=str(tmp_path / "a"), train_steps=1, num_gpus=2))
     start = time.time()
     with pytest.raises(data.DatasetUnavailableError, match="mnist"):

@@ -202,10 +202,11 @@ def _train_vit(strategy, net_kwargs):
                              train_steps=STEPS, lr_schedule="constant", optimizer="momentum",
                              learning_rate=0.05, weight_decay=1e-3)
         keras.utils.set_random_seed(7)
-        parts = build_training(config.resolve(info, strategy.num_replicas_in_sync), strategy)
+        resolved = config.resolve(info, strategy.num_replicas_in_sync)
+        parts = build_training(resolved, strategy)
         dataset = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
         iterator = iter(strategy.experimental_distribute_dataset(dataset.batch(GLOBAL_BATCH)))
-        TrainStep(strategy, parts, iterator, config).loop(tf.constant(STEPS, tf.int64))
+        TrainStep(strategy, parts, iterator, resolved).loop(tf.constant(STEPS, tf.int64))
         return {v.path: v.numpy() for v in parts.model.weights}
     finally:
         nets.NETS["vit_tiny"] = spec

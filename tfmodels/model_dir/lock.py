@@ -13,11 +13,12 @@ import errno
 import fcntl
 import os
 import socket
+from tfmodels.options import UsageError
 
 LOCK_FILE = ".lock"
 
 
-class ModelDirBusyError(ValueError):
+class ModelDirBusyError(UsageError):
     """Another process holds the model_dir's writer lock."""
 
 
@@ -38,7 +39,7 @@ class WriterLock:
         try:
             os.makedirs(model_dir, exist_ok=True)
         except OSError as err:
-            raise ValueError(f"model_dir={model_dir!r} cannot be created: {err.strerror}") \
+            raise UsageError(f"--model_dir={model_dir} cannot be created: {err.strerror}") \
                 from None
         try:
             # O_NOFOLLOW: a link planted at the lock's name is refused, never written through.
@@ -46,7 +47,7 @@ class WriterLock:
                                0o644)
         except OSError as err:
             reason = ("it is a symbolic link" if err.errno == errno.ELOOP else err.strerror)
-            raise ValueError(f"cannot open the lock file {self.path!r}: {reason}") from None
+            raise UsageError(f"cannot open the lock file {self.path!r}: {reason}") from None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -54,7 +55,7 @@ class WriterLock:
             os.close(self._fd)
             self._fd = None
             if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise ValueError(f"cannot lock {self.path!r}: {err.strerror}") from None
+                raise UsageError(f"cannot lock {self.path!r}: {err.strerror}") from None
             raise ModelDirBusyError(
                 f"model_dir={model_dir!r} is being written by another process ({holder}); "
                 "one writer per model_dir: wait for it to end or use another --model_dir "

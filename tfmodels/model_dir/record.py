@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 
 from tfmodels.model_dir import checkpoints
 from tfmodels.model_dir.files import CONFIG_FILE, read_json
+from tfmodels.options import UsageError
 
 # Config keys that decide what a checkpoint holds and what its numbers mean: a model_dir whose
 # config differs in one of them holds another run's checkpoints, which must not be resumed or
@@ -58,14 +59,19 @@ class ModelRecord:
         """The record in a config.json dict (other keys are ignored).
 
         Raises:
-          ValueError: a required key is missing (names `source`).
+          UsageError: a required key is missing or image_shape is malformed (names `source`).
         """
         missing = [key for key in REQUIRED_KEYS if key not in values]
         if missing:
-            raise ValueError(f"{source} lacks {missing}: it must name the model it describes")
+            raise UsageError(f"{source} lacks {missing}: it must name the model it describes")
         fields = {f.name for f in dataclasses.fields(cls)}
         found = {k: v for k, v in values.items() if k in fields and v is not None}
-        found["image_shape"] = tuple(int(d) for d in found["image_shape"])
+        shape = found["image_shape"]
+        if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
+            raise UsageError(f"{source}: image_shape={shape!r} must be [height, width, "
+                             "channels] of positive ints")
+        found["image_shape"] = tuple(shape)
         if not values.get("ema_decay_enabled", found.get("ema_decay", 0.0) > 0):
             found["ema_decay"] = 0.0
         return cls(**found)
@@ -79,9 +85,9 @@ def read_config(model_dir):
     """The `ModelRecord` of `model_dir`'s config.json, or a clear error (ValueError)."""
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.isdir(model_dir):
-        raise ValueError(f"model_dir={model_dir!r} does not exist")
+        raise UsageError(f"--model_dir={model_dir} does not exist")
     if not os.path.exists(path):
-        raise ValueError(f"model_dir={model_dir!r} has no {CONFIG_FILE}: it was not written by "
+        raise UsageError(f"--model_dir={model_dir} has no {CONFIG_FILE}: it was not written by "
                          "train.py or the porting CLI")
     return ModelRecord.from_json(read_json(path), source=path)
 
@@ -105,18 +111,18 @@ def check_model_dir(model_dir, identity):
         return []
     config_path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.exists(config_path):
-        raise ValueError(
-            f"model_dir={model_dir!r} holds checkpoint files ({_names(found)}) but no "
+        raise UsageError(
+            f"--model_dir={model_dir} holds checkpoint files ({_names(found)}) but no "
             f"{CONFIG_FILE}, so they cannot be checked against this run; nothing was written. "
             "Use another --model_dir, or --init_checkpoint to start from that checkpoint.")
     saved = read_json(config_path)
     if not isinstance(saved, dict):
-        raise ValueError(f"{config_path} does not hold a JSON object; nothing was written")
+        raise UsageError(f"{config_path} does not hold a JSON object; nothing was written")
     differences = [f"{key}: checkpoint has {saved.get(key)!r}, this run {identity.get(key)!r}"
                    for key in IDENTITY_KEYS if saved.get(key) != identity.get(key)]
     if differences:
-        raise ValueError(
-            f"model_dir={model_dir!r} holds a checkpoint of a different model "
+        raise UsageError(
+            f"--model_dir={model_dir} holds a checkpoint of a different model "
             f"({'; '.join(differences)}); nothing was overwritten. Use another --model_dir.")
     return found
 

@@ -18,11 +18,12 @@ from absl import logging
 
 from tfmodels.model_dir import checkpoints, writing
 from tfmodels.model_dir.files import real_dir, remove_leftovers
+from tfmodels.options import UsageError
 
 UNREADABLE_DIR = "unreadable"
 
 
-class NoUsableCheckpointError(ValueError):
+class NoUsableCheckpointError(UsageError):
     """Checkpoints exist but none of them can be read."""
 
 

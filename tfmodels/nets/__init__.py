@@ -18,6 +18,7 @@ from typing import Callable, Optional, Union
 
 import keras
 
+from tfmodels.options import UsageError
 from tfmodels import scopes
 from tfmodels.nets import (cifarnet, custom, lenet, linear, resnet_cifar, resnet_v1,
                            small_cnn, ufldl_cnn, vgg, vit)
@@ -110,8 +111,9 @@ def get_net(name):
     try:
         return NETS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown net {name!r}; valid names: {', '.join(sorted(NETS))}, or "
-                         "'package.module:function' for a net outside the registry") from None
+        raise UsageError(f"unknown --model={name}; valid names: {', '.join(sorted(NETS))}, or "
+                         "'package.module:function' for a net outside the registry",
+                         "model") from None
 
 
 def build_model(name, num_classes, input_shape, *, weight_decay=0.0, sync_batch_norm=False,

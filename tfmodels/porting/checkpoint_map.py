@@ -31,11 +31,12 @@ import tensorflow as tf
 from tfmodels import model_dir as model_dir_lib
 from tfmodels.porting import report as report_lib
 from tfmodels.porting import rules
+from tfmodels.options import UsageError
 
 _OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
 
-class PortingError(ValueError):
+class PortingError(UsageError):
     """A strict port found problems; `.mapping` holds the plan, the message its report.
     Raised before any variable is assigned."""
 
@@ -124,22 +125,22 @@ def resolve_checkpoint(checkpoint_path):
       ValueError: nothing there, or the checkpoint cannot be read (names the path and why).
     """
     if not checkpoint_path or not isinstance(checkpoint_path, (str, os.PathLike)):
-        raise ValueError(f"checkpoint={checkpoint_path!r} must be a checkpoint prefix or a "
+        raise UsageError(f"--checkpoint={checkpoint_path} must be a checkpoint prefix or a "
                          "directory holding checkpoints")
     path = os.fspath(checkpoint_path)
     if tf.io.gfile.isdir(path):
         latest = model_dir_lib.checkpoints.resolve_in_directory(path)
         if latest is None:
-            raise ValueError(f"checkpoint={path!r} is a directory without a checkpoint index "
+            raise UsageError(f"--checkpoint={path} is a directory without a checkpoint index "
                              "file; pass a checkpoint prefix such as DIR/model.ckpt-1000")
         path = latest
     if not (tf.io.gfile.exists(path + ".index") or tf.io.gfile.exists(path)):
-        raise ValueError(f"checkpoint={path!r} does not exist (no {path}.index)")
+        raise UsageError(f"--checkpoint={path} does not exist (no {path}.index)")
     try:
         keys = tf.train.load_checkpoint(path).get_variable_to_shape_map()
     except Exception as err:  # noqa: BLE001 -- TensorFlow's message does not name the file
         reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
-        raise ValueError(f"checkpoint={path!r} cannot be read as a TensorFlow checkpoint: "
+        raise UsageError(f"--checkpoint={path} cannot be read as a TensorFlow checkpoint: "
                          f"{type(err).__name__}: {reason}") from None
     return path, ("tf2" if _OBJECT_GRAPH in keys else "tf1")
 
@@ -179,7 +180,7 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
     variables = {}
     for variable in model.weights:
         if variable.path in variables:
-            raise ValueError(f"model {model.name!r} has two variables with path "
+            raise UsageError(f"model {model.name!r} has two variables with path "
                              f"{variable.path!r}; build it with nets.build_model")
         variables[variable.path] = variable
     rules.check_scopes(scopes, list(variables), "exclude_scopes")
@@ -267,7 +268,7 @@ def _restore_tf2_source(path, use_ema):
     try:
         record = model_dir_lib.read_config(directory)
     except ValueError as err:
-        raise ValueError(f"checkpoint={path!r} is a TF2 (object-based) checkpoint: its model "
+        raise UsageError(f"--checkpoint={path} is a TF2 (object-based) checkpoint: its model "
                          f"is rebuilt from {model_dir_lib.CONFIG_FILE} beside it, but "
                          f"{err}") from None
     if use_ema and not record.has_weight_average:

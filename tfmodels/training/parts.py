@@ -17,6 +17,7 @@ from tfmodels import losses, nets, porting, schedules
 from tfmodels.averaging import WeightAverage
 from tfmodels.layers import CenterLoss
 from tfmodels.training import heads, optimizers
+from tfmodels.options import UsageError
 
 
 @dataclasses.dataclass
@@ -120,7 +121,7 @@ def _check_xla_sync_batch_norm(config, strategy, model):
     synced = [layer.name for layer in _all_layers(model)
               if isinstance(layer, keras.layers.BatchNormalization) and layer.synchronized]
     if synced:
-        raise ValueError(
+        raise UsageError(
             f"jit_compile with synchronized batch norm ({len(synced)} layers of {config.model}) "
             f"needs GPUs; these replicas run on {', '.join(devices)}. Use --nojit_compile or "
             "--nosync_bn.")

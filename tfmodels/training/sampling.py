@@ -19,6 +19,7 @@ negatives drawn uniformly without replacement from the other classes, S classes 
 import math
 
 import tensorflow as tf
+from tfmodels.options import UsageError
 
 SAMPLERS = ("log_uniform", "uniform")
 # Mixed into the run's seed so that head draws do not coincide with other streams.
@@ -32,7 +33,7 @@ def step_seed(seed, step):
 
 def check_sampler(sampler):
     if sampler not in SAMPLERS:
-        raise ValueError(f"sampler={sampler!r} is not one of: {', '.join(SAMPLERS)}")
+        raise UsageError(f"--sampler={sampler} is not one of: {', '.join(SAMPLERS)}")
 
 
 def sample_classes(sampler, num_sampled, num_classes, seed):

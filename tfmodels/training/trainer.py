@@ -35,10 +35,6 @@ from tfmodels.training.step import TrainStep
 _POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
-class ConfigError(ValueError):
-    """Bad input found before any work started (nothing was written)."""
-
-
 def train(config, strategy=None):
     """Train as `config` (a `TrainConfig`) says and return the final metrics (a dict).
 
@@ -46,7 +42,7 @@ def train(config, strategy=None):
     strategy options (which are then ignored).
 
     Raises:
-      ConfigError: bad input, before any work (unknown model/dataset/optimizer, batch not
+      UsageError: bad input, before any work (unknown model/dataset/optimizer, batch not
         divisible by replicas, too many GPUs, model_dir holding another run's checkpoints or
         being written by another process, no readable checkpoint to resume from, ...).
       data.DatasetUnavailableError: the dataset is not prepared and cannot be downloaded.
@@ -65,37 +61,29 @@ def train(config, strategy=None):
 
 
 def _train(config, strategy):
-    try:
-        config.validate()
-        if strategy is None:
-            strategy = distribute.setup(config.strategy, num_gpus=config.num_gpus,
-                                        all_reduce=config.all_reduce,
-                                        virtual_devices=config.virtual_devices)
-        info = data.get_dataset_info(config.dataset, data_dir=config.data_dir)
-        resolved = config.resolve(info, strategy.num_replicas_in_sync)
-        config = resolved.config  # model_dir and length filled in
-        record = resolved.to_json()
-        found = model_dir_lib.check_model_dir(config.model_dir, record)  # reads only
-        init_from = None
-        if config.init_checkpoint and not found:  # model_dir > init_checkpoint > scratch
-            init_from, _ = porting.resolve_checkpoint(config.init_checkpoint)
-        chief = distribute.is_chief(strategy)
-    except ValueError as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(str(err)) from err
+    config.validate()
+    if strategy is None:
+        strategy = distribute.setup(config.strategy, num_gpus=config.num_gpus,
+                                    all_reduce=config.all_reduce,
+                                    virtual_devices=config.virtual_devices)
+    info = data.get_dataset_info(config.dataset, data_dir=config.data_dir)
+    resolved = config.resolve(info, strategy.num_replicas_in_sync)
+    config = resolved.config  # model_dir and length filled in
+    record = resolved.to_json()
+    found = model_dir_lib.check_model_dir(config.model_dir, record)  # reads only
+    init_from = None
+    if config.init_checkpoint and not found:  # model_dir > init_checkpoint > scratch
+        init_from, _ = porting.resolve_checkpoint(config.init_checkpoint)
+    chief = distribute.is_chief(strategy)
     keras.mixed_precision.set_dtype_policy(_POLICIES[config.mixed_precision])
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     # Built (and filled from --init_checkpoint) before the model_dir is touched: a checkpoint
     # that does not fit the net is bad input, and leaves nothing behind.
-    try:
-        parts = build_training(resolved, strategy, init_from=init_from)
-        # One writer per model_dir, from here until the end (the OS drops it if we die).
-        lock = model_dir_lib.WriterLock(config.model_dir) if chief else None
-    except ValueError as err:  # a porting report, a bad scope, a busy model_dir
-        raise ConfigError(str(err)) from err
+    parts = build_training(resolved, strategy, init_from=init_from)
+    # One writer per model_dir, from here until the end (the OS drops it if we die).
+    lock = model_dir_lib.WriterLock(config.model_dir) if chief else None
     if chief:
         _log_start(resolved, info, record, strategy, parts.model.count_params())
     try:
@@ -109,20 +97,17 @@ def _prepare_model_dir(config, record, chief):
     """The checkpoint to resume from (an `Inspection`, or None), after making the model_dir
     consistent (chief, holding the lock: leftovers removed, unusable checkpoints set aside,
     state file rebuilt) or just finding it (other workers: they only read)."""
-    try:
-        model_dir_lib.check_model_dir(config.model_dir, record)  # again, now under the lock
-        if chief:
-            model_dir_lib.files.real_dir(os.path.join(config.model_dir, "train"),
-                                         "TensorBoard folder")
-            return model_dir_lib.recover(config.model_dir)
-        resume, skipped = model_dir_lib.newest_usable(config.model_dir, finite=True)
-        if skipped and resume is None:
-            raise model_dir_lib.NoUsableCheckpointError(
-                f"model_dir={config.model_dir!r} holds no usable checkpoint:\n"
-                f"{model_dir_lib.checkpoints.describe_unusable(skipped)}")
-        return resume
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
+    model_dir_lib.check_model_dir(config.model_dir, record)  # again, now under the lock
+    if chief:
+        model_dir_lib.files.real_dir(os.path.join(config.model_dir, "train"),
+                                     "TensorBoard folder")
+        return model_dir_lib.recover(config.model_dir)
+    resume, skipped = model_dir_lib.newest_usable(config.model_dir, finite=True)
+    if skipped and resume is None:
+        raise model_dir_lib.NoUsableCheckpointError(
+            f"--model_dir={config.model_dir} holds no usable checkpoint:\n"
+            f"{model_dir_lib.checkpoints.describe_unusable(skipped)}")
+    return resume
 
 
 def _run(resolved, info, record, strategy, chief, parts, init_from):
@@ -174,7 +159,7 @@ def _run(resolved, info, record, strategy, chief, parts, init_from):
 def _train_loop(resolved, strategy, parts, iterator, saver, chief):
     config, total = resolved.config, resolved.total_steps
     step = int(parts.step_counter.numpy())
-    train_step = TrainStep(strategy, parts, iterator, config)
+    train_step = TrainStep(strategy, parts, iterator, resolved)
     writer = (tf.summary.create_file_writer(os.path.join(config.model_dir, "train")) if chief
               else tf.summary.create_noop_writer())
     progress = Progress(resolved, step)
