@@ -156,7 +156,7 @@ def test_tf1_function_as_model_says_what_to_do(tmp_path):
 
 
 def test_porting_cli_model_values(tmp_path):
-    """One error line, exit status 1, no flag listing; a net without default_image_size
+    """One error line, exit status 2, no flag listing; a net without default_image_size
     needs --image_size."""
     write_module(tmp_path, "bad_net_cli", """
         from tfmodels.nets import lenet
@@ -164,13 +164,13 @@ def test_porting_cli_model_values(tmp_path):
             return lenet.lenet(images, num_classes, is_training, scope=scope)
     """)
     for model, message in [
-            ("lenet5", "error: unknown net 'lenet5'; valid names: "),
-            ("bad_net_cli:net", "error: --image_size is required: model='bad_net_cli:net' has "
+            ("lenet5", "error: unknown --model=lenet5; valid names: "),
+            ("bad_net_cli:net", "error: --image_size is required: --model=bad_net_cli:net has "
                                 "no default_image_size")]:
         result = subprocess.run(
             [sys.executable, "-m", "tfmodels.porting", "--checkpoint=x", f"--model={model}",
              "--num_classes=10", "--output=out"], cwd=tmp_path, capture_output=True, text=True,
             timeout=300, env=scripts.script_env(PYTHONPATH=scripts.ROOT))
-        assert result.returncode == 1
+        assert result.returncode == 2
         assert message in result.stderr
         assert "--checkpoint" not in result.stderr  # no usage text

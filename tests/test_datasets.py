@@ -96,6 +96,26 @@ def test_missing_tfds_dataset_fails_fast_with_instructions(tmp_path, no_download
         data.get_dataset_info("tfds:no_such_dataset", data_dir=str(tmp_path))
 
 
+def test_the_prepare_command_runs_as_printed(tmp_path, no_download, monkeypatch):
+    """The message's `python -c '...'` is split as a shell splits it and its code run, with
+    tfds's download replaced by a recorder: it prepares the dataset asked for, in the dir."""
+    import shlex
+
+    import tensorflow_datasets as tfds
+
+    with pytest.raises(data.DatasetUnavailableError) as raised:
+        data.get_dataset_info("cifar10", data_dir=str(tmp_path / "my dir"))
+    message = str(raised.value)
+    command = shlex.split(message[message.index("python -c "):message.index(" (or tfds build")])
+    assert command[:2] == ["python", "-c"] and len(command) == 3
+    prepared = []
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                        lambda self, *a, **k: prepared.append((self.name, self.data_dir)))
+    exec(compile(command[2], "<printed command>", "exec"), {})
+    assert len(prepared) == 1 and prepared[0][0] == "cifar10"
+    assert prepared[0][1].startswith(str(tmp_path / "my dir" / "cifar10"))
+
+
 @pytest.mark.parametrize("name,tfds_name,shape,classes", [
     ("mnist", "mnist", (28, 28, 1), 10), ("cifar10", "cifar10", (32, 32, 3), 10),
     ("tfds:cifar100", "cifar100", (32, 32, 3), 100)])

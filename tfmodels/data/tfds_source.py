@@ -128,7 +128,8 @@ def builder(tfds_name, data_dir):
         raise DatasetUnavailableError(
             f"Dataset {tfds_name!r} is not prepared in {target} (looked for {found.data_dir}); "
             f"tfmodels does not download datasets. Prepare it once on a machine with network: "
-            f"python -c {shlex.quote(code)} (or tfds build {tfds_name} --data_dir={target}), "
+            f"python -c {shlex.quote(code)} (or tfds build {tfds_name} "
+            f"--data_dir={shlex.quote(target)}), "
             f"then copy {os.path.join(target, tfds_name)} here and pass --data_dir.", "data_dir")
     return found
 

@@ -18,10 +18,10 @@ from typing import Callable, Optional, Union
 
 import keras
 
-from tfmodels.options import UsageError
 from tfmodels import scopes
 from tfmodels.nets import (cifarnet, custom, lenet, linear, resnet_cifar, resnet_v1,
                            small_cnn, ufldl_cnn, vgg, vit)
+from tfmodels.options import UsageError
 
 
 @dataclasses.dataclass(frozen=True)

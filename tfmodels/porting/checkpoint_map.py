@@ -191,9 +191,17 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
         reader = tf.train.load_checkpoint(path)
         shapes = reader.get_variable_to_shape_map()
         entries = _tf1_entries(shapes, overrides, use_ema, skipped, ignored, outer)
-        read = reader.get_tensor
+
+        def read(key):
+            try:
+                return reader.get_tensor(key)
+            except tf.errors.OpError as err:  # a damaged (truncated, bit-flipped) data file
+                raise _damaged(path, err, key) from None
     else:
-        source = {v.path: v for v in _restore_tf2_source(path, use_ema).weights}
+        try:
+            source = {v.path: v for v in _restore_tf2_source(path, use_ema).weights}
+        except tf.errors.OpError as err:
+            raise _damaged(path, err) from None
         shapes = {key: v.shape for key, v in source.items()}
         entries = _tf2_entries(source, overrides, use_ema, skipped, ignored, outer)
         read = lambda key: source[key].numpy()  # noqa: E731
@@ -207,6 +215,13 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
     mapping.unused_overrides = overrides.unused()
     mapping.skipped = {reason: sorted(keys) for reason, keys in skipped.items()}
     return mapping
+
+
+def _damaged(path, err, key=None):
+    reason = (str(err).strip().splitlines() or [""])[0][:200]
+    what = f"variable {key!r} of " if key else ""
+    return UsageError(f"{what}checkpoint {path!r} cannot be read ({type(err).__name__}: "
+                      f"{reason}): the file is damaged or truncated", "checkpoint")
 
 
 def _tf1_entries(shapes, overrides, use_ema, skipped, ignored, outer):
