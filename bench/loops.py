@@ -36,8 +36,9 @@ _POLICIES = {"none": "float32", "float32": "float32", "bfloat16": "mixed_bfloat1
 
 def trainer_parts(model_name, image_shape, batch, *, strategy=None, num_classes=10,
                   mixed_precision="none", jit_compile=False):
-    """Our trainer's `ResolvedConfig` and `TrainingParts` for a synthetic dataset of this shape, with the
-    benchmarks' recipe, under `strategy` (None: TensorFlow's default strategy)."""
+    """Our trainer's `ResolvedConfig` and `TrainingParts` for a synthetic dataset of this
+    shape, with the benchmarks' recipe, under `strategy` (None: TensorFlow's default
+    strategy)."""
     import tensorflow as tf
 
     strategy = strategy or tf.distribute.get_strategy()

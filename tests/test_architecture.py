@@ -15,7 +15,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "tfmodels"
 ALLOWED = {
     "options": set(),
     "compat": set(),
-    "layers": set(),
+    "layers": {"options"},
     "losses": {"layers"},
     "layer_names": set(),
     "scopes": {"layers", "losses", "layer_names"},

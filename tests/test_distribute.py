@@ -23,8 +23,10 @@ def test_one_device():
 
 @pytest.mark.parametrize("call, match", [
     (lambda: strategy_lib.create_strategy("horovod"), "--strategy=horovod is not one of"),
-    (lambda: strategy_lib.create_strategy("auto", all_reduce="ring"), "--all_reduce=ring is not one of"),
-    (lambda: strategy_lib.create_strategy("mirrored", all_reduce="nccl"), "--all_reduce=nccl needs GPUs"),
+    (lambda: strategy_lib.create_strategy("auto", all_reduce="ring"),
+     "--all_reduce=ring is not one of"),
+    (lambda: strategy_lib.create_strategy("mirrored", all_reduce="nccl"),
+     "--all_reduce=nccl needs GPUs"),
     (lambda: strategy_lib.create_strategy("auto", num_gpus=2),
      r"num_gpus=2 but only 0 GPU\(s\) are visible"),
     (lambda: strategy_lib.create_strategy("auto", num_gpus=-1), "num_gpus=-1"),

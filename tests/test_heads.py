@@ -183,7 +183,8 @@ def test_one_step_is_dense_autodiff_of_the_sampled_objective(head, options):
         objective = tf.reduce_mean(per_example) + tf.add_n(
             [tf.constant(0.0)] + parts.head.body.losses)
         # The logits layer's L2 (slim's wd * sum(w^2) / 2) on the distinct selected columns.
-        objective += resolved.config.weight_decay * tf.nn.l2_loss(tf.gather(kernel, touched, axis=1))
+        decay = resolved.config.weight_decay
+        objective += decay * tf.nn.l2_loss(tf.gather(kernel, touched, axis=1))
     grads = tape.gradient(objective, variables)
     expected = [v.numpy() - lr * tf.convert_to_tensor(g).numpy()
                 for v, g in zip(variables, grads)]
@@ -271,7 +272,7 @@ def test_refused_net_is_a_config_error_naming_the_head(tmp_path):
 @pytest.mark.parametrize("options, match", [
     (dict(head="sampled"), "head='sampled' is not one of: softmax, sampled_softmax"),
     (dict(sampler="zipf"), "sampler='zipf' is not one of: log_uniform, uniform"),
-    (dict(num_sampled=0), "num_sampled=0 must be a positive int"),
+    (dict(num_sampled=0), "--num_sampled=0 must be an int >= 1"),
     (dict(sample_rate=0.0), r"sample_rate=0.0 must be in \(0, 1\]"),
     (dict(sample_rate=1.5), r"sample_rate=1.5 must be in \(0, 1\]"),
     (dict(head="sampled_softmax", label_smoothing=0.1), "label_smoothing=0.1 .*sampled_softmax"),

@@ -332,10 +332,10 @@ def test_6_garbage_checkpoint_files_are_named(tmp_path):
     (tmp_path / "legacy.ckpt.index").write_bytes(b"not a checkpoint")
     (tmp_path / "legacy.ckpt.data-00000-of-00001").write_bytes(b"")
     prefix = str(tmp_path / "legacy.ckpt")
-    message = f"checkpoint='{prefix}' cannot be read as a TensorFlow checkpoint: .*sstable"
-    with pytest.raises(UsageError, match=message):
+    message = f"={prefix} cannot be read as a TensorFlow checkpoint: .*sstable"
+    with pytest.raises(UsageError, match="--init_checkpoint" + message):
         _train(tmp_path / "run", init_checkpoint=prefix)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UsageError, match="--checkpoint" + message):
         porting.port_checkpoint(prefix, "lenet", 10, (8, 8, 1), str(tmp_path / "ported"))
 
 

@@ -107,7 +107,7 @@ def test_get_net_unknown_name_lists_valid_names():
 
 
 @pytest.mark.parametrize("name, kwargs, error, match", [
-    ("lenet", dict(num_classes=0), ValueError, r"num_classes=0 must be an integer >= 1"),
+    ("lenet", dict(num_classes=0), ValueError, r"num_classes=0 must be an int >= 1"),
     ("lenet", dict(num_classes=2.5), ValueError, r"num_classes=2.5"),
     ("lenet", dict(num_classes=True), ValueError, r"num_classes=True"),
     ("lenet", dict(input_shape=(28, 28)), ValueError, r"input_shape=\(28, 28\) must be"),

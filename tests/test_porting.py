@@ -486,11 +486,11 @@ def test_non_strict_loads_the_matching_variables(lenet_checkpoint):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(checkpoint_path="/nonexistent/model.ckpt"), r"checkpoint='/nonexistent/model.ckpt' "
+    (dict(checkpoint_path="/nonexistent/model.ckpt"), r"--checkpoint=/nonexistent/model.ckpt "
                                                       r"does not exist"),
     (dict(checkpoint_path=""), "must be a checkpoint prefix or a directory"),
     (dict(exclude_scopes="LeNet/fc5"), "exclude_scopes: scope 'LeNet/fc5' matches no variable"),
-    (dict(overrides=["a"]), "overrides=\\['a'\\] must be a dict"),
+    (dict(overrides=["a"]), "--overrides=\\['a'\\] must be a dict"),
 ])
 def test_bad_arguments(kwargs, match, lenet_checkpoint, tmp_path):
     model = nets.build_model("lenet", 10, (28, 28, 1))

@@ -55,7 +55,7 @@ def test_patch_size_follows_the_image_size():
     ((9, 9, 1), {}, r"patch_size=2 does not divide the image size 9x9"),
     ((8, 12, 1), dict(patch_size=3), r"patch_size=3 does not divide the image size 8x12"),
     ((1, 1, 1), {}, r"vit_tiny needs height and width >= 2"),
-    ((8, 8, 1), dict(patch_size=0), r"vit_tiny: patch_size=0 must be a positive int or None"),
+    ((8, 8, 1), dict(patch_size=0), r"vit_tiny: patch_size=0 must be an int >= 1"),
 ])
 def test_sizes_the_patch_does_not_divide_are_refused(shape, kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -101,6 +101,12 @@ def _element(kind):
     return None
 
 
+def is_int(value, low=None, high=INT64_MAX):
+    """Whether `value` is an int (not a bool; NumPy ints count) in [low, high]."""
+    return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            and (low is None or value >= low) and (high is None or value <= high))
+
+
 def check_int(name, value, low=None, high=INT64_MAX):
     """`value` if it is an int (not a bool) in [low, high], else UsageError naming `name`
     (e.g. '--seed' or 'k'). The one check of "an int" in the package."""

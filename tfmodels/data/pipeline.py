@@ -22,7 +22,7 @@ from tfmodels.data import datasets, decoding, resumable
 from tfmodels.data import preprocessing as preprocessing_lib
 from tfmodels.data import layout as layout_lib
 from tfmodels.data.specs import PipelineSpec, check_split
-from tfmodels.options import UsageError, check_int
+from tfmodels.options import UsageError, check_int, is_int
 
 
 def steps_per_epoch(info, split, global_batch_size):
@@ -182,8 +182,7 @@ def check_image_size(image_size, argument="image_size"):
         sides = tuple(sides)
     except TypeError:
         sides = ()
-    if len(sides) != 2 or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
-                                  and d >= 1 for d in sides):
+    if len(sides) != 2 or not all(is_int(d, low=1) for d in sides):
         raise UsageError(f"--{argument}={image_size!r} must be None, a positive int or "
                          "(height, width) of positive ints", argument)
     return tuple(int(d) for d in sides)

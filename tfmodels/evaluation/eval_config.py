@@ -184,7 +184,8 @@ def resolve(config, record, num_replicas):
     writable = model_dir_lib.is_writable(model_dir)
     if config.output is None and not writable:
         raise UsageError(f"--model_dir={model_dir} is not writable: pass --output for the "
-                         "results (and --summary_dir / --plot_dir for TensorBoard / PNGs)", "output")
+                         "results (and --summary_dir / --plot_dir for TensorBoard / PNGs)",
+                         "output")
     # Our default split's curves sit beside train/ in TensorBoard; others get their own.
     summary_dir = _default_dir(config.summary_dir, model_dir, writable, "TensorBoard scalars",
                                "eval" if split == default_split else f"eval_{split}")

@@ -17,6 +17,7 @@ import shutil
 import stat
 import tempfile
 import time
+
 from tfmodels.options import UsageError
 
 CONFIG_FILE = "config.json"

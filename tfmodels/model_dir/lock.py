@@ -13,6 +13,7 @@ import errno
 import fcntl
 import os
 import socket
+
 from tfmodels.options import UsageError
 
 LOCK_FILE = ".lock"

@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 
 from tfmodels.model_dir import checkpoints
 from tfmodels.model_dir.files import CONFIG_FILE, read_json
-from tfmodels.options import UsageError
+from tfmodels.options import UsageError, is_int
 
 # Config keys that decide what a checkpoint holds and what its numbers mean: a model_dir whose
 # config differs in one of them holds another run's checkpoints, which must not be resumed or
@@ -67,8 +67,8 @@ class ModelRecord:
         fields = {f.name for f in dataclasses.fields(cls)}
         found = {k: v for k, v in values.items() if k in fields and v is not None}
         shape = found["image_shape"]
-        if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(
-                isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
+        if not (isinstance(shape, (list, tuple)) and len(shape) == 3
+                and all(is_int(d, low=1) for d in shape)):
             raise UsageError(f"{source}: image_shape={shape!r} must be [height, width, "
                              "channels] of positive ints")
         found["image_shape"] = tuple(shape)

@@ -21,7 +21,7 @@ import keras
 from tfmodels import scopes
 from tfmodels.nets import (cifarnet, custom, lenet, linear, resnet_cifar, resnet_v1,
                            small_cnn, ufldl_cnn, vgg, vit)
-from tfmodels.options import UsageError
+from tfmodels.options import UsageError, check_int, is_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,16 +144,13 @@ def build_model(name, num_classes, input_shape, *, weight_decay=0.0, sync_batch_
       TypeError: a keyword the net does not take.
     """
     spec = get_net(name)
-    if (not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool)
-            or num_classes < 1):
-        raise ValueError(f"num_classes={num_classes!r} must be an integer >= 1")
+    check_int("num_classes", num_classes, low=1)
     try:
         shape = tuple(input_shape)
     except TypeError:
         shape = None
     if (shape is None or len(shape) != 3
-            or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1
-                       for d in shape)):
+            or not all(is_int(d, low=1) for d in shape)):
         raise ValueError(f"input_shape={input_shape!r} must be (height, width, channels) of "
                          "positive integers")
     parameters = inspect.signature(spec.fn).parameters

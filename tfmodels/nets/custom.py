@@ -28,6 +28,7 @@ import re
 import sys
 
 import tf_slim
+
 from tfmodels.options import UsageError, check_int
 
 _PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")

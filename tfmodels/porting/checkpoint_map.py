@@ -114,7 +114,7 @@ class Mapping:
         return report_lib.table(self)
 
 
-def resolve_checkpoint(checkpoint_path):
+def resolve_checkpoint(checkpoint_path, flag="checkpoint"):
     """(checkpoint prefix, 'tf1' | 'tf2') of a prefix or a directory.
 
     A directory stands for its newest `ckpt-<N>`, or the state file's latest entry when that
@@ -125,23 +125,23 @@ def resolve_checkpoint(checkpoint_path):
       ValueError: nothing there, or the checkpoint cannot be read (names the path and why).
     """
     if not checkpoint_path or not isinstance(checkpoint_path, (str, os.PathLike)):
-        raise UsageError(f"--checkpoint={checkpoint_path} must be a checkpoint prefix or a "
-                         "directory holding checkpoints")
+        raise UsageError(f"--{flag}={checkpoint_path} must be a checkpoint prefix or a "
+                         "directory holding checkpoints", flag)
     path = os.fspath(checkpoint_path)
     if tf.io.gfile.isdir(path):
         latest = model_dir_lib.checkpoints.resolve_in_directory(path)
         if latest is None:
-            raise UsageError(f"--checkpoint={path} is a directory without a checkpoint index "
-                             "file; pass a checkpoint prefix such as DIR/model.ckpt-1000")
+            raise UsageError(f"--{flag}={path} is a directory without a checkpoint index "
+                             "file; pass a checkpoint prefix such as DIR/model.ckpt-1000", flag)
         path = latest
     if not (tf.io.gfile.exists(path + ".index") or tf.io.gfile.exists(path)):
-        raise UsageError(f"--checkpoint={path} does not exist (no {path}.index)")
+        raise UsageError(f"--{flag}={path} does not exist (no {path}.index)", flag)
     try:
         keys = tf.train.load_checkpoint(path).get_variable_to_shape_map()
     except Exception as err:  # noqa: BLE001 -- TensorFlow's message does not name the file
         reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
-        raise UsageError(f"--checkpoint={path} cannot be read as a TensorFlow checkpoint: "
-                         f"{type(err).__name__}: {reason}") from None
+        raise UsageError(f"--{flag}={path} cannot be read as a TensorFlow checkpoint: "
+                         f"{type(err).__name__}: {reason}", flag) from None
     return path, ("tf2" if _OBJECT_GRAPH in keys else "tf1")
 
 

@@ -19,6 +19,7 @@ the raw values with `use_ema=True`).
 import json
 import os
 import re
+
 from tfmodels.options import UsageError
 
 EMA_SUFFIX = "ExponentialMovingAverage"  # tf.train.ExponentialMovingAverage's default name

@@ -8,6 +8,7 @@ decoupled weight decay, iteration counter, schedules) is Keras's own.
 """
 import keras
 import tensorflow as tf
+
 from tfmodels.options import UsageError
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")

@@ -19,6 +19,7 @@ negatives drawn uniformly without replacement from the other classes, S classes 
 import math
 
 import tensorflow as tf
+
 from tfmodels.options import UsageError
 
 SAMPLERS = ("log_uniform", "uniform")

@@ -73,7 +73,7 @@ def _train(config, strategy):
     found = model_dir_lib.check_model_dir(config.model_dir, record)  # reads only
     init_from = None
     if config.init_checkpoint and not found:  # model_dir > init_checkpoint > scratch
-        init_from, _ = porting.resolve_checkpoint(config.init_checkpoint)
+        init_from, _ = porting.resolve_checkpoint(config.init_checkpoint, "init_checkpoint")
     chief = distribute.is_chief(strategy)
     keras.mixed_precision.set_dtype_policy(_POLICIES[config.mixed_precision])
     keras.utils.set_random_seed(config.seed)
