@@ -166,9 +166,9 @@ def test_chance_check_warns_once_after_the_first_epoch_past_warmup(caplog):
     assert [r.getMessage() for r in caplog.records] == [text]
     assert text.startswith("training accuracy is 12.0% after 1.82 epoch(s) (step 40): chance "
                            "for 10 classes")
-    for cause in ("learning_rate=0.1 too high or too low for lenet_pp",
-                  "lr_schedule='cosine', warmup_steps=10", "label_smoothing=0.1",
-                  "weight_decay=0.001", "center_loss_weight=0.1"):
+    for cause in ("--learning_rate=0.1 too high or too low for lenet_pp",
+                  "--lr_schedule=cosine, --warmup_steps=10", "--label_smoothing=0.1",
+                  "--weight_decay=0.001", "--center_loss_weight=0.1"):
         assert cause in text
 
 

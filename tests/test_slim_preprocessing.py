@@ -146,7 +146,7 @@ def test_bad_module_arguments():
     image = photos()["odd"]
     with pytest.raises(ValueError, match=r"subtracts 3 channel means"):
         preprocessing.get_preprocessing("vgg", False)(image[..., :1], 224, 224)
-    with pytest.raises(ValueError, match=r"resize_side_min=0 must be an integer >= 1"):
+    with pytest.raises(ValueError, match=r"resize_side_min=0 must be an int >= 1"):
         preprocessing.get_preprocessing("vgg", False)(image, 224, 224, resize_side_min=0)
     with pytest.raises(ValueError, match=r"resize_side_min=300 and resize_side_max=256"):
         preprocessing.get_preprocessing("vgg", True)(image, 224, 224, resize_side_min=300,

@@ -54,8 +54,9 @@ def build_head(config, model, optimizer, train_variables, num_classes, loss_fn):
     matrix = class_matrix_lib.class_matrix(model, purpose=flag)
     trained = {id(v) for v in train_variables}
     if not all(id(v) in trained for v in matrix.variables):
+        scopes = ",".join(config.trainable_scopes)
         raise UsageError(f"{flag} trains the class matrix {matrix.kernel.path.rsplit('/', 1)[0]}"
-                         f", which trainable_scopes={list(config.trainable_scopes)} leave out")
+                         f", which --trainable_scopes={scopes} leave out", "trainable_scopes")
     body_variables = [v for v in train_variables
                       if id(v) not in {id(m) for m in matrix.variables}]
     columns = ColumnOptimizer(optimizer, matrix.variables)

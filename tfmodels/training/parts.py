@@ -122,7 +122,7 @@ def _check_xla_sync_batch_norm(config, strategy, model):
               if isinstance(layer, keras.layers.BatchNormalization) and layer.synchronized]
     if synced:
         raise UsageError(
-            f"jit_compile with synchronized batch norm ({len(synced)} layers of {config.model}) "
+            f"--jit_compile with synchronized batch norm ({len(synced)} layers of {config.model}) "
             f"needs GPUs; these replicas run on {', '.join(devices)}. Use --nojit_compile or "
             "--nosync_bn.")
 
