@@ -195,7 +195,9 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
         def read(key):
             try:
                 return reader.get_tensor(key)
-            except tf.errors.OpError as err:  # a damaged (truncated, bit-flipped) data file
+            # A damaged data file: a checksum error (OpError) or, cut short, TensorFlow's
+            # "Read less bytes than requested" (IndexError).
+            except (tf.errors.OpError, IndexError) as err:
                 raise _damaged(path, err, key) from None
     else:
         try:
