@@ -56,7 +56,10 @@ class _VerbosityParser(flags.IntegerParser):
 
 def _verbosity_in(argv):
     """--verbosity / -v as given in `argv` (flag files read), before the flags are defined;
-    None when absent or unreadable (the real parse reports it)."""
+    None when absent or unreadable (the real parse reports it, as it does a flag file that
+    includes itself)."""
+    if flagfile_cycle(argv):
+        return None
     early = flags.FlagValues()
     flags.DEFINE_flag(flags.Flag(_VerbosityParser(), flags.ArgumentSerializer(), "verbosity",
                                  None, "", short_name="v"), flag_values=early)
