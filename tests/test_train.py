@@ -195,7 +195,8 @@ def test_a_bug_in_a_custom_net_is_a_traceback(tmp_path):
     """))
     model_dir = str(tmp_path / "run")
     proc = scripts.run("train.py", f"--model_dir={model_dir}", "--model=buggy_net:net",
-                       "--train_steps=1", timeout=300, PYTHONPATH=str(tmp_path))
+                       "--weight_decay=0", "--train_steps=1", timeout=300,
+                       PYTHONPATH=str(tmp_path))
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback (most recent call last):" in proc.stderr
     assert 'buggy_net.py", line 3, in net' in proc.stderr
