@@ -203,8 +203,12 @@ def _record_failure(message):
 
 def undecodable_error(error):
     """The `UndecodableImageError` behind `error` when it is TensorFlow's error of a
-    `decode_examples` pipeline that stopped at an undecodable image (recorded as it stopped),
-    else None."""
-    if isinstance(error, tf.errors.OpError) and _FAILURES:
-        return UndecodableImageError(_FAILURES.pop())
+    `decode_examples` pipeline that stopped at an undecodable image (each records its message
+    as it stops), else None."""
+    if not isinstance(error, tf.errors.OpError):
+        return None
+    # Several pipelines may have stopped (prefetching ones too): the one that raised `error`.
+    for text in reversed(_FAILURES):
+        if text in error.message:
+            return UndecodableImageError(text)
     return None
