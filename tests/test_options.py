@@ -123,6 +123,9 @@ def _train(*args):
                               "values takes 2.38e+03 GiB, more than this machine's"),
     (["--preprocessing=caffe"], "--preprocessing=caffe is not one of: cifarnet, inception"),
     (["--lr_boundaries=5,x"], "--lr_boundaries=5,x must be a comma-separated list of ints"),
+    (["--epochs=-1"], "--epochs=-1 must be > 0"),
+    (["--dataset=tfds:nope"],
+     "--dataset=tfds:nope: tfds has no dataset named 'nope'; see tfds.list_builders()"),
 ])
 def test_train_flags_are_refused_before_any_work(args, message):
     with pytest.raises(UsageError) as raised:
