@@ -100,7 +100,7 @@ def test_registry_names_and_specs():
 
 
 def test_get_net_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError, match="unknown net 'lenet5'") as error:
+    with pytest.raises(ValueError, match="unknown --model=lenet5") as error:
         nets.get_net("lenet5")
     assert all(name in str(error.value) for name in nets.NETS)
     assert nets.get_net("lenet") is nets.NETS["lenet"]
@@ -122,7 +122,7 @@ def test_get_net_unknown_name_lists_valid_names():
     ("lenet", dict(weight_decay=float("nan")), ValueError, r"weight_decay=nan"),
     ("lenet", dict(is_training="yes"), ValueError, r"is_training='yes'"),
     ("lenet", dict(hidden_size=10), TypeError, r"lenet does not take \['hidden_size'\]"),
-    ("lenet7", {}, ValueError, r"unknown net 'lenet7'; valid names: cifarnet, lenet,"),
+    ("lenet7", {}, ValueError, r"unknown --model=lenet7; valid names: cifarnet, lenet,"),
 ])
 def test_build_model_rejects_bad_arguments_before_building(name, kwargs, error, match,
                                                             monkeypatch):
