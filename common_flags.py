@@ -1,14 +1,26 @@
-"""What train.py and eval.py share: a quiet start, the strategy flags, `--verbosity`, errors as
-one line naming flags, the import path, printing results, and how `main` ends.
+"""What train.py and eval.py share: a quiet start, flags generated from a config class,
+`--verbosity`, errors as one line, the import path, printing results, and how `main` ends.
 
-Import this module before anything that imports TensorFlow: it imports TensorFlow itself, with
-the C++ log level chosen from `--verbosity` (TensorFlow reads it once, at import) and with the
-lines its libraries print while loading (absl's "All log messages before absl::InitializeLog()",
-CUDA stubs looking for drivers) held back; once the flags are parsed they are shown at
-`--verbosity=debug` and dropped otherwise, except errors. Then `run(main, defaults)` parses the
-flags, routes all logging through `tfmodels.console` and runs `main`.
+    if __name__ == "__main__":
+        common_flags.quiet_start()      # before TensorFlow loads
+    from tfmodels import training      # noqa: E402
+    ...
+    common_flags.run(main, training.TrainConfig)
+
+`quiet_start()` imports TensorFlow with the C++ log level chosen from `--verbosity` (TensorFlow
+reads it once, at import) and with the lines its libraries print while loading (absl's "All log
+messages before absl::InitializeLog()", CUDA stubs looking for drivers) held back; once the
+flags are parsed they are shown at `--verbosity=debug` and dropped otherwise, except errors.
+`run(main, config_class)` defines one flag per option of the config class (see
+`tfmodels.options` for how an option is declared), parses them, routes all logging through
+`tfmodels.console` and calls `main(config)` with the config the flags describe. Importing this
+module does nothing else.
+
+Exit statuses: 0 done; 2 bad input (`tfmodels.options.UsageError`, absl's flag errors, a flag
+file that includes itself): one line `error: --flag=value ...`; 1 a failure the library names
+(`failures`; an undecodable image): one line; 1 anything else: its traceback (a bug is not bad
+input).
 """
-import dataclasses
 import gc
 import json
 import logging
@@ -21,11 +33,10 @@ import traceback
 from absl import app, flags
 from absl import logging as absl_logging
 
-# absl's --verbosity as names too; absl's own numbers (-v 1) keep working.
+# Flags defined through here belong to the script (its --help lists them).
+flags.disclaim_key_flags()
+
 VERBOSITY_NAMES = {"debug": 1, "info": 0, "warning": -1, "error": -2}
-# TrainConfig / EvalConfig fields whose flag has another name; every other field's flag has the
-# field's name. The scripts build their configs through it, and errors are translated by it.
-FLAG_OF_FIELD = {"global_batch_size": "batch_size"}
 
 
 class _VerbosityParser(flags.IntegerParser):
@@ -45,7 +56,10 @@ class _VerbosityParser(flags.IntegerParser):
 
 def _verbosity_in(argv):
     """--verbosity / -v as given in `argv` (flag files read), before the flags are defined;
-    None when absent or unreadable (the real parse reports it)."""
+    None when absent or unreadable (the real parse reports it, as it does a flag file that
+    includes itself)."""
+    if flagfile_cycle(argv):
+        return None
     early = flags.FlagValues()
     flags.DEFINE_flag(flags.Flag(_VerbosityParser(), flags.ArgumentSerializer(), "verbosity",
                                  None, "", short_name="v"), flag_values=early)
@@ -121,102 +135,79 @@ def _absl_to_logging(verbosity):
     return logging.DEBUG if verbosity >= 1 else absl_logging.converter.absl_to_standard(verbosity)
 
 
-_EARLY_VERBOSITY = _verbosity_in(sys.argv) if "tensorflow" not in sys.modules else None
-# TensorFlow's C++ code reads its level once, when the library loads (2: errors only).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL",
-                      "0" if (_EARLY_VERBOSITY or 0) >= 1 else "2")
-with _HeldStderr() as _STARTUP:
-    import tensorflow as tf  # noqa: E402
 
-    from tfmodels import console, distribute  # noqa: E402
-    from tfmodels.data.pipelines import decoding  # noqa: E402
-
-flags.FLAGS["verbosity"].parser = _VerbosityParser()
-flags.FLAGS["verbosity"].help = (
-    "How much to print: debug (everything, TensorFlow's own logs included), info (default: "
-    "progress bars, a summary at the start and a table at the end, this program's log lines), "
-    "warning (warnings and errors only), error; or absl's numeric levels.")
-_fields = set()  # the config fields of the running script, named as flags in messages
+_STARTUP = None  # what TensorFlow printed while loading (`quiet_start`)
 
 
-def define_strategy_flags(defaults):
-    """`--strategy`, `--num_gpus`, `--all_reduce`, `--virtual_devices`, with the defaults of
-    `defaults` (a `TrainConfig` or `EvalConfig`)."""
-    flags.DEFINE_enum("strategy", defaults.strategy, distribute.STRATEGIES,
-                      "auto: mirrored over all GPUs (or over --virtual_devices CPUs), "
-                      "else one CPU.")
-    flags.DEFINE_integer("num_gpus", defaults.num_gpus, "GPUs to use (default: all visible).",
-                         lower_bound=0)
-    flags.DEFINE_enum("all_reduce", defaults.all_reduce, distribute.ALL_REDUCE,
-                      "Cross-device all-reduce.")
-    flags.DEFINE_integer("virtual_devices", defaults.virtual_devices, "Split each physical "
-                         "device into this many logical devices (simulates several GPUs).",
-                         lower_bound=1)
+def quiet_start(argv=None):
+    """Import TensorFlow (and tfmodels) quietly: the C++ log level from `--verbosity` in `argv`
+    (default: sys.argv), the start-up lines held until the flags are parsed (`setup_logging`).
+    Call it before anything imports TensorFlow."""
+    global _STARTUP
+    if "tensorflow" in sys.modules:
+        return
+    early = _verbosity_in(sys.argv if argv is None else argv)
+    # TensorFlow's C++ code reads its level once, when the library loads (2: errors only).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if (early or 0) >= 1 else "2")
+    with _HeldStderr() as _STARTUP:
+        import tensorflow  # noqa: F401
+
+        import tfmodels  # noqa: F401
 
 
-def strategy_options():
-    """The parsed strategy flags as keyword arguments of TrainConfig / EvalConfig."""
-    return dict(strategy=flags.FLAGS.strategy, num_gpus=flags.FLAGS.num_gpus,
-                all_reduce=flags.FLAGS.all_reduce, virtual_devices=flags.FLAGS.virtual_devices)
-
-
-def renamed_options():
-    """The parsed flags of the fields in `FLAG_OF_FIELD`, as config keyword arguments
-    (`global_batch_size=FLAGS.batch_size`)."""
-    return {field: flags.FLAGS[flag].value for field, flag in FLAG_OF_FIELD.items()}
-
-
-def flag_message(text, fields=None, defined=None):
-    """`text` with the library's `field=value` written as the user types it: `--flag=value`.
-
-    Args:
-      text: a message of the library (`global_batch_size=64 ...`, `model='alexnet' ...`).
-      fields: the config fields to rewrite (default: the running script's, see `run`).
-      defined: the flag names that exist (default: absl's FLAGS); fields without a flag stay.
-
-    Returns:
-      `text` with `--batch_size=64`, `--model=alexnet` (quotes dropped where the value has no
-      spaces).
-    """
-    fields = _fields if fields is None else fields
-    defined = flags.FLAGS if defined is None else defined
-    names = {field: FLAG_OF_FIELD.get(field, field) for field in fields}
-    names = {field: flag for field, flag in names.items() if flag in defined}
-    if not names:
-        return text
-    pattern = re.compile(r"(?<![\w.-])(%s)=('[^'\s]+'|\"[^\"\s]+\")?" % "|".join(
-        sorted(map(re.escape, names), key=len, reverse=True)))
-
-    def as_typed(match):
-        value = match.group(2)
-        return f"--{names[match.group(1)]}=" + (value[1:-1] if value else "")
-
-    return pattern.sub(as_typed, text)
+def _startup_text():
+    return _STARTUP.text if _STARTUP is not None else ""
 
 
 def fail(message):
-    """Print 'error: <message>' (flags named as typed) alone and exit with status 2."""
-    console.close_bars()
-    sys.stderr.write(f"error: {flag_message(str(message))}\n")
+    """Print 'error: <message>' alone and exit with status 2."""
+    _close_bars()
+    sys.stderr.write(f"error: {message}\n")
     sys.stderr.flush()
     sys.exit(2)
 
 
-class _FlagNamesInWarnings(logging.Filter):
-    """Warnings of this package name flags as the user types them (`--learning_rate=0.1`)."""
+def _close_bars():
+    if "tfmodels.console" in sys.modules:
+        sys.modules["tfmodels.console"].close_bars()
 
-    def filter(self, record):
-        if record.levelno >= logging.WARNING and "tfmodels" in record.pathname:
-            record.msg, record.args = flag_message(record.getMessage()), None
-        return True
+
+def flagfile_cycle(argv):
+    """The chain of flag files in `argv` that includes itself ('a -> b -> a'), or None. absl
+    only warns about such a file and goes on with what it read: here it is bad input."""
+    def visit(path, chain):
+        real = os.path.realpath(path)
+        if real in chain:
+            return " -> ".join(chain + [real])
+        try:
+            with open(real) as lines:
+                included = [line.strip()[len("--flagfile="):] for line in lines
+                            if line.strip().startswith("--flagfile=")]
+        except OSError:
+            return None  # absl's parse names the unreadable file
+        for name in included:
+            cycle = visit(name, chain + [real])
+            if cycle:
+                return cycle
+        return None
+
+    for arg in argv[1:]:
+        if arg.startswith("--flagfile="):
+            cycle = visit(arg[len("--flagfile="):], [])
+            if cycle:
+                return cycle
+    return None
 
 
 def _parse_flags(argv):
     """absl's parse, then logging set up; a bad flag is one 'error:' line, exit status 2."""
+    cycle = flagfile_cycle(argv)
+    if cycle:
+        fail(f"--flagfile includes itself: {cycle}")
     try:
         rest = flags.FLAGS(argv)
     except flags.Error as err:
-        sys.stderr.write(native_lines_to_show(_STARTUP.text, logging.INFO))
+        sys.stderr.write(native_lines_to_show(_startup_text(), logging.INFO))
         fail(err)
     verbosity = 0 if flags.FLAGS["verbosity"].using_default_value else flags.FLAGS.verbosity
     setup_logging(_absl_to_logging(verbosity))
@@ -226,10 +217,12 @@ def _parse_flags(argv):
 def setup_logging(level):
     """Logging through `tfmodels.console` at `level`; TensorFlow's held start-up output and its
     GPU probe's shown as `native_lines_to_show` says."""
+    import tensorflow as tf
+
+    from tfmodels import console
+
     console.setup_logging(level, own_dirs=[os.path.dirname(os.path.abspath(__file__))])
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_FlagNamesInWarnings())
-    sys.stderr.write(native_lines_to_show(_STARTUP.text, level))
+    sys.stderr.write(native_lines_to_show(_startup_text(), level))
     # Looking for GPUs loads the CUDA driver, which complains where there is none; the
     # strategy looks again later, quietly. Listing devices starts no runtime.
     with _HeldStderr() as probe:
@@ -238,25 +231,41 @@ def setup_logging(level):
     sys.stderr.flush()
 
 
-def run(main, defaults):
-    """`app.run(main)`, with every bad flag value reported as one 'error:' line (exit status
-    2): absl's parse errors, `app.UsageError`s from `main`, and the library's errors through
-    `run_and_release`, where `defaults`' fields (a `TrainConfig` / `EvalConfig`) are named as
-    flags. The flag help is printed only for --help / --helpfull."""
-    _fields.update(f.name for f in dataclasses.fields(defaults))
+def define_flags(config_class):
+    """absl flags for every option of `config_class`, and `--verbosity` as names too."""
+    from tfmodels import options
 
-    def main_without_usage(argv):
-        try:
-            return main(argv)
-        except app.UsageError as err:
-            fail(err)
+    options.define_flags(config_class)
+    flags.FLAGS["verbosity"].parser = _VerbosityParser()
+    flags.FLAGS["verbosity"].help = (
+        "How much to print: debug (everything, TensorFlow's own logs included), info (default: "
+        "progress bars, a summary at the start and a table at the end, this program's log "
+        "lines), warning (warnings and errors only), error; or absl's numeric levels.")
 
-    app.run(main_without_usage, flags_parser=_parse_flags)
+
+def run(main, config_class, failures=()):
+    """Define the flags of `config_class`'s options, parse them, call `main(config)` with the
+    config they describe and print its result (`print_result`); how it ends: the module
+    docstring. The flag help is printed only for --help / --helpfull."""
+    from tfmodels import options
+
+    define_flags(config_class)
+
+    def main_with_config(argv):
+        if len(argv) > 1:
+            fail(f"unexpected arguments: {' '.join(argv[1:])}")
+        import_from_working_directory()
+        print_result(run_and_release(lambda: main(options.from_flags(config_class)),
+                                     failures=failures))
+
+    app.run(main_with_config, flags_parser=_parse_flags)
 
 
 def print_result(value):
     """`value` as JSON on stdout, unless stdout is the terminal that has just shown it as a
     table (`python train.py > metrics.json` and pipes still get it)."""
+    from tfmodels import console
+
     if console.stream_is_terminal(sys.stdout) and console.shows_progress():
         return
     print(json.dumps(value, indent=2))
@@ -269,7 +278,7 @@ def import_from_working_directory():
         sys.path.insert(1, os.getcwd())
 
 
-def run_and_release(work, usage_errors=(), failures=()):
+def run_and_release(work, failures=()):
     """`work()`'s result, with every TensorFlow object it made released before we go on.
 
     A process that leaves tf.data iterators (one per replica, each with an autotune thread) to
@@ -281,27 +290,32 @@ def run_and_release(work, usage_errors=(), failures=()):
 
     Args:
       work: fn() -> result.
-      usage_errors: exception types that mean bad input: 'error: <message>' alone (no flag
-        help; the library's option names written as flags), exit status 2.
-      failures: exception types reported as 'error: <message>' with exit status 1.
+      failures: exception types reported as 'error: <message>' with exit status 1 (besides
+        `model_dir.ModelDirWriteError`: a file of the run that could not be written).
 
     Returns:
-      `work()`'s result (any other exception: its traceback is printed, exit status 1).
+      `work()`'s result. A `UsageError`: 'error: <message>' alone, exit status 2; an image the
+      input pipeline could not decode (`decoding.UndecodableImageError`) or one of `failures`:
+      its one line, status 1; any other exception: its traceback, exit status 1.
     """
+    from tfmodels.data.pipelines import decoding
+    from tfmodels.model_dir import ModelDirWriteError
+    from tfmodels.options import UsageError
+
     report = status = None
     try:
         result = work()
-    except usage_errors as err:
-        report, status = f"error: {flag_message(str(err))}\n", 2
-    except failures as err:
+    except UsageError as err:
+        report, status = f"error: {err}\n", 2
+    except (ModelDirWriteError,) + tuple(failures) as err:  # out of space, no permission, ...
         report, status = f"error: {err}\n", 1
     except Exception as err:  # noqa: BLE001 -- printed below, once the run's objects are freed
-        # An image the input pipeline could not decode: its one-line report, not a traceback.
-        message = decoding.undecodable_message(err)
-        report, status = (f"error: {message}\n" if message else traceback.format_exc()), 1
+        undecodable = decoding.undecodable_error(err)
+        report = f"error: {undecodable}\n" if undecodable else traceback.format_exc()
+        status = 1
     gc.collect()
     if report is not None:
-        console.close_bars()
+        _close_bars()
         sys.stderr.write(report)
         sys.stderr.flush()
         sys.exit(status)

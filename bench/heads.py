@@ -62,12 +62,13 @@ def _step(head, num_classes, dim, batch):
                          lr_schedule="constant", label_smoothing=0.0, weight_decay=0.0,
                          head=head, **HEADS[head])
     strategy = tf.distribute.get_strategy()
-    parts = build_training(config.resolve(info, 1), strategy)
+    resolved = config.resolve(info, 1)
+    parts = build_training(resolved, strategy)
     rng = np.random.default_rng(0)
     batch_data = {"image": rng.standard_normal((batch, 1, 1, dim)).astype(np.float32),
                   "label": rng.integers(0, num_classes, batch).astype(np.int32)}
     step = TrainStep(strategy, parts, iter(tf.data.Dataset.from_tensors(batch_data).repeat()),
-                     config)
+                     resolved)
     return step, parts
 
 

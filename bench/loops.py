@@ -36,8 +36,9 @@ _POLICIES = {"none": "float32", "float32": "float32", "bfloat16": "mixed_bfloat1
 
 def trainer_parts(model_name, image_shape, batch, *, strategy=None, num_classes=10,
                   mixed_precision="none", jit_compile=False):
-    """Our trainer's config and `TrainingParts` for a synthetic dataset of this shape, with the
-    benchmarks' recipe, under `strategy` (None: TensorFlow's default strategy)."""
+    """Our trainer's `ResolvedConfig` and `TrainingParts` for a synthetic dataset of this
+    shape, with the benchmarks' recipe, under `strategy` (None: TensorFlow's default
+    strategy)."""
     import tensorflow as tf
 
     strategy = strategy or tf.distribute.get_strategy()
@@ -53,7 +54,8 @@ def trainer_parts(model_name, image_shape, batch, *, strategy=None, num_classes=
         momentum=MOMENTUM, label_smoothing=0.0, weight_decay=WEIGHT_DECAY,
         mixed_precision="none" if mixed_precision == "float32" else mixed_precision,
         jit_compile=jit_compile)
-    return config, build_training(config.resolve(info, strategy.num_replicas_in_sync), strategy)
+    resolved = config.resolve(info, strategy.num_replicas_in_sync)
+    return resolved, build_training(resolved, strategy)
 
 
 def synthetic_batch(image_shape, batch, num_classes=10):
@@ -106,7 +108,7 @@ def build_loops(model_name, image_shape, batch, steps_per_loop, *, num_classes=1
             if name == ONE_DEVICE:
                 strategy = tf.distribute.OneDeviceStrategy(
                     "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0")
-            config, parts = trainer_parts(model_name, image_shape, batch, strategy=strategy,
+            resolved, parts = trainer_parts(model_name, image_shape, batch, strategy=strategy,
                                           num_classes=num_classes,
                                           mixed_precision=mixed_precision,
                                           jit_compile=jit_compile)
@@ -114,7 +116,7 @@ def build_loops(model_name, image_shape, batch, steps_per_loop, *, num_classes=1
                 source = (dataset if strategy is None
                           else strategy.experimental_distribute_dataset(dataset))
                 step = TrainStep(strategy or tf.distribute.get_strategy(), parts,
-                                 ResumableIterator(lambda start, source=source: source), config)
+                                 ResumableIterator(lambda start, source=source: source), resolved)
                 fns[name] = _bind(step.loop, n)
             elif name == "minimal":
                 fns[name] = _bind(_minimal(parts.model, iter(dataset), mixed_precision,

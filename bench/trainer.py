@@ -61,12 +61,12 @@ def replica_step_time(num_replicas, model_name, steps_per_loop, repeats, strateg
     strategy = distribute.setup(strategy_name, virtual_devices=num_replicas)
     image_shape, batch, default_steps, _ = CASES[model_name]
     steps_per_loop = steps_per_loop or default_steps
-    config, parts = trainer_parts(model_name, image_shape, batch, strategy=strategy)
+    resolved, parts = trainer_parts(model_name, image_shape, batch, strategy=strategy)
     # The trainer's own input path (one repeated random batch per replica).
     synthetic = "synthetic:{}x{}x{}:10".format(*image_shape)
     iterator = iter(data.distribute_dataset(strategy, synthetic, "train", global_batch_size=batch,
                                             training=True, seed=0))
-    step = TrainStep(strategy, parts, iterator, config)
+    step = TrainStep(strategy, parts, iterator, resolved)
     n = tf.constant(steps_per_loop, tf.int64)
     seconds = time_calls({"ours": lambda: step.loop(n)}, repeats=repeats, number=1)["ours"]
     return seconds / steps_per_loop

@@ -298,8 +298,8 @@ def test_dropout_training_and_pinned_modes(rng):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(num_heads=0, key_dim=4), r"num_heads=0 must be a positive int"),
-    (dict(num_heads=2, key_dim=2.5), r"key_dim=2.5 must be a positive int"),
+    (dict(num_heads=0, key_dim=4), r"num_heads=0 must be an int >= 1"),
+    (dict(num_heads=2, key_dim=2.5), r"key_dim=2.5 must be an int >= 1"),
     (dict(num_heads=2, key_dim=4, value_dim=-1), r"value_dim=-1"),
     (dict(num_heads=2, key_dim=4, dropout=1.0), r"dropout=1.0 must be a number in \[0, 1\)"),
     (dict(num_heads=2, key_dim=4, output_shape=(0,)), r"output_shape=\(0,\)"),

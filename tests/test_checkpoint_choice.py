@@ -77,7 +77,7 @@ def test_port_report_says_which_and_why(tmp_path):
 
 def test_directory_without_checkpoints(tmp_path):
     tf.compat.v1.train.update_checkpoint_state(str(tmp_path), "model.ckpt-5")
-    with pytest.raises(ValueError, match=rf"checkpoint='{tmp_path}': {tmp_path} holds no "
+    with pytest.raises(ValueError, match=rf"--checkpoint={tmp_path}: {tmp_path} holds no "
                                          r"checkpoint index file \(\*\.index\) \(its state "
                                          r"file names 'model.ckpt-5'\)"):
         porting.resolve_checkpoint(str(tmp_path))

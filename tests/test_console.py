@@ -130,26 +130,6 @@ def test_startup_output_keeps_errors_and_python_warnings(common_flags):
     assert "real C++ error" not in common_flags.native_lines_to_show(STARTUP, logging.CRITICAL)
 
 
-@pytest.mark.parametrize("message, expected", [
-    ("global_batch_size=64 is not divisible by the 3 replicas",
-     "--batch_size=64 is not divisible by the 3 replicas"),
-    ("model='alexnet' is not one of: lenet", "--model=alexnet is not one of: lenet"),
-    ("give at most one of train_steps=5 and epochs=2.0",
-     "give at most one of --train_steps=5 and --epochs=2.0"),
-    ("init_checkpoint_use_ema=True needs init_checkpoint='x'",
-     "--init_checkpoint_use_ema=True needs --init_checkpoint=x"),
-    ("model_dir='' must name a directory", "--model_dir='' must name a directory"),
-    ("data_dir='a b' is missing", "--data_dir='a b' is missing"),
-    ("--batch_size=64 already a flag; input_shape=(8, 8, 1); no_such_flag=3",
-     "--batch_size=64 already a flag; input_shape=(8, 8, 1); no_such_flag=3"),
-])
-def test_library_names_are_written_as_flags(common_flags, message, expected):
-    fields = ("global_batch_size", "model", "train_steps", "epochs", "init_checkpoint",
-              "init_checkpoint_use_ema", "model_dir", "data_dir", "no_such_flag")
-    defined = {common_flags.FLAG_OF_FIELD.get(name, name) for name in fields[:-1]}
-    assert common_flags.flag_message(message, fields, defined) == expected
-
-
 @pytest.mark.parametrize("given, level", [("debug", 1), ("INFO", 0), ("warning", -1),
                                           ("error", -2), ("2", 2), ("-1", -1)])
 def test_verbosity_flag_takes_names_and_absl_numbers(common_flags, given, level):
@@ -186,9 +166,9 @@ def test_chance_check_warns_once_after_the_first_epoch_past_warmup(caplog):
     assert [r.getMessage() for r in caplog.records] == [text]
     assert text.startswith("training accuracy is 12.0% after 1.82 epoch(s) (step 40): chance "
                            "for 10 classes")
-    for cause in ("learning_rate=0.1 too high or too low for lenet_pp",
-                  "lr_schedule='cosine', warmup_steps=10", "label_smoothing=0.1",
-                  "weight_decay=0.001", "center_loss_weight=0.1"):
+    for cause in ("--learning_rate=0.1 too high or too low for lenet_pp",
+                  "--lr_schedule=cosine, --warmup_steps=10", "--label_smoothing=0.1",
+                  "--weight_decay=0.001", "--center_loss_weight=0.1"):
         assert cause in text
 
 

@@ -75,12 +75,12 @@ def test_build_model_has_the_legacy_graphs_variables():
 
 
 @pytest.mark.parametrize("value, match", [
-    ("convnet", "unknown net 'convnet'; valid names: .*'package.module:function'"),
-    ("convnet:", r"model='convnet:' must be a registered net name or 'package.module:function'"),
+    ("convnet", "unknown --model=convnet; valid names: .*'package.module:function'"),
+    ("convnet:", r"--model=convnet: must be a registered net name or 'package.module:function'"),
     ("my-pkg.net:fn", "must be a registered net name or 'package.module:function'"),
-    ("no_such_module_x:fn", r"model='no_such_module_x:fn': no module named 'no_such_module_x' "
+    ("no_such_module_x:fn", r"--model=no_such_module_x:fn: no module named 'no_such_module_x' "
                             "on sys.path; run from the directory holding it or add"),
-    ("convnet:resnet", r"model='convnet:resnet': module convnet has no attribute 'resnet'; "
+    ("convnet:resnet", r"--model=convnet:resnet: module convnet has no attribute 'resnet'; "
                        "its functions: convnet, convnet_arg_scope"),
 ])
 def test_bad_model_values(value, match):
@@ -108,14 +108,14 @@ def test_modules_that_break_the_contract(tmp_path):
         def scoped_arg_scope():
             return {}
     """)
-    with pytest.raises(ValueError, match=r"model='bad_net_a:LIMIT': bad_net_a.LIMIT is a int, "
+    with pytest.raises(ValueError, match=r"--model=bad_net_a:LIMIT: bad_net_a.LIMIT is a int, "
                                          "not a function"):
         nets.get_net("bad_net_a:LIMIT")
-    with pytest.raises(ValueError, match=r"model='bad_net_a:no_scope' does not follow the net "
+    with pytest.raises(ValueError, match=r"--model=bad_net_a:no_scope does not follow the net "
                                          r"contract fn\(images, num_classes, is_training=None, "
                                          r".*no 'is_training' parameter; no 'scope' parameter"):
         nets.get_net("bad_net_a:no_scope")
-    with pytest.raises(ValueError, match=r"sized.default_image_size=0 must be a positive int"):
+    with pytest.raises(ValueError, match=r"sized.default_image_size=0 must be an int >= 1"):
         nets.get_net("bad_net_a:sized")
     with pytest.raises(ValueError, match=r"end_points has no 'embedding' .* set "
                                          r"end_points\['embedding'\] = net before the logits"):
@@ -123,7 +123,7 @@ def test_modules_that_break_the_contract(tmp_path):
     with pytest.raises(ValueError, match=r"returned KerasTensor; the net contract is to return "
                                          r"\(logits, end_points\)"):
         nets.build_model("bad_net_a:one_output", 3, (4, 4, 1))
-    with pytest.raises(ValueError, match=r"weight_decay=0.1 but model='bad_net_a:scoped': "
+    with pytest.raises(ValueError, match=r"--weight_decay=0.1 but --model=bad_net_a:scoped: "
                                          "scoped_arg_scope takes no weight_decay argument"):
         nets.build_model("bad_net_a:scoped", 3, (4, 4, 1), weight_decay=0.1)
 
@@ -157,7 +157,7 @@ def test_tf1_function_as_model_says_what_to_do(tmp_path):
 
 @pytest.mark.subprocess
 def test_porting_cli_model_values(tmp_path):
-    """One error line, exit status 1, no flag listing; a net without default_image_size
+    """One error line, exit status 2, no flag listing; a net without default_image_size
     needs --image_size."""
     write_module(tmp_path, "bad_net_cli", """
         from tfmodels.nets import lenet
@@ -165,13 +165,13 @@ def test_porting_cli_model_values(tmp_path):
             return lenet.lenet(images, num_classes, is_training, scope=scope)
     """)
     for model, message in [
-            ("lenet5", "error: unknown net 'lenet5'; valid names: "),
-            ("bad_net_cli:net", "error: --image_size is required: model='bad_net_cli:net' has "
+            ("lenet5", "error: unknown --model=lenet5; valid names: "),
+            ("bad_net_cli:net", "error: --image_size is required: --model=bad_net_cli:net has "
                                 "no default_image_size")]:
         result = subprocess.run(
             [sys.executable, "-m", "tfmodels.porting", "--checkpoint=x", f"--model={model}",
              "--num_classes=10", "--output=out"], cwd=tmp_path, capture_output=True, text=True,
             timeout=300, env=scripts.script_env(PYTHONPATH=scripts.ROOT))
-        assert result.returncode == 1
+        assert result.returncode == 2
         assert message in result.stderr
         assert "--checkpoint" not in result.stderr  # no usage text

@@ -53,7 +53,7 @@ def test_names_and_unknown_name():
     assert {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "tfds:NAME",
             "synthetic"} <= set(names)
     assert tuple(names) == data.DATASET_NAMES
-    with pytest.raises(ValueError, match=r"dataset='imagenette'.*digits.*cifar100.*synthetic"):
+    with pytest.raises(ValueError, match=r"--dataset=imagenette.*digits.*cifar100.*synthetic"):
         data.get_dataset_info("imagenette")
     with pytest.raises(ValueError, match="must be a string"):
         data.get_dataset_info(None)
@@ -73,13 +73,13 @@ def test_synthetic_specs(name, shape, classes, splits):
 @pytest.mark.parametrize("name", ["synthetic:32x32:10", "synthetic:32x32x3:ten",
                                   "synthetic:0x32x3:10", "synthetic:1x1x1:1:1:1:1"])
 def test_bad_synthetic_specs(name):
-    with pytest.raises(ValueError, match=f"dataset='{re.escape(name)}'"):
+    with pytest.raises(ValueError, match=f"--dataset={re.escape(name)}"):
         data.get_dataset_info(name)
 
 
 def test_split_not_in_dataset():
     info = data.get_dataset_info("digits")
-    with pytest.raises(ValueError, match=r"split='validation'.*'digits'.*\['test', 'train'\]"):
+    with pytest.raises(ValueError, match=r"--split=validation.*'digits'.*\['test', 'train'\]"):
         data.load_arrays(info, "validation")
 
 
@@ -94,6 +94,26 @@ def test_missing_tfds_dataset_fails_fast_with_instructions(tmp_path, no_download
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="no dataset named 'no_such_dataset'"):
         data.get_dataset_info("tfds:no_such_dataset", data_dir=str(tmp_path))
+
+
+def test_the_prepare_command_runs_as_printed(tmp_path, no_download, monkeypatch):
+    """The message's `python -c '...'` is split as a shell splits it and its code run, with
+    tfds's download replaced by a recorder: it prepares the dataset asked for, in the dir."""
+    import shlex
+
+    import tensorflow_datasets as tfds
+
+    with pytest.raises(data.DatasetUnavailableError) as raised:
+        data.get_dataset_info("cifar10", data_dir=str(tmp_path / "my dir"))
+    message = str(raised.value)
+    command = shlex.split(message[message.index("python -c "):message.index(" (or tfds build")])
+    assert command[:2] == ["python", "-c"] and len(command) == 3
+    prepared = []
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                        lambda self, *a, **k: prepared.append((self.name, self.data_dir)))
+    exec(compile(command[2], "<printed command>", "exec"), {})
+    assert len(prepared) == 1 and prepared[0][0] == "cifar10"
+    assert prepared[0][1].startswith(str(tmp_path / "my dir" / "cifar10"))
 
 
 @pytest.mark.parametrize("name,tfds_name,shape,classes", [

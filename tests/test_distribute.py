@@ -22,16 +22,18 @@ def test_one_device():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: strategy_lib.create_strategy("horovod"), "strategy='horovod' is not one of"),
-    (lambda: strategy_lib.create_strategy("auto", all_reduce="ring"), "all_reduce='ring'"),
-    (lambda: strategy_lib.create_strategy("mirrored", all_reduce="nccl"), "nccl' needs GPUs"),
+    (lambda: strategy_lib.create_strategy("horovod"), "--strategy=horovod is not one of"),
+    (lambda: strategy_lib.create_strategy("auto", all_reduce="ring"),
+     "--all_reduce=ring is not one of"),
+    (lambda: strategy_lib.create_strategy("mirrored", all_reduce="nccl"),
+     "--all_reduce=nccl needs GPUs"),
     (lambda: strategy_lib.create_strategy("auto", num_gpus=2),
      r"num_gpus=2 but only 0 GPU\(s\) are visible"),
     (lambda: strategy_lib.create_strategy("auto", num_gpus=-1), "num_gpus=-1"),
     (lambda: strategy_lib.configure_devices(0), "virtual_devices=0"),
     (lambda: strategy_lib.check_options("one_device", virtual_devices=2),
-     "virtual_devices=2 with strategy='one_device'"),
-    (lambda: strategy_lib.setup("mirrored", all_reduce="ring"), "all_reduce='ring'"),
+     "--virtual_devices=2 with --strategy=one_device"),
+    (lambda: strategy_lib.setup("mirrored", all_reduce="ring"), "--all_reduce=ring is not one of"),
 ])
 def test_bad_arguments(call, match):
     with pytest.raises(ValueError, match=match):

@@ -184,10 +184,11 @@ def _ported_dir(path, config, diverged=False):
 
 
 def test_ported_checkpoint(tmp_path):
-    from tfmodels.evaluation.evaluator import EvalConfig, EvalConfigError, evaluate
+    from tfmodels.evaluation.evaluator import EvalConfig, evaluate
+    from tfmodels.options import UsageError
 
     model = _ported_dir(tmp_path, {"model": "lenet", "num_classes": 10, "image_shape": [8, 8, 1]})
-    with pytest.raises(EvalConfigError, match="no dataset.*pass --dataset"):
+    with pytest.raises(UsageError, match="no dataset.*pass --dataset"):
         evaluate(EvalConfig(model_dir=str(tmp_path)))
     [results] = evaluate(EvalConfig(model_dir=str(tmp_path), dataset="digits",
                                     global_batch_size=100, plot_dir=""))
@@ -204,11 +205,12 @@ def test_diverged_checkpoint_is_refused(tmp_path):
     """Weights holding NaN (a diverged run) are refused before any evaluation: what a NaN net
     outputs differs between CPUs (max(NaN, 0) is 0 on some), so no number it gave would mean
     anything."""
-    from tfmodels.evaluation.evaluator import EvalConfig, EvalConfigError, evaluate
+    from tfmodels.evaluation.evaluator import EvalConfig, evaluate
+    from tfmodels.options import UsageError
 
     _ported_dir(tmp_path, {"model": "lenet", "num_classes": 10, "image_shape": [8, 8, 1],
                            "dataset": "digits"}, diverged=True)
-    with pytest.raises(EvalConfigError, match=r"ckpt-1' holds inf/NaN values in model/.* and "
+    with pytest.raises(UsageError, match=r"ckpt-1' holds inf/NaN values in model/.* and "
                                               r"\d+ more: the weights of a diverged run are not "
                                               "evaluated"):
         evaluate(EvalConfig(model_dir=str(tmp_path), plot_dir=str(tmp_path / "plots")))
@@ -261,19 +263,20 @@ def _copy_with_config(source, target, **changes):
 
 
 @pytest.mark.parametrize("case,match", [
-    ("missing", "model_dir='.*/missing' does not exist"),
+    ("missing", "--model_dir=.*/missing does not exist"),
     ("empty", "has no config.json"),
     ("no_checkpoint", "has no checkpoint yet"),
     ("other_model", "does not hold a lenet with 10 classes"),
-    ("other_dataset", "dataset='synthetic:8x8x1:5' has 5 classes.*pass the dataset it was"),
-    ("split", r"split='validation' is not a split of dataset 'digits'; valid splits: "
+    ("other_dataset", "--dataset=synthetic:8x8x1:5 has 5 classes.*pass the dataset it was"),
+    ("split", r"--split=validation is not a split of dataset 'digits'; valid splits: "
               r"\['test', 'train'\]"),
-    ("checkpoint", r"checkpoint='ckpt-7' does not exist.*available: \['ckpt-15', 'ckpt-30'\]"),
-    ("knn_k", "knn_k=2000 is larger than the 1438 examples of the gallery split 'train'"),
-    ("batch", "batch_size=0 must be a positive int"),
+    ("checkpoint", r"--checkpoint=ckpt-7 does not exist.*available: \['ckpt-15', 'ckpt-30'\]"),
+    ("knn_k", "--knn_k=2000 is larger than the 1438 examples of the gallery split 'train'"),
+    ("batch", "--batch_size=0 must be an int >= 1"),
 ])
 def test_bad_input_is_a_clear_error(trained_dir, tmp_path, case, match):
-    from tfmodels.evaluation.evaluator import EvalConfig, EvalConfigError, evaluate
+    from tfmodels.evaluation.evaluator import EvalConfig, evaluate
+    from tfmodels.options import UsageError
 
     model_dir, options = trained_dir, {}
     if case in ("missing", "empty"):
@@ -291,7 +294,7 @@ def test_bad_input_is_a_clear_error(trained_dir, tmp_path, case, match):
                    "split": dict(split="validation"), "checkpoint": dict(checkpoint="ckpt-7"),
                    "knn_k": dict(knn_k=(1, 2000)), "batch": dict(global_batch_size=0)}[case]
     output = str(tmp_path / "never.json")
-    with pytest.raises(EvalConfigError, match=match):
+    with pytest.raises(UsageError, match=match):
         evaluate(EvalConfig(model_dir=model_dir, output=output, plot_dir=str(tmp_path / "p"),
                             **options))
     assert not os.path.exists(output) and not os.path.exists(tmp_path / "p")

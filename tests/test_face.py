@@ -11,6 +11,7 @@ from PIL import Image
 from tfmodels import data, training
 from tfmodels import model_dir as model_dir_lib
 from tfmodels.evaluation import evaluator, pairs_file, verification
+from tfmodels.options import UsageError
 
 HELD_OUT = (7, 8, 9)
 
@@ -35,7 +36,7 @@ def test_class_subset_keeps_only_those_classes():
                            classes=range(7))
     seen = np.concatenate([b["label"].numpy() for b in ds.take(25)])
     assert seen.max() <= 6 and set(seen) == set(range(7))
-    with pytest.raises(ValueError, match="train_classes='0-12': '0-12' is not a range"):
+    with pytest.raises(UsageError, match="--train_classes=0-12: '0-12' is not a range"):
         data.parse_classes("0-12", 10)
     assert data.parse_classes("0,2,5-7", 10) == (0, 2, 5, 6, 7)
 
@@ -134,23 +135,28 @@ def test_pairs_file_over_an_image_folder(face_run, tmp_path):
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(verification="pair"), "verification='pair' is not one of: none, pairs"),
-    (dict(flip_fusion=True), "flip_fusion=True apply to verification='pairs'"),
-    (dict(verification="pairs", pairs_file="x.txt"), "give both"),
-    (dict(verification="pairs", verification_pairs=5), "verification_pairs=5 must be"),
-    (dict(verification="pairs", verification_classes="7-x"), "verification_classes='7-x'"),
+    (dict(verification="pair"), "--verification=pair is not one of: none, pairs"),
+    (dict(flip_fusion=True), "--flip_fusion apply to --verification=pairs"),
+    (dict(verification="pairs", pairs_file="x.txt"), "--pairs_file=x.txt without "
+                                                     "--pairs_images: give both"),
+    (dict(verification="pairs", verification_pairs=5), "--verification_pairs=5 must be an "
+                                                       "int >= 20"),
+    (dict(verification="pairs", verification_seed=2**32), "--verification_seed=4294967296 "
+                                                          "must be an int in [0, 4294967295]"),
+    (dict(verification="pairs", verification_classes="7-x"), "--verification_classes=7-x must "
+                                                              "be class ids"),
 ])
 def test_bad_verification_options(options, message):
-    with pytest.raises(evaluator.EvalConfigError) as err:
+    with pytest.raises(UsageError) as err:
         evaluator.EvalConfig(model_dir="somewhere", **options).validate()
     assert message in str(err.value)
 
 
 def test_verification_needs_held_out_classes(tmp_path):
     model_dir = str(tmp_path / "all")
-    training.train(training.TrainConfig(model="softmax_regression", train_steps=2, model_dir=model_dir,
-                                        export=False, steps_per_loop=2))
-    with pytest.raises(evaluator.EvalConfigError, match="trained on every class"):
+    training.train(training.TrainConfig(model="softmax_regression", train_steps=2,
+                                        model_dir=model_dir, export=False, steps_per_loop=2))
+    with pytest.raises(UsageError, match="trained on every class"):
         evaluator.evaluate(evaluator.EvalConfig(model_dir=model_dir, verification="pairs",
                                                 output=str(tmp_path / "e.json")))
 

@@ -84,11 +84,12 @@ def _train_on_gpu(jit_compile, steps):
                          jit_compile=jit_compile)
     keras.utils.set_random_seed(7)
     strategy = tf.distribute.OneDeviceStrategy("/gpu:0")
-    parts = build_training(config.resolve(info, 1), strategy)
+    resolved = config.resolve(info, 1)
+    parts = build_training(resolved, strategy)
     images, labels = _batches("xla")
     dataset = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
     iterator = iter(strategy.experimental_distribute_dataset(dataset.batch(GLOBAL_BATCH)))
-    step = TrainStep(strategy, parts, iterator, config)
+    step = TrainStep(strategy, parts, iterator, resolved)
     metrics = step.metrics.results(step.loop(tf.constant(steps, tf.int64)), steps * GLOBAL_BATCH)
     return {v.path: v.numpy() for v in parts.model.weights}, metrics
 

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from tfmodels import data, nets
 from tfmodels.nets.class_matrix import class_matrix
+from tfmodels.options import UsageError
 from tfmodels.training import TrainConfig, sampling
 from tfmodels.training.parts import build_training
 from tfmodels.training.step import TrainStep
@@ -95,7 +96,8 @@ def _parts(head, **options):
                          **dict(dict(label_smoothing=0.0), **options))
     config.validate()
     keras.utils.set_random_seed(1)
-    return config, build_training(config.resolve(info, 1), tf.distribute.get_strategy())
+    resolved = config.resolve(info, 1)
+    return resolved, build_training(resolved, tf.distribute.get_strategy())
 
 
 def _batch(seed=0):
@@ -154,7 +156,7 @@ def test_one_step_is_dense_autodiff_of_the_sampled_objective(head, options):
     """One SGD step through TrainStep (dedup, padding, lazy update) equals TensorFlow's own
     gradient of the same objective written with tf.gather on the dense variables."""
     lr = 0.5
-    config, parts = _parts(head, optimizer="sgd", learning_rate=lr, **options)
+    resolved, parts = _parts(head, optimizer="sgd", learning_rate=lr, **options)
     images, labels = _batch(1)
     selection = parts.head.select(tf.constant(labels), tf.constant(0, tf.int64))
     kernel, bias = parts.head.matrix.kernel, parts.head.matrix.bias
@@ -181,14 +183,15 @@ def test_one_step_is_dense_autodiff_of_the_sampled_objective(head, options):
         objective = tf.reduce_mean(per_example) + tf.add_n(
             [tf.constant(0.0)] + parts.head.body.losses)
         # The logits layer's L2 (slim's wd * sum(w^2) / 2) on the distinct selected columns.
-        objective += config.weight_decay * tf.nn.l2_loss(tf.gather(kernel, touched, axis=1))
+        decay = resolved.config.weight_decay
+        objective += decay * tf.nn.l2_loss(tf.gather(kernel, touched, axis=1))
     grads = tape.gradient(objective, variables)
     expected = [v.numpy() - lr * tf.convert_to_tensor(g).numpy()
                 for v, g in zip(variables, grads)]
     before = kernel.numpy()
 
     dataset = tf.data.Dataset.from_tensors({"image": images, "label": labels}).repeat()
-    TrainStep(tf.distribute.get_strategy(), parts, iter(dataset), config).loop(
+    TrainStep(tf.distribute.get_strategy(), parts, iter(dataset), resolved).loop(
         tf.constant(1, tf.int64))
     for variable, value in zip(variables, expected):
         np.testing.assert_allclose(variable.numpy(), value, rtol=1e-5, atol=1e-6,
@@ -208,14 +211,14 @@ def test_float16_with_loss_scaling(head, options):
     skips, on overflow) the column update with the rest."""
     keras.mixed_precision.set_dtype_policy("mixed_float16")  # as the trainer sets it
     try:
-        config, parts = _parts(head, mixed_precision="float16", **options)
+        resolved, parts = _parts(head, mixed_precision="float16", **options)
         assert parts.model.output["embedding"].dtype == "float16"
         images, labels = _batch(2)
         images[3] = 1e6  # inf in float16 at the first step: that step is skipped
         batches = tf.data.Dataset.from_tensors({"image": images, "label": labels}).concatenate(
             tf.data.Dataset.from_tensors({"image": _batch(3)[0], "label": labels}).repeat())
         kernel = parts.head.matrix.kernel.numpy()
-        step = TrainStep(tf.distribute.get_strategy(), parts, iter(batches), config)
+        step = TrainStep(tf.distribute.get_strategy(), parts, iter(batches), resolved)
         step.loop(tf.constant(1, tf.int64))
         np.testing.assert_array_equal(parts.head.matrix.kernel.numpy(), kernel)  # skipped
         assert float(parts.loss_scale.scale.numpy()) == 2.0 ** 14
@@ -229,7 +232,7 @@ def test_float16_with_loss_scaling(head, options):
 
 def test_trainable_scopes_must_keep_the_class_matrix():
     with pytest.raises(ValueError, match="--head=partial_fc trains the class matrix "
-                                         "TwoLayerNet/logits, which trainable_scopes"):
+                                         "TwoLayerNet/logits, which --trainable_scopes"):
         _parts("partial_fc", trainable_scopes=("TwoLayerNet/fc1",))
 
 
@@ -271,19 +274,19 @@ def test_refused_net_is_a_config_error_naming_the_head(tmp_path):
 
     config = TrainConfig(model_dir=str(tmp_path / "run"), model="lenet", dataset="digits",
                          train_steps=1, head="partial_fc", export=False)
-    with pytest.raises(training.ConfigError, match="--head=partial_fc.*LeNet.*dropout"):
+    with pytest.raises(UsageError, match="--head=partial_fc.*LeNet.*dropout"):
         training.train(config)
     assert not (tmp_path / "run" / "config.json").exists()
 
 
 @pytest.mark.parametrize("options, match", [
-    (dict(head="sampled"), "head='sampled' is not one of: softmax, sampled_softmax"),
-    (dict(sampler="zipf"), "sampler='zipf' is not one of: log_uniform, uniform"),
-    (dict(num_sampled=0), "num_sampled=0 must be a positive int"),
-    (dict(sample_rate=0.0), r"sample_rate=0.0 must be in \(0, 1\]"),
-    (dict(sample_rate=1.5), r"sample_rate=1.5 must be in \(0, 1\]"),
+    (dict(head="sampled"), "--head=sampled is not one of: softmax, sampled_softmax"),
+    (dict(sampler="zipf"), "--sampler=zipf is not one of: log_uniform, uniform"),
+    (dict(num_sampled=0), "--num_sampled=0 must be an int >= 1"),
+    (dict(sample_rate=0.0), "--sample_rate=0 must be > 0 and <= 1"),
+    (dict(sample_rate=1.5), "--sample_rate=1.5 must be > 0 and <= 1"),
     (dict(head="sampled_softmax", label_smoothing=0.1), "label_smoothing=0.1 .*sampled_softmax"),
-    (dict(head="sampled_softmax", loss="hinge", label_smoothing=0.0), "loss='hinge'"),
+    (dict(head="sampled_softmax", loss="hinge", label_smoothing=0.0), "--loss=hinge: --head=sampled_softmax is a cross-entropy"),
     (dict(head="partial_fc", ema_decay=0.9), "ema_decay=0.9 .*partial_fc"),
 ])
 def test_bad_head_options(options, match):
@@ -334,12 +337,13 @@ def test_step_graph_has_no_dense_class_tensor(head):
                          global_batch_size=GRAPH_BATCH, train_steps=2, label_smoothing=0.0,
                          head=head, num_sampled=64, sample_rate=0.01, optimizer="adam",
                          center_loss_weight=0.1)
-    parts = build_training(config.resolve(info, 1), tf.distribute.get_strategy())
+    resolved = config.resolve(info, 1)
+    parts = build_training(resolved, tf.distribute.get_strategy())
     rng = np.random.default_rng(0)
     batch = {"image": rng.standard_normal((GRAPH_BATCH, 2, 2, 1)).astype(np.float32),
              "label": rng.integers(0, GRAPH_CLASSES, GRAPH_BATCH).astype(np.int32)}
     step = TrainStep(tf.distribute.get_strategy(), parts,
-                     iter(tf.data.Dataset.from_tensors(batch).repeat()), config)
+                     iter(tf.data.Dataset.from_tensors(batch).repeat()), resolved)
     graph = step.loop.get_concrete_function(tf.constant(1, tf.int64)).graph
     found = _class_sized(graph)
     outside = [f for f in found if not (f[1] and f[2] in IN_PLACE)]

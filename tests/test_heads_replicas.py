@@ -68,11 +68,12 @@ def head_runs(strategy):
                              train_steps=STEPS, lr_schedule="constant", seed=3, **options)
         config.validate()
         keras.utils.set_random_seed(7)
-        parts = build_training(config.resolve(info, strategy.num_replicas_in_sync), strategy)
+        resolved = config.resolve(info, strategy.num_replicas_in_sync)
+        parts = build_training(resolved, strategy)
         start = {v.path: v.numpy() for v in parts.model.trainable_weights}
         dataset = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
         iterator = iter(strategy.experimental_distribute_dataset(dataset.batch(GLOBAL_BATCH)))
-        step = TrainStep(strategy, parts, iterator, config)
+        step = TrainStep(strategy, parts, iterator, resolved)
         sums = step.loop(tf.constant(STEPS, tf.int64))
         for var in parts.model.weights:
             copies = strategy.experimental_local_results(var.value)

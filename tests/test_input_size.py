@@ -47,9 +47,9 @@ def test_resolve_input(model, info, image_size, chosen, want):
     ("cifarnet", DIGITS, (2, 8), None,
      "--model=cifarnet cannot take --image_size=2x8: cifarnet takes height and width >= 4; "
      "pass --image_size=32"),
-    ("vgg_16", GREY, None, None, "preprocessing='vgg' works on RGB images; dataset 'tfds:grey' "
+    ("vgg_16", GREY, None, None, "--preprocessing=vgg works on RGB images; dataset 'tfds:grey' "
                                  "has 1 channel"),
-    ("lenet", DIGITS, None, "vgg", "preprocessing='vgg' works on RGB images"),
+    ("lenet", DIGITS, None, "vgg", "--preprocessing=vgg works on RGB images"),
 ])
 def test_refusals_name_what_to_pass(model, info, image_size, chosen, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
@@ -87,7 +87,7 @@ def test_parse_image_size_refuses(text):
 @pytest.mark.parametrize("kwargs, match", [
     (dict(image_size=0), "image_size=0 must be None, a positive int or"),
     (dict(image_size=(3, 4, 5)), r"image_size=\(3, 4, 5\) must be"),
-    (dict(preprocessing="resnet"), "preprocessing='resnet' is not one of: cifarnet, inception"),
+    (dict(preprocessing="resnet"), "--preprocessing=resnet is not one of: cifarnet, inception"),
     (dict(skip_undecodable=1), "skip_undecodable=1 must be True or False"),
 ])
 def test_validate(kwargs, match):

@@ -115,7 +115,7 @@ def test_default_chunk_keeps_memory_bounded(monkeypatch, rng):
     (dict(ks=(0,)), r"knn k=0 must be an int in \[1, 5\]"),
     (dict(ks=(6,)), r"knn k=6 must be an int in \[1, 5\]"),
     (dict(ks=()), "ks=\\(\\) is empty"),
-    (dict(ks=(1,), chunk_size=0), "chunk_size=0 must be a positive int"),
+    (dict(ks=(1,), chunk_size=0), "chunk_size=0 must be an int >= 1"),
     (dict(ks=(1,), num_classes=2), "gallery label 2 is not < num_classes=2"),
 ])
 def test_bad_arguments(kwargs, match):

@@ -272,7 +272,7 @@ def test_verify_on_real_images(convnet_checkpoint, tmp_path):
     with pytest.raises(ValueError, match=r"does not fit the model's input \[N, 16, 16, 3\]"):
         porting.verify(model, convnet_checkpoint, "legacy_convnet:convnet",
                        images=np.zeros((2, 8, 8, 3), np.float32))
-    with pytest.raises(ValueError, match="verify_with='legacy_convnet' must be "
+    with pytest.raises(ValueError, match="--verify_with=legacy_convnet must be "
                                          "'package.module:function'"):
         porting.verify(model, convnet_checkpoint, "legacy_convnet")
     with pytest.raises(ValueError, match="importing no_such_legacy failed: "

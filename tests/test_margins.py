@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tfmodels import data
+from tfmodels.options import UsageError
 from tfmodels.training import TrainConfig, margins
 from tfmodels.training.parts import build_training
 from tfmodels.training.step import TrainStep
@@ -93,23 +94,30 @@ def test_cosines_are_float32_for_half_inputs(rng):
     np.testing.assert_allclose(got.numpy(), expected, atol=2e-3)
 
 
-@pytest.mark.parametrize("options, message", [
-    (dict(margin="arc"), "margin='arc' is not one of: none, arcface, cosface, combined"),
-    (dict(margin="arcface", margin_m3=0.1), "margin_m3=0.1 does not apply to margin='arcface'"),
-    (dict(margin="cosface", margin_m2=0.2), "margin_m2=0.2 does not apply to margin='cosface'"),
-    (dict(margin="none", margin_scale=30.0), "margin_scale=30.0 apply to a margin, but"),
-    (dict(margin="combined", margin_m1=0.5), "margin_m1=0.5 must be >= 1"),
-    (dict(margin="arcface", margin_m2=3.5), "margin_m2=3.5 must be in [0, pi)"),
-    (dict(margin="arcface", margin_scale=-1.0), "margin_scale=-1.0 must be > 0"),
-    (dict(margin="cosface", easy_margin=True), "easy_margin=True applies to an additive"),
+@pytest.mark.parametrize("options, message, flag", [
+    (dict(margin="arc"), "--margin=arc is not one of: none, arcface, cosface, combined",
+     "margin"),
+    (dict(margin="arcface", margin_m3=0.1), "--margin_m3=0.1 does not apply to --margin=arcface",
+     "margin_m3"),
+    (dict(margin="cosface", margin_m2=0.2), "--margin_m2=0.2 does not apply to --margin=cosface",
+     "margin_m2"),
+    (dict(margin="none", margin_scale=30.0), "--margin_scale=30.0 apply to a margin, but",
+     "margin"),
+    (dict(margin="combined", margin_m1=0.5), "--margin_m1=0.5 must be >= 1", "margin_m1"),
+    (dict(margin="arcface", margin_m2=3.5), "--margin_m2=3.5 must be in [0, pi)", "margin_m2"),
+    (dict(margin="arcface", margin_scale=-1.0), "--margin_scale=-1 must be > 0", "margin_scale"),
+    (dict(margin="cosface", easy_margin=True), "--easy_margin applies to an additive",
+     "easy_margin"),
     (dict(margin="arcface", head="sampled_softmax", label_smoothing=0.0),
-     "head='sampled_softmax'"),
-    (dict(margin="cosface", loss="hinge", label_smoothing=0.0), "loss='hinge': margin="),
+     "--head=sampled_softmax", "margin"),
+    (dict(margin="cosface", loss="hinge", label_smoothing=0.0), "--loss=hinge: --margin=",
+     "loss"),
 ])
-def test_bad_margin_options_are_named(options, message):
-    with pytest.raises(ValueError) as err:
+def test_bad_margin_options_are_named(options, message, flag):
+    with pytest.raises(UsageError) as err:
         TrainConfig(**options).validate()
     assert message in str(err.value)
+    assert err.value.option == flag
 
 
 def test_margin_needs_a_class_matrix():
@@ -137,7 +145,8 @@ def test_step_loss_is_the_margin_cross_entropy(rng, policy, head):
     keras.mixed_precision.set_dtype_policy(policy)
     try:
         strategy = tf.distribute.get_strategy()
-        parts = build_training(config.resolve(info, 1), strategy)
+        resolved = config.resolve(info, 1)
+        parts = build_training(resolved, strategy)
         images = rng.standard_normal((batch, 8, 8, 1)).astype(np.float32)
         labels = rng.integers(0, classes, batch).astype(np.int32)
         embedding = parts.model(images)["embedding"].numpy().astype(np.float64)
@@ -145,7 +154,7 @@ def test_step_loss_is_the_margin_cross_entropy(rng, policy, head):
         before = {v.path: v.numpy().copy() for v in parts.model.trainable_weights}
         iterator = iter(tf.data.Dataset.from_tensor_slices(
             {"image": images, "label": labels}).batch(batch).repeat())
-        step = TrainStep(strategy, parts, iterator, config)
+        step = TrainStep(strategy, parts, iterator, resolved)
         results = step.metrics.results(step.loop(tf.constant(1, tf.int64)), batch)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")

@@ -339,6 +339,19 @@ def test_record_reads_what_config_json_says(tmp_path):
         model_dir_lib.ModelRecord.from_json({"model": "lenet"})
 
 
+@pytest.mark.parametrize("shape", ["abc", [8, 8], [8, "8", 1], [8, 0, 1], [8, True, 1]])
+def test_a_malformed_image_shape_names_the_file(tmp_path, shape):
+    """eval.py reads config.json through this: a bad image_shape is one line naming the file."""
+    from tfmodels.options import UsageError
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(dict(IDENTITY, image_shape=shape)))
+    with pytest.raises(UsageError) as raised:
+        model_dir_lib.read_config(str(tmp_path))
+    assert str(raised.value) == (f"{path}: image_shape={shape!r} must be [height, width, "
+                                 "channels] of positive ints")
+
+
 def test_read_config_and_restore_errors(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         model_dir_lib.read_config(str(tmp_path / "missing"))

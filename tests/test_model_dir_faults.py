@@ -99,11 +99,11 @@ def _damage(run, how):
 @pytest.mark.parametrize("how", ["state file deleted", "latest index deleted",
                                  "state file truncated"])
 def test_1_damaged_dir_of_another_model_is_refused_untouched(run, how):
-    from tfmodels.training import ConfigError
+    from tfmodels.options import UsageError
 
     _damage(run, how)
     before = _snapshot(run)
-    with pytest.raises(ConfigError, match="holds another run \\(model 'two_layer_net' there, "
+    with pytest.raises(UsageError, match="holds another run \\(model 'two_layer_net' there, "
                                           "'lenet' in this run\\); nothing was changed"):
         _train(run, model="lenet")
     assert _snapshot(run) == before
@@ -136,7 +136,8 @@ def test_2_train_falls_back_to_the_newest_readable_checkpoint(run, absl_logs):
 
 
 def test_2_eval_falls_back_and_names_the_bad_file(run, tmp_path, absl_logs):
-    from tfmodels.evaluation.evaluator import EvalConfig, EvalConfigError, evaluate
+    from tfmodels.evaluation.evaluator import EvalConfig, evaluate
+    from tfmodels.options import UsageError
 
     _truncate(run / "ckpt-30.data-00000-of-00001")
     options = dict(model_dir=str(run), output=str(tmp_path / "out.json"), knn_k=(),
@@ -145,24 +146,24 @@ def test_2_eval_falls_back_and_names_the_bad_file(run, tmp_path, absl_logs):
     assert results["step"] == 20 and results["checkpoint"] == str(run / "ckpt-20")
     assert f"checkpoint {run}/ckpt-30 cannot be read (IndexError: Read less bytes" \
         in absl_logs.text
-    with pytest.raises(EvalConfigError, match=f"checkpoint '{run}/ckpt-30' cannot be read: "
+    with pytest.raises(UsageError, match=f"checkpoint '{run}/ckpt-30' cannot be read: "
                                               "IndexError: Read less bytes than requested"):
         evaluate(EvalConfig(checkpoint="ckpt-30", **options))
 
 
 def test_2_none_readable_is_an_error_listing_each(run, tmp_path):
-    from tfmodels.evaluation.evaluator import EvalConfig, EvalConfigError, evaluate
-    from tfmodels.training import ConfigError
+    from tfmodels.evaluation.evaluator import EvalConfig, evaluate
+    from tfmodels.options import UsageError
 
     for step in (10, 20, 30):
         _truncate(run / f"ckpt-{step}.data-00000-of-00001")
     before = _snapshot(run, lock=False)
     lines = [f"{run}/ckpt-{step}: IndexError: Read less bytes than requested"
              for step in (30, 20, 10)]
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(UsageError) as error:
         _train(run)
     assert all(line in str(error.value) for line in lines), str(error.value)
-    with pytest.raises(EvalConfigError) as error:
+    with pytest.raises(UsageError) as error:
         evaluate(EvalConfig(model_dir=str(run), output=str(tmp_path / "out.json")))
     assert all(line in str(error.value) for line in lines), str(error.value)
     assert _snapshot(run, lock=False) == before  # the lock holder's pid aside
@@ -249,7 +250,8 @@ def test_4_exports_replace_links_instead_of_writing_through_them(run, tmp_path):
 # --- 5: eval of a read-only model_dir ----------------------------------------------------------
 
 def test_5_eval_reads_a_read_only_model_dir_and_writes_elsewhere(run, tmp_path):
-    from tfmodels.evaluation.evaluator import EvalConfig, EvalConfigError, evaluate
+    from tfmodels.evaluation.evaluator import EvalConfig, evaluate
+    from tfmodels.options import UsageError
 
     before = _snapshot(run)
     folders = [root for root, _, _ in os.walk(run)]
@@ -258,7 +260,7 @@ def test_5_eval_reads_a_read_only_model_dir_and_writes_elsewhere(run, tmp_path):
     try:
         [results] = evaluate(EvalConfig(model_dir=str(run), output=str(tmp_path / "out.json"),
                                         knn_k=(1,)))
-        with pytest.raises(EvalConfigError, match="is not writable: pass --output"):
+        with pytest.raises(UsageError, match="is not writable: pass --output"):
             evaluate(EvalConfig(model_dir=str(run)))
     finally:
         for folder in folders:
@@ -281,10 +283,10 @@ def test_5_eval_writes_tensorboard_where_told(run, tmp_path):
 # --- 6: identity, one writer, leftovers, metrics after a resume, unreadable files ------------
 
 def test_6_resume_with_another_dataset_of_the_same_shape_is_refused(run):
-    from tfmodels.training import ConfigError
+    from tfmodels.options import UsageError
 
     before = _snapshot(run)
-    with pytest.raises(ConfigError, match="dataset 'digits' there, 'synthetic:8x8x1:10' in "
+    with pytest.raises(UsageError, match="dataset 'digits' there, 'synthetic:8x8x1:10' in "
                                           "this run"):
         _train(run, dataset="synthetic:8x8x1:10")
     assert _snapshot(run) == before
@@ -325,15 +327,15 @@ def test_6_rerun_after_the_last_checkpoint_says_what_it_measured(run):
 
 def test_6_garbage_checkpoint_files_are_named(tmp_path):
     from tfmodels import porting
-    from tfmodels.training import ConfigError
+    from tfmodels.options import UsageError
 
     (tmp_path / "legacy.ckpt.index").write_bytes(b"not a checkpoint")
     (tmp_path / "legacy.ckpt.data-00000-of-00001").write_bytes(b"")
     prefix = str(tmp_path / "legacy.ckpt")
-    message = f"checkpoint='{prefix}' cannot be read as a TensorFlow checkpoint: .*sstable"
-    with pytest.raises(ConfigError, match=message):
+    message = f"={prefix} cannot be read as a TensorFlow checkpoint: .*sstable"
+    with pytest.raises(UsageError, match="--init_checkpoint" + message):
         _train(tmp_path / "run", init_checkpoint=prefix)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UsageError, match="--checkpoint" + message):
         porting.port_checkpoint(prefix, "lenet", 10, (8, 8, 1), str(tmp_path / "ported"))
 
 

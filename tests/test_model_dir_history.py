@@ -60,11 +60,11 @@ def test_a_resume_with_other_options_keeps_the_first_ones_in_the_history(run):
                                            ("loss", "hinge")])
 def test_a_resume_that_changes_what_checkpoints_hold_is_refused(run, option, value):
     also = {"label_smoothing": 0.0} if option == "loss" else {}  # hinge takes no smoothing
-    from tfmodels.training import ConfigError
+    from tfmodels.options import UsageError
 
     first = json.loads((run / "config.json").read_text())
     before = model_dir_runs.snapshot(run)
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(UsageError) as err:
         model_dir_runs.train(run, train_steps=40, **{option: value}, **also)
     message = str(err.value)
     assert "\n" not in message

@@ -90,9 +90,9 @@ def test_records_without_checkpoints_are_checked_too(run30, tmp_path, kept):
         else:
             (model_dir / name).write_bytes((run30 / name).read_bytes())
     before = model_dir_runs.snapshot(model_dir)
-    from tfmodels.training import ConfigError
+    from tfmodels.options import UsageError
 
-    with pytest.raises(ConfigError, match=r"(holds another run \(model 'two_layer_net' there, "
+    with pytest.raises(UsageError, match=r"(holds another run \(model 'two_layer_net' there, "
                                           r"'lenet' in this run|holds the metrics.json of another "
                                           r"run \(model 'two_layer_net' there, 'lenet' in this "
                                           r"run|holds (model.keras|saved_model) but no "

@@ -35,13 +35,13 @@ def _evaluate(model_dir, **options):
 @pytest.mark.parametrize("name, export", [("metrics.json", False), ("model.keras", True),
                                           ("config.json", False), ("checkpoint", False)])
 def test_a_file_of_the_run_that_is_a_folder_stops_it_before_any_work(run, name, export):
-    from tfmodels.training import ConfigError
+    from tfmodels.options import UsageError
 
     if os.path.exists(run / name):
         os.remove(run / name)
     (run / name).mkdir()
     before = model_dir_runs.snapshot(run)
-    with pytest.raises(ConfigError, match=rf"{name}' is (a folder|not a file).*; nothing was "
+    with pytest.raises(UsageError, match=rf"{name}' is (a folder|not a file).*; nothing was "
                                           "written|cannot be the model_dir's record") as err:
         model_dir_runs.train(run, train_steps=40, export=export)
     assert "\n" not in str(err.value)
@@ -49,21 +49,21 @@ def test_a_file_of_the_run_that_is_a_folder_stops_it_before_any_work(run, name, 
 
 
 def test_a_saved_model_that_is_a_file_stops_the_run_before_any_work(run):
-    from tfmodels.training import ConfigError
+    from tfmodels.options import UsageError
 
     (run / "saved_model").write_text("mine")
-    with pytest.raises(ConfigError, match="saved_model' is a file, where the SavedModel"):
+    with pytest.raises(UsageError, match="saved_model' is a file, where the SavedModel"):
         model_dir_runs.train(run, train_steps=40, export=True)
     assert not os.path.exists(run / "ckpt-40.index")
 
 
 def test_a_read_only_model_dir_stops_the_run_before_any_work(run):
-    from tfmodels.training import ConfigError
+    from tfmodels.options import UsageError
 
     before = model_dir_runs.snapshot(run)
     os.chmod(run, 0o555)  # read-only (also for root: the permission bits are what counts)
     try:
-        with pytest.raises(ConfigError, match=r"--model_dir .* cannot be written: .* is not a "
+        with pytest.raises(UsageError, match=r"--model_dir .* cannot be written: .* is not a "
                                               "writable folder; nothing was written"):
             model_dir_runs.train(run, train_steps=40)
     finally:
@@ -73,48 +73,48 @@ def test_a_read_only_model_dir_stops_the_run_before_any_work(run):
 
 def test_eval_output_that_is_a_folder_stops_before_evaluating(run, tmp_path, monkeypatch):
     from tfmodels.evaluation import evaluator
-    from tfmodels.evaluation.evaluator import EvalConfigError
+    from tfmodels.options import UsageError
 
     monkeypatch.setattr(evaluator, "evaluate_model", lambda *a, **k: pytest.fail("evaluated"))
     (tmp_path / "out").mkdir()
-    with pytest.raises(EvalConfigError, match=r"'.*/out' is a folder, where --output \(a file\) "
-                                              "is written; nothing was written"):
+    with pytest.raises(UsageError, match=r"'.*/out' is a folder, where --output \(a file\) "
+                                         "is written; nothing was written"):
         _evaluate(run, output=str(tmp_path / "out"))
     (tmp_path / "plots").write_text("mine")
-    with pytest.raises(EvalConfigError, match=r"is a file, where --plot_dir \(a folder\)"):
+    with pytest.raises(UsageError, match=r"is a file, where --plot_dir \(a folder\)"):
         _evaluate(run, output=str(tmp_path / "e.json"), plot_dir=str(tmp_path / "plots"))
 
 
 def test_eval_does_not_follow_a_config_json_link_out_of_the_model_dir(run, tmp_path):
-    from tfmodels.evaluation.evaluator import EvalConfigError
+    from tfmodels.options import UsageError
 
     outside = tmp_path / "other.json"
     outside.write_bytes((run / "config.json").read_bytes())
     os.remove(run / "config.json")
     os.symlink(outside, run / "config.json")
-    with pytest.raises(EvalConfigError, match="config.json' is a symbolic link .*read only from "
-                                              "the folder itself"):
+    with pytest.raises(UsageError, match="config.json' is a symbolic link .*read only from "
+                                         "the folder itself"):
         _evaluate(run, output=str(tmp_path / "e.json"))
 
 
 def test_eval_of_config_json_as_a_folder_is_one_line(run, tmp_path):
-    from tfmodels.evaluation.evaluator import EvalConfigError
+    from tfmodels.options import UsageError
 
     os.remove(run / "config.json")
     (run / "config.json").mkdir()
-    with pytest.raises(EvalConfigError, match="config.json' is not a file"):
+    with pytest.raises(UsageError, match="config.json' is not a file"):
         _evaluate(run, output=str(tmp_path / "e.json"))
 
 
 def test_a_checkpoint_of_another_net_is_one_line(run):
     from tfmodels import nets
-    from tfmodels.training import ConfigError
+    from tfmodels.options import UsageError
 
     other = nets.build_model("lenet", 10, (8, 8, 1))
     tf.train.Checkpoint(model=other).write(str(run / "ckpt-40"))  # readable, not this run's
     before = model_dir_runs.snapshot(run)
-    with pytest.raises(ConfigError, match=r"checkpoint '.*ckpt-40' does not hold this run's "
-                                          r"state \(model='two_layer_net'\).*it was left as it "
+    with pytest.raises(UsageError, match=r"checkpoint .*ckpt-40 does not hold this run's "
+                                          r"state \(--model=two_layer_net\).*it was left as it "
                                           "is") as err:
         model_dir_runs.train(run, train_steps=50)
     assert "\n" not in str(err.value)
@@ -180,7 +180,7 @@ def test_a_failed_first_plot_leaves_no_empty_plots_folder(tmp_path, monkeypatch)
 
 
 def test_a_permission_denied_checkpoint_is_never_set_aside(run, monkeypatch):
-    from tfmodels.training import ConfigError
+    from tfmodels.options import UsageError
 
     real_load = tf.train.load_checkpoint
 
@@ -191,7 +191,7 @@ def test_a_permission_denied_checkpoint_is_never_set_aside(run, monkeypatch):
 
     monkeypatch.setattr(tf.train, "load_checkpoint", load)
     before = model_dir_runs.snapshot(run)
-    with pytest.raises(ConfigError, match=r"checkpoint .*ckpt-30 cannot be read: permission "
+    with pytest.raises(UsageError, match=r"checkpoint .*ckpt-30 cannot be read: permission "
                                           "denied; nothing was moved or changed"):
         model_dir_runs.train(run, train_steps=40)
     assert not os.path.exists(run / "unreadable")

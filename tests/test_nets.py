@@ -115,14 +115,14 @@ def test_registry_names_and_specs():
 
 
 def test_get_net_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError, match="unknown net 'lenet5'") as error:
+    with pytest.raises(ValueError, match="unknown --model=lenet5") as error:
         nets.get_net("lenet5")
     assert all(name in str(error.value) for name in nets.NETS)
     assert nets.get_net("lenet") is nets.NETS["lenet"]
 
 
 @pytest.mark.parametrize("name, kwargs, error, match", [
-    ("lenet", dict(num_classes=0), ValueError, r"num_classes=0 must be an integer >= 1"),
+    ("lenet", dict(num_classes=0), ValueError, r"num_classes=0 must be an int >= 1"),
     ("lenet", dict(num_classes=2.5), ValueError, r"num_classes=2.5"),
     ("lenet", dict(num_classes=True), ValueError, r"num_classes=True"),
     ("lenet", dict(input_shape=(28, 28)), ValueError, r"input_shape=\(28, 28\) must be"),
@@ -138,7 +138,7 @@ def test_get_net_unknown_name_lists_valid_names():
     ("lenet", dict(is_training="yes"), ValueError, r"is_training='yes'"),
     ("lenet", dict(hidden_size=10), TypeError, r"lenet does not take \['hidden_size'\]"),
     ("lenet7", {}, ValueError,
-     r"unknown net 'lenet7'; valid names: alexnet_v2, cifarnet, inception_v1,"),
+     r"unknown --model=lenet7; valid names: alexnet_v2, cifarnet, inception_v1,"),
 ])
 def test_build_model_rejects_bad_arguments_before_building(name, kwargs, error, match,
                                                             monkeypatch):

@@ -40,18 +40,19 @@ def test_first_conv_summed_over_input_channels(rgb_small_cnn):
 
 
 def test_fresh_and_frozen_scope_is_refused(rgb_small_cnn):
-    from tfmodels.training import ConfigError, TrainConfig, train
+    from tfmodels.options import UsageError
+    from tfmodels.training import TrainConfig, train
 
     path, _, _ = rgb_small_cnn
     config = TrainConfig(model="small_cnn", dataset="digits", init_checkpoint=path,
                          model_dir=str(path) + "-never",
                          checkpoint_exclude_scopes=("SmallCNN/logits",),
                          trainable_scopes=("SmallCNN/fc3",), train_steps=2, export=False)
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(UsageError) as error:
         train(config)
     assert str(error.value) == (
-        "checkpoint_exclude_scopes='SmallCNN/logits' leaves SmallCNN/logits/kernel, "
-        "SmallCNN/logits/bias at random initial values and trainable_scopes='SmallCNN/fc3' "
+        "--checkpoint_exclude_scopes=SmallCNN/logits leaves SmallCNN/logits/kernel, "
+        "SmallCNN/logits/bias at random initial values and --trainable_scopes=SmallCNN/fc3 "
         "freezes them: add their scope to --trainable_scopes or drop it from "
         "--checkpoint_exclude_scopes")
     assert not os.path.exists(config.model_dir)  # refused before anything was written

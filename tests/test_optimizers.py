@@ -40,7 +40,7 @@ def test_decoupled_decay_only_on_kernels():
 
 
 def test_bad_optimizer_arguments():
-    with pytest.raises(ValueError, match="optimizer='rmsprop' is not one of"):
+    with pytest.raises(ValueError, match="--optimizer=rmsprop is not one of"):
         optimizers.create_optimizer("rmsprop", 0.1)
     with pytest.raises(ValueError, match="weight_decay=-1"):
         optimizers.create_optimizer("sgd", 0.1, weight_decay=-1)

@@ -12,6 +12,7 @@ and slim's outputs.
 import collections
 import gc
 import json
+import os
 
 import keras
 import numpy as np
@@ -525,11 +526,11 @@ def test_non_strict_loads_the_matching_variables(lenet_checkpoint):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(checkpoint_path="/nonexistent/model.ckpt"), r"checkpoint='/nonexistent/model.ckpt' "
+    (dict(checkpoint_path="/nonexistent/model.ckpt"), r"--checkpoint=/nonexistent/model.ckpt "
                                                       r"does not exist"),
     (dict(checkpoint_path=""), "must be a checkpoint prefix or a directory"),
     (dict(exclude_scopes="LeNet/fc5"), "exclude_scopes: scope 'LeNet/fc5' matches no variable"),
-    (dict(overrides=["a"]), "overrides=\\['a'\\] must be a dict"),
+    (dict(overrides=["a"]), "--overrides=\\['a'\\] must be a dict"),
 ])
 def test_bad_arguments(kwargs, match, lenet_checkpoint, tmp_path):
     model = nets.build_model("lenet", 10, (28, 28, 1))
@@ -539,6 +540,37 @@ def test_bad_arguments(kwargs, match, lenet_checkpoint, tmp_path):
         porting.map_checkpoint(model, arguments.pop("checkpoint_path"), **arguments)
     with pytest.raises(ValueError, match=r"holds no checkpoint index file \(\*\.index\)"):
         porting.map_checkpoint(model, str(tmp_path))
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_a_damaged_checkpoint_is_one_line(damage, lenet_checkpoint, tmp_path):
+    """A bit flipped or the data file cut short: the read's checksum or length check fails,
+    reported as one UsageError line naming the checkpoint and the variable, not TensorFlow's
+    error."""
+    import glob
+    import shutil
+
+    from tfmodels.options import UsageError
+
+    for name in glob.glob(lenet_checkpoint.path + ".*"):
+        shutil.copy(name, tmp_path)
+    prefix = str(tmp_path / os.path.basename(lenet_checkpoint.path))
+    data_file = glob.glob(prefix + ".data-*")[0]
+    content = bytearray(open(data_file, "rb").read())
+    if damage == "flip":  # one bit in each stretch of 997 bytes: every tensor is hit
+        for position in range(0, len(content), 997):
+            content[position] ^= 0x10
+    else:
+        content = content[:len(content) // 10]
+    open(data_file, "wb").write(bytes(content))
+    model = nets.build_model("lenet", 10, (28, 28, 1))
+    with pytest.raises(UsageError) as raised:
+        porting.load_checkpoint(model, prefix)
+    message = str(raised.value)
+    assert "\n" not in message and raised.value.option == "checkpoint"
+    assert message.startswith("variable 'LeNet/")
+    assert f"of checkpoint {prefix!r} cannot be read (" in message
+    assert message.endswith("): the file is damaged or truncated")
 
 
 # ---------------------------------------------------------------- unused in filled layers

@@ -130,8 +130,8 @@ def test_cli_refuses_a_directory_in_use(example):
     before = {p.name: p.stat().st_mtime_ns for p in output.iterdir()}
     result = cli(["--checkpoint=legacy_lenet", "--model=lenet", "--num_classes=10",
                   "--image_size=28", "--channels=1", "--output=ported_lenet"], directory)
-    assert result.returncode == 1
-    assert ("error: output='ported_lenet' already holds checkpoint, config.json, model.keras, "
+    assert result.returncode == 2
+    assert ("error: --output=ported_lenet already holds checkpoint, config.json, model.keras, "
             "ckpt-1.index; nothing was written") in result.stderr
     assert {p.name: p.stat().st_mtime_ns for p in output.iterdir()} == before
 

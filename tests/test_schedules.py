@@ -41,10 +41,10 @@ def test_serialization_round_trip():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(kind="linear"), "lr_schedule='linear'"),
+    (dict(kind="linear"), "--lr_schedule=linear"),
     (dict(base_learning_rate=0.0), "learning_rate=0.0"),
     (dict(warmup_steps=200), r"warmup_steps=200 must be in \[0, 100\]"),
-    (dict(kind="piecewise"), "needs lr_boundaries"),
+    (dict(kind="piecewise"), "needs --lr_boundaries"),
     (dict(kind="piecewise", boundaries=(50, 20)), "increasing"),
     (dict(decay_factor=0.0), "lr_decay_factor=0.0"),
 ])

@@ -137,19 +137,13 @@ def test_debug_shows_what_the_default_hides(piped_run, tmp_path):
     assert re.search(r"^D \d\d:\d\d:\d\d config: \{", proc.stderr, re.M)
 
 
+# The script's side only (absl's parse, the environment): the values themselves are checked
+# in-process by tests/test_options.py.
 ERRORS = [
-    (["--dataset=tfds:nope"], {},
-     "--dataset=tfds:nope: tfds has no dataset named 'nope'; see tfds.list_builders()"),
-    (["--epochs=-1"], {}, "--epochs=-1.0 must be > 0"),
-    (["--num_gpus=99"], {}, "--num_gpus=99 but only 0 GPU(s) are visible (none)"),
     (["--strategy=multi_worker"], {"TF_CONFIG": "{bad"},
      "TF_CONFIG='{bad' is not JSON with 'cluster' and 'task' keys"),
-    (["--virtual_devices=3"], {},
-     "--batch_size=64 is not divisible by the 3 replicas; use a multiple of 3"),
-    (["--batch_size=0"], {}, "flag --batch_size=0: 0 is not a positive integer"),
     (["--verbosity=loud"], {},
      "flag --verbosity=loud: must be one of debug, info, warning, error, or an int"),
-    (["--lr_boundaries=10,x"], {}, "--lr_boundaries=10,x must be a comma-separated list of steps"),
 ]
 
 
@@ -165,13 +159,13 @@ def test_a_bad_value_is_one_line_and_status_2(tmp_path, args, env, message):
 def test_a_bad_value_on_a_terminal_is_one_line_too(tmp_path):
     status, output = run_on_terminal("train.py", f"--model_dir={tmp_path / 'never'}",
                                      "--epochs=-1", timeout=300)
-    assert (status, ANSI.sub("", output).strip()) == (2, "error: --epochs=-1.0 must be > 0")
+    assert (status, ANSI.sub("", output).strip()) == (2, "error: --epochs=-1 must be > 0")
 
 
 def test_eval_errors_are_one_line(tmp_path):
     proc = scripts.run("eval.py", TF_CPP_MIN_LOG_LEVEL=None)
     assert (proc.returncode, proc.stderr) == (
-        2, "error: flag --model_dir=None: Flag --model_dir must have a value other than None.\n")
+        2, "error: --model_dir is required (the directory train.py wrote)\n")
     proc = scripts.run("eval.py", f"--model_dir={tmp_path / 'none'}", TF_CPP_MIN_LOG_LEVEL=None)
     assert (proc.returncode, proc.stderr) == (2, f"error: --model_dir={tmp_path / 'none'} does "
                                                  "not exist\n")

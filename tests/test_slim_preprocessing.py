@@ -131,9 +131,9 @@ def test_default_preprocessing_covers_every_net():
 def test_bad_sizes_and_images(name):
     fn = preprocessing.get_preprocessing(name, True)
     image = photos()["odd"]
-    with pytest.raises(ValueError, match=r"height=0 must be an integer >= 1"):
+    with pytest.raises(ValueError, match=r"height=0 must be an int >= 1"):
         fn(image, 0, 32)
-    with pytest.raises(ValueError, match=r"width=32.0 must be an integer >= 1"):
+    with pytest.raises(ValueError, match=r"width=32.0 must be an int >= 1"):
         fn(image, 32, 32.0)
     with pytest.raises(ValueError, match=r"image must have shape \[height, width, channels\]"):
         fn(image[..., 0], 32, 32)
@@ -153,7 +153,7 @@ def test_bad_module_arguments():
     image = photos()["odd"]
     with pytest.raises(ValueError, match=r"subtracts 3 channel means"):
         preprocessing.get_preprocessing("vgg", False)(image[..., :1], 224, 224)
-    with pytest.raises(ValueError, match=r"resize_side_min=0 must be an integer >= 1"):
+    with pytest.raises(ValueError, match=r"resize_side_min=0 must be an int >= 1"):
         preprocessing.get_preprocessing("vgg", False)(image, 224, 224, resize_side_min=0)
     with pytest.raises(ValueError, match=r"resize_side_min=300 and resize_side_max=256"):
         preprocessing.get_preprocessing("vgg", True)(image, 224, 224, resize_side_min=300,
@@ -165,5 +165,5 @@ def test_bad_module_arguments():
                                                             central_fraction=0.0)
     with pytest.raises(ValueError, match=r"needs RGB images"):
         preprocessing.get_preprocessing("inception", True)(image[..., :1], 224, 224)
-    with pytest.raises(ValueError, match=r"padding=-1 must be an integer >= 0"):
+    with pytest.raises(ValueError, match=r"padding=-1 must be an int >= 0"):
         preprocessing.get_preprocessing("cifarnet", True)(image, 32, 32, padding=-1)

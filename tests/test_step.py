@@ -29,9 +29,10 @@ def _step(**options):
         model_dir="unused", model="two_layer_net", global_batch_size=BATCH, train_steps=STEPS,
         lr_schedule="constant", learning_rate=0.5, label_smoothing=0.0), **options))
     strategy = tf.distribute.get_strategy()
-    parts = build_training(config.resolve(info, 1), strategy)
+    resolved = config.resolve(info, 1)
+    parts = build_training(resolved, strategy)
     dataset = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
-    step = TrainStep(strategy, parts, iter(dataset.batch(BATCH)), config)
+    step = TrainStep(strategy, parts, iter(dataset.batch(BATCH)), resolved)
     return step, parts, images.reshape(STEPS, BATCH, *SHAPE), labels.reshape(STEPS, BATCH)
 
 

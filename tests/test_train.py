@@ -6,6 +6,7 @@ import random
 import shutil
 import signal
 import socket
+import textwrap
 import time
 
 import numpy as np
@@ -162,24 +163,34 @@ def _snapshot(model_dir):
             for f in os.listdir(model_dir) if os.path.isfile(os.path.join(model_dir, f))}
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--model=alexnet"], "--model=alexnet is not one of: alexnet_v2, cifarnet, inception_v1"),
-    (["--model=nowhere.mod:net"], "--model=nowhere.mod:net"),
-    (["--virtual_devices=3", "--batch_size=64"],
-     "--batch_size=64 is not divisible by the 3 replicas; use a multiple of 3"),
-    (["--batch_size=0"], "flag --batch_size=0: 0 is not a positive integer"),
-    (["--dataset=imagenet_fake"], "unknown --dataset=imagenet_fake"),
-    (["--learning_rate=inf"], "--learning_rate=inf must be a finite number"),
-    (["--learning_rate=1e39"], "--learning_rate=1e+39 overflows float32"),
-    (["--center_loss_weight=nan"], "--center_loss_weight=nan must be a finite number"),
-])
 @pytest.mark.subprocess
-def test_bad_flags_fail_before_any_work(tmp_path, flags, message):
+def test_a_bad_flag_is_one_line_and_exit_status_2(tmp_path):
+    """The script's side of the checks in tests/test_options.py (which makes them in-process):
+    one `error:` line naming the flag, exit status 2, nothing written."""
     model_dir = str(tmp_path / "never")
-    proc = scripts.run("train.py", f"--model_dir={model_dir}", *flags)
-    assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr and "--keep_checkpoints" not in proc.stderr
+    proc = scripts.run("train.py", f"--model_dir={model_dir}", "--seed=-1", timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.splitlines() == ["error: --seed=-1 must be an int in [0, 4294967295]"]
     assert not os.path.exists(model_dir)
+
+
+@pytest.mark.subprocess
+def test_a_bug_in_a_custom_net_is_a_traceback(tmp_path):
+    """A ValueError raised inside a net's builder is a bug, not bad input: its traceback, exit
+    status 1 (never an `error:` line that hides where it came from)."""
+    (tmp_path / "buggy_net.py").write_text(textwrap.dedent("""
+        def net(images, num_classes=10, is_training=None, scope="Buggy"):
+            raise ValueError("a bug in the builder")
+    """))
+    model_dir = str(tmp_path / "run")
+    proc = scripts.run("train.py", f"--model_dir={model_dir}", "--model=buggy_net:net",
+                       "--weight_decay=0", "--train_steps=1", timeout=300,
+                       PYTHONPATH=str(tmp_path))
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback (most recent call last):" in proc.stderr
+    assert 'buggy_net.py", line 3, in net' in proc.stderr
+    assert proc.stderr.rstrip().splitlines()[-1] == "ValueError: a bug in the builder"
+    assert "error:" not in proc.stderr
 
 
 @pytest.mark.subprocess
@@ -195,9 +206,10 @@ def test_model_dir_of_another_model_is_left_untouched(trained, tmp_path):
 
 def test_in_process_errors_before_any_work(tmp_path):
     from tfmodels import data
-    from tfmodels.training import ConfigError, TrainConfig, train
+    from tfmodels.options import UsageError
+    from tfmodels.training import TrainConfig, train
 
-    with pytest.raises(ConfigError, match=r"num_gpus=2 but only 0 GPU\(s\) are visible"):
+    with pytest.raises(UsageError, match=r"--num_gpus=2 but only 0 GPU\(s\) are visible"):
         train(TrainConfig(model_dir=str(tmp_path / "a"), train_steps=1, num_gpus=2))
     start = time.time()
     with pytest.raises(data.DatasetUnavailableError, match="mnist"):

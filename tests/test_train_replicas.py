@@ -76,11 +76,12 @@ def _train(strategy, cases):
         keras.mixed_precision.set_dtype_policy(
             "mixed_float16" if config.mixed_precision == "float16" else "float32")
         keras.utils.set_random_seed(7)
-        parts = build_training(config.resolve(info, strategy.num_replicas_in_sync), strategy)
+        resolved = config.resolve(info, strategy.num_replicas_in_sync)
+        parts = build_training(resolved, strategy)
         images, labels = _batches(case)
         dataset = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
         iterator = iter(strategy.experimental_distribute_dataset(dataset.batch(GLOBAL_BATCH)))
-        step = TrainStep(strategy, parts, iterator, config)
+        step = TrainStep(strategy, parts, iterator, resolved)
         sums = step.loop(tf.constant(STEPS, tf.int64))
         for name, value in step.metrics.results(sums, STEPS * GLOBAL_BATCH).items():
             results[f"{case}|metric/{name}"] = value

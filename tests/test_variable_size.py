@@ -172,7 +172,7 @@ def test_bad_requests_fail_before_any_work(mocked):
     with pytest.raises(ValueError, match="needs image_size.*got image_size=64, "
                                          "preprocessing=None"):
         data.make_dataset("tfds:imagenette", "test", image_size=64, **kwargs)
-    with pytest.raises(ValueError, match=r"preprocessing='resnet' is not one of: None \(the "
+    with pytest.raises(ValueError, match=r"--preprocessing=resnet is not one of: None \(the "
                                          r"dataset's normalisation\), cifarnet, inception"):
         data.make_dataset("tfds:imagenette", "test", image_size=64, preprocessing="resnet",
                           **kwargs)
@@ -183,6 +183,6 @@ def test_bad_requests_fail_before_any_work(mocked):
                                          "of varying size, which are streamed"):
         data.make_dataset("tfds:imagenette", "test", image_size=64, preprocessing="vgg",
                           in_memory=True, **kwargs)
-    with pytest.raises(ValueError, match="preprocessing='vgg' works on RGB images; dataset "
+    with pytest.raises(ValueError, match="--preprocessing=vgg works on RGB images; dataset "
                                          "'digits' has 1 channel"):
         data.make_dataset("digits", "test", preprocessing="vgg", **kwargs)

@@ -56,7 +56,7 @@ def test_patch_size_follows_the_image_size():
     ((9, 9, 1), {}, r"patch_size=2 does not divide the image size 9x9"),
     ((8, 12, 1), dict(patch_size=3), r"patch_size=3 does not divide the image size 8x12"),
     ((1, 1, 1), {}, r"vit_tiny needs height and width >= 2"),
-    ((8, 8, 1), dict(patch_size=0), r"vit_tiny: patch_size=0 must be a positive int or None"),
+    ((8, 8, 1), dict(patch_size=0), r"vit_tiny: patch_size=0 must be an int >= 1"),
 ])
 def test_sizes_the_patch_does_not_divide_are_refused(shape, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -203,10 +203,11 @@ def _train_vit(strategy, net_kwargs):
                              train_steps=STEPS, lr_schedule="constant", optimizer="momentum",
                              learning_rate=0.05, weight_decay=1e-3)
         keras.utils.set_random_seed(7)
-        parts = build_training(config.resolve(info, strategy.num_replicas_in_sync), strategy)
+        resolved = config.resolve(info, strategy.num_replicas_in_sync)
+        parts = build_training(resolved, strategy)
         dataset = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
         iterator = iter(strategy.experimental_distribute_dataset(dataset.batch(GLOBAL_BATCH)))
-        TrainStep(strategy, parts, iterator, config).loop(tf.constant(STEPS, tf.int64))
+        TrainStep(strategy, parts, iterator, resolved).loop(tf.constant(STEPS, tf.int64))
         return {v.path: v.numpy() for v in parts.model.weights}
     finally:
         nets.NETS["vit_tiny"] = spec

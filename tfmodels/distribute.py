@@ -11,30 +11,38 @@ when the CPU was split into several; with a single device it uses TensorFlow's d
 small net on 2 cores (17.7 vs 8.5 ms). `one_device` still gives `OneDeviceStrategy`. The same
 code runs on real GPUs: `--virtual_devices` only simulates towers where there are none.
 """
+import dataclasses
 import json
 import os
+from typing import Optional
 
 import tensorflow as tf
+
+from tfmodels import options
+from tfmodels.options import UsageError, option
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 ALL_REDUCE = ("auto", "nccl", "hierarchical_copy", "one_device")
 
 
+@dataclasses.dataclass(frozen=True)
+class StrategyOptions:
+    """The strategy options TrainConfig and EvalConfig share (their first fields)."""
+    strategy: str = option("auto", "auto: mirrored over all GPUs (or over --virtual_devices "
+                           "CPUs), else one CPU.", choices=STRATEGIES)
+    num_gpus: Optional[int] = option(None, "GPUs to use (default: all visible).", low=0)
+    all_reduce: str = option("auto", "Cross-device all-reduce.", choices=ALL_REDUCE)
+    virtual_devices: int = option(1, "Split each physical device into this many logical "
+                                  "devices (simulates several GPUs).", low=1, high=1024)
+
+
 def check_options(strategy="auto", *, num_gpus=None, all_reduce="auto", virtual_devices=1):
-    """Raise ValueError naming the option, its value and what is allowed; no TensorFlow work."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy={strategy!r} is not one of: {', '.join(STRATEGIES)}")
-    if all_reduce not in ALL_REDUCE:
-        raise ValueError(f"all_reduce={all_reduce!r} is not one of: {', '.join(ALL_REDUCE)}")
-    if num_gpus is not None and (isinstance(num_gpus, bool) or not isinstance(num_gpus, int)
-                                 or num_gpus < 0):
-        raise ValueError(f"num_gpus={num_gpus!r} must be an int >= 0")
-    if isinstance(virtual_devices, bool) or not isinstance(virtual_devices, int) \
-            or virtual_devices < 1:
-        raise ValueError(f"virtual_devices={virtual_devices!r} must be a positive int")
+    """Raise UsageError naming the option, its value and what is allowed; no TensorFlow work."""
+    options.check(StrategyOptions(strategy, num_gpus, all_reduce, virtual_devices))
     if strategy == "one_device" and virtual_devices > 1:
-        raise ValueError(f"virtual_devices={virtual_devices} with strategy='one_device' would "
-                         "use one of them; use strategy='mirrored' or 'auto'")
+        raise UsageError(f"--virtual_devices={virtual_devices} with --strategy=one_device "
+                         "would use one of them; use --strategy=mirrored or auto",
+                         "virtual_devices")
 
 
 def setup(strategy="auto", *, num_gpus=None, all_reduce="auto", virtual_devices=1):
@@ -59,9 +67,7 @@ def configure_devices(virtual_devices=1, gpu_memory_mb=None):
     collective ops afterwards. A GPU is split into parts of `gpu_memory_mb` MB each (required
     for GPUs; TF needs a memory limit).
     """
-    if isinstance(virtual_devices, bool) or not isinstance(virtual_devices, int) \
-            or virtual_devices < 1:
-        raise ValueError(f"virtual_devices={virtual_devices!r} must be a positive int")
+    options.check_int("virtual_devices", virtual_devices, low=1)
     if virtual_devices > 1:
         gpus = tf.config.list_physical_devices("GPU")
         for device in gpus or tf.config.list_physical_devices("CPU")[:1]:
@@ -105,8 +111,8 @@ def create_strategy(name="auto", *, num_gpus=None, all_reduce="auto", tpu_addres
     if name == "auto" and len(devices) == 1:
         return tf.distribute.get_strategy()
     if all_reduce == "nccl" and not devices[0].startswith("/gpu"):
-        raise ValueError("all_reduce='nccl' needs GPUs; on CPU devices use hierarchical_copy, "
-                         "one_device or auto")
+        raise UsageError("--all_reduce=nccl needs GPUs; on CPU devices use hierarchical_copy, "
+                         "one_device or auto", "all_reduce")
     return tf.distribute.MirroredStrategy(devices, cross_device_ops=_cross_device_ops(all_reduce))
 
 
@@ -115,8 +121,8 @@ def select_devices(num_gpus=None):
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     if num_gpus is not None:
         if num_gpus > len(gpus):
-            raise ValueError(f"num_gpus={num_gpus} but only {len(gpus)} GPU(s) are visible "
-                             f"({', '.join(gpus) or 'none'})")
+            raise UsageError(f"--num_gpus={num_gpus} but only {len(gpus)} GPU(s) are visible "
+                             f"({', '.join(gpus) or 'none'})", "num_gpus")
         gpus = gpus[:num_gpus]
     if gpus:
         return [f"/gpu:{i}" for i in range(len(gpus))]
@@ -136,13 +142,13 @@ def _cross_device_ops(all_reduce):
 
 def _multi_worker(all_reduce):
     if "TF_CONFIG" not in os.environ:
-        raise ValueError("strategy='multi_worker' reads the cluster from the TF_CONFIG "
-                         "environment variable, which is not set")
+        raise UsageError("--strategy=multi_worker reads the cluster from the TF_CONFIG "
+                         "environment variable, which is not set", "strategy")
     try:
         cluster = json.loads(os.environ["TF_CONFIG"])
         cluster["cluster"], cluster["task"]  # noqa: B018 - both keys are required
     except (ValueError, KeyError, TypeError):
-        raise ValueError(f"TF_CONFIG={os.environ['TF_CONFIG']!r} is not JSON with 'cluster' "
+        raise UsageError(f"TF_CONFIG={os.environ['TF_CONFIG']!r} is not JSON with 'cluster' "
                          "and 'task' keys") from None
     implementation = (tf.distribute.experimental.CommunicationImplementation.NCCL
                       if all_reduce == "nccl"
@@ -158,8 +164,8 @@ def _tpu(tpu_address):
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, tf.errors.OpError) as err:
-        raise ValueError(f"strategy='tpu' found no TPU at tpu_address={tpu_address!r}: {err}") \
-            from None
+        raise UsageError(f"--strategy=tpu found no TPU at tpu_address={tpu_address!r}: {err}",
+                         "strategy") from None
     return tf.distribute.TPUStrategy(resolver)
 
 

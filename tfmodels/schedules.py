@@ -18,6 +18,8 @@ import math
 import keras
 import tensorflow as tf
 
+from tfmodels.options import UsageError
+
 SCHEDULES = ("constant", "piecewise", "cosine")
 
 
@@ -68,22 +70,24 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 def check_schedule(kind, base_learning_rate, total_steps, warmup_steps=0, boundaries=(),
                    decay_factor=0.1, alpha=0.0):
-    """Raise ValueError naming the bad argument; used by the config before any work."""
+    """Raise UsageError naming the bad argument; used by the config before any work."""
     if kind not in SCHEDULES:
-        raise ValueError(f"lr_schedule={kind!r} is not one of {', '.join(SCHEDULES)}")
+        raise UsageError(f"--lr_schedule={kind} is not one of: {', '.join(SCHEDULES)}",
+                         "lr_schedule")
     if not base_learning_rate > 0:
-        raise ValueError(f"learning_rate={base_learning_rate} must be > 0")
+        raise UsageError(f"--learning_rate={base_learning_rate} must be > 0", "learning_rate")
     if total_steps < 1:
-        raise ValueError(f"total steps={total_steps} must be >= 1")
+        raise UsageError(f"total steps={total_steps} must be >= 1", "train_steps")
     if not 0 <= warmup_steps <= total_steps:
-        raise ValueError(f"warmup_steps={warmup_steps} must be in [0, {total_steps}] "
-                         "(the total number of steps)")
+        raise UsageError(f"--warmup_steps={warmup_steps} must be in [0, {total_steps}] "
+                         "(the total number of steps)", "warmup_steps")
     if list(boundaries) != sorted(set(boundaries)) or any(b <= 0 for b in boundaries):
-        raise ValueError(f"lr_boundaries={list(boundaries)} must be increasing positive steps")
+        raise UsageError(f"--lr_boundaries={','.join(map(str, boundaries))} must be increasing "
+                         "positive steps", "lr_boundaries")
     if kind == "piecewise" and not boundaries:
-        raise ValueError("lr_schedule='piecewise' needs lr_boundaries (steps where the rate "
-                         "is multiplied by lr_decay_factor)")
+        raise UsageError("--lr_schedule=piecewise needs --lr_boundaries (steps where the rate "
+                         "is multiplied by --lr_decay_factor)", "lr_boundaries")
     if not 0 < decay_factor <= 1:
-        raise ValueError(f"lr_decay_factor={decay_factor} must be in (0, 1]")
+        raise UsageError(f"--lr_decay_factor={decay_factor} must be in (0, 1]", "lr_decay_factor")
     if not 0 <= alpha <= 1:
-        raise ValueError(f"cosine alpha={alpha} must be in [0, 1]")
+        raise UsageError(f"cosine alpha={alpha} must be in [0, 1]")

@@ -14,6 +14,7 @@ dispatches on the kind.
 """
 from tfmodels.data.sources import digits, patterns, synthetic, tfds_source
 from tfmodels.data.sources.specs import DatasetInfo, check_split
+from tfmodels.options import UsageError
 
 SOURCES = (digits.SOURCE, tfds_source.SOURCE, synthetic.SOURCE, patterns.SOURCE)
 DATASET_NAMES = tuple(name for source in SOURCES for name in source.names)
@@ -42,12 +43,12 @@ def get_dataset_info(name, data_dir=None):
     if isinstance(name, DatasetInfo):
         return name
     if not isinstance(name, str):
-        raise ValueError(f"dataset={name!r} must be a string, one of {list_datasets()}")
+        raise UsageError(f"--dataset={name} must be a string, one of {list_datasets()}", "dataset")
     for source in SOURCES:
         if source.accepts(name):
             return source.info(name, data_dir)
-    raise ValueError(f"unknown dataset={name!r}; valid names: {list_datasets()} "
-                     "(e.g. 'tfds:svhn_cropped', 'synthetic:32x32x3:10')")
+    raise UsageError(f"unknown --dataset={name}; valid names: {list_datasets()} "
+                     "(e.g. tfds:svhn_cropped, synthetic:32x32x3:10)", "dataset")
 
 
 def source_of(info):

@@ -23,6 +23,7 @@ from tfmodels.data.pipelines import decoding, resumable
 from tfmodels.data import preprocessing as preprocessing_lib
 from tfmodels.data.pipelines import layout as layout_lib
 from tfmodels.data.sources.specs import PipelineSpec, check_split
+from tfmodels.options import UsageError, check_int, is_int
 
 
 def steps_per_epoch(info, split, global_batch_size):
@@ -31,8 +32,8 @@ def steps_per_epoch(info, split, global_batch_size):
     _check_batch(global_batch_size)
     steps = info.splits[split] // global_batch_size
     if steps < 1:
-        raise ValueError(f"global_batch_size={global_batch_size} is larger than split {split!r} "
-                         f"of {info.name!r} ({info.splits[split]} examples)")
+        raise UsageError(f"--batch_size={global_batch_size} is larger than split {split!r} "
+                         f"of {info.name!r} ({info.splits[split]} examples)", "batch_size")
     return steps
 
 
@@ -170,10 +171,7 @@ def input_options(strategy):
 
 
 def _check_batch(global_batch_size):
-    if isinstance(global_batch_size, bool) or not isinstance(global_batch_size,
-                                                             (int, np.integer)) \
-            or global_batch_size < 1:
-        raise ValueError(f"global_batch_size={global_batch_size!r} must be a positive int")
+    check_int("global_batch_size", global_batch_size, low=1)
 
 
 def check_image_size(image_size, argument="image_size"):
@@ -189,10 +187,9 @@ def check_image_size(image_size, argument="image_size"):
         sides = tuple(sides)
     except TypeError:
         sides = ()
-    if len(sides) != 2 or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
-                                  and d >= 1 for d in sides):
-        raise ValueError(f"{argument}={image_size!r} must be None, a positive int or (height, "
-                         "width) of positive ints")
+    if len(sides) != 2 or not all(is_int(d, low=1) for d in sides):
+        raise UsageError(f"--{argument}={image_size!r} must be None, a positive int or "
+                         "(height, width) of positive ints", argument)
     return tuple(int(d) for d in sides)
 
 
@@ -202,10 +199,10 @@ def check_preprocessing(name, info, argument="preprocessing"):
         return
     names = ", ".join(sorted(preprocessing_lib.PREPROCESSING_FNS))
     if not isinstance(name, str) or name not in preprocessing_lib.PREPROCESSING_FNS:
-        raise ValueError(f"{argument}={name!r} is not one of: None (the dataset's "
+        raise UsageError(f"--{argument}={name} is not one of: None (the dataset's "
                          f"normalisation), {names}")
     if name in ("vgg", "inception") and info.channels != 3:
-        raise ValueError(f"{argument}={name!r} works on RGB images; dataset {info.name!r} has "
+        raise UsageError(f"--{argument}={name} works on RGB images; dataset {info.name!r} has "
                          f"{info.channels} channel(s) (try 'lenet' or 'cifarnet')")
 
 
@@ -214,20 +211,16 @@ def _validate(name, split, *, global_batch_size, training, seed, deterministic, 
               preprocessing_name=None, skip_undecodable=False, classes=None):
     """Checks every argument (cheap ones first) and returns the `PipelineSpec`."""
     _check_batch(global_batch_size)
-    if global_batch_size % num_replicas:
-        raise ValueError(f"global_batch_size={global_batch_size} is not divisible by the "
-                         f"number of replicas ({num_replicas}); use a multiple of {num_replicas}")
+    layout_lib.split_batch(global_batch_size, num_replicas)
     for arg, value in (("training", training), ("augment", augment),
                        ("deterministic", deterministic), ("skip_undecodable", skip_undecodable)):
         if not isinstance(value, bool):
             raise ValueError(f"{arg}={value!r} must be True or False")
     if in_memory not in (None, True, False):
         raise ValueError(f"in_memory={in_memory!r} must be None (automatic), True or False")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                             or not 0 <= seed < 2**63):
-        raise ValueError(f"seed={seed!r} must be None or an int in [0, 2**63)")
-    if not isinstance(start_step, (int, np.integer)) or start_step < 0:
-        raise ValueError(f"start_step={start_step!r} must be a non-negative int")
+    if seed is not None:
+        check_int("seed", seed, low=0)
+    check_int("start_step", start_step, low=0)
     if training and deterministic and seed is None:
         raise ValueError("seed=None: deterministic=True training needs an integer seed")
     size = check_image_size(image_size)

@@ -21,6 +21,8 @@ import dataclasses
 
 import tensorflow as tf
 
+from tfmodels.options import check_int
+
 MAX_DENSE_CLASSES = 2048
 DEFAULT_CHUNK_SIZE = 4096
 
@@ -47,9 +49,7 @@ class ChunkedScores:
 
     def __post_init__(self):
         for name in ("top_k", "chunk_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive int")
+            check_int(name, getattr(self, name), low=1)
         if self.loss not in ("cross_entropy", "hinge", None):
             raise ValueError(f"loss={self.loss!r} must be 'cross_entropy', 'hinge' or None")
         if not 0.0 <= self.label_smoothing <= 1.0:

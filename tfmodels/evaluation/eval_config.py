@@ -17,153 +17,133 @@ from typing import Optional, Tuple
 
 from absl import logging
 
-from tfmodels import data, distribute
+from tfmodels import data, distribute, options
 from tfmodels import model_dir as model_dir_lib
 from tfmodels.data import preprocessing as data_preprocessing
+from tfmodels.data.pipelines.layout import split_batch
 from tfmodels.data.pipeline import check_preprocessing
 from tfmodels.data.sources.specs import check_split, parse_classes
 from tfmodels.evaluation import pairs_file
+from tfmodels.options import UsageError, option
 
 # Without a batch size in config.json (ported checkpoints) or given: evaluation keeps no
 # gradients, so a larger batch than training's is fine.
 DEFAULT_GLOBAL_BATCH_SIZE = 256
 VERIFICATIONS = ("none", "pairs")
-
-
-class EvalConfigError(ValueError):
-    """Bad input found before any evaluation (nothing was written)."""
+_PREPROCESSING = sorted(data_preprocessing.PREPROCESSING_FNS)
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalConfig:
-    """Options of an evaluation (eval.py's flags; None means "from config.json").
-
-    Attributes:
-      model_dir: the training directory (config.json + checkpoints); required.
-      checkpoint: a checkpoint path or a name in model_dir (`ckpt-2000`); None: the latest.
-      split: the split to evaluate; None: the run's eval split.
-      dataset, data_dir: override the run's dataset (needed when config.json has none).
-      global_batch_size: examples per step over all replicas; None: the run's, rounded up to
-        a multiple of the replicas.
-      top_k: k values of top-k accuracy (k >= classes skipped).
-      knn_k: k values of k-NN accuracy; () disables k-NN.
-      gallery_split: k-NN gallery and class-mean split; None: the run's train split.
-      use_average: evaluate the EMA weights when the run kept them.
-      output: the JSON file; None: <model_dir>/eval_<split>.json (model_dir must be writable).
-      plot_dir: where PNGs go; None: <model_dir>/plots when model_dir is writable, else none;
-        '' disables the pictures.
-      summary_dir: TensorBoard scalars; None: <model_dir>/eval (eval_<split> for another
-        split) when model_dir is writable, else none; '' disables them.
-      continuous: evaluate each new checkpoint until the final step (or the timeout).
-      timeout: continuous mode: seconds to wait for a new checkpoint before stopping.
-      strategy, num_gpus, all_reduce, virtual_devices: as train.py's strategy flags.
-      preprocessing: override the run's preprocessing (None: the run's; for a record without
-        one, e.g. a ported checkpoint, on a dataset of varying image size: the net's default).
-      skip_undecodable: skip (and count) undecodable images instead of stopping.
-    """
-    model_dir: Optional[str] = None
-    checkpoint: Optional[str] = None
-    split: Optional[str] = None
-    dataset: Optional[str] = None
-    data_dir: Optional[str] = None
-    global_batch_size: Optional[int] = None
-    top_k: Tuple[int, ...] = (5,)
-    knn_k: Tuple[int, ...] = (1, 5)
-    gallery_split: Optional[str] = None
-    use_average: bool = True
-    output: Optional[str] = None
-    plot_dir: Optional[str] = None
-    summary_dir: Optional[str] = None
-    continuous: bool = False
-    timeout: float = 3600.0
-    strategy: str = "auto"
-    num_gpus: Optional[int] = None
-    all_reduce: str = "auto"
-    virtual_devices: int = 1
-    preprocessing: Optional[str] = None
-    skip_undecodable: bool = False
-    # Open-set verification (docs/FACE.md): 'pairs' scores same/different pairs of images by
-    # the cosine of their embeddings, from a pairs file (LFW's pairs.txt format) over an image
-    # folder, or drawn from classes held out of training.
-    verification: str = "none"
-    pairs_file: Optional[str] = None
-    pairs_images: Optional[str] = None
-    verification_classes: Optional[str] = None
-    verification_pairs: int = 6000
-    verification_seed: int = 0
-    flip_fusion: bool = False
+class EvalConfig(distribute.StrategyOptions):
+    """Options of an evaluation: eval.py's flags (`tfmodels.options`; None means "from
+    config.json"). `model_dir` is required."""
+    model_dir: Optional[str] = option(None, "Directory train.py (or the porting CLI) wrote: "
+                                      "config.json and checkpoints.")
+    checkpoint: Optional[str] = option(None, "Checkpoint path or name in --model_dir "
+                                       "(ckpt-2000); default: the latest.")
+    split: Optional[str] = option(None, "Split to evaluate (default: the run's eval split).")
+    dataset: Optional[str] = option(None, "Override the run's dataset (required when "
+                                    "config.json names none, e.g. ported checkpoints).")
+    data_dir: Optional[str] = option(None, "tensorflow-datasets directory (default: the run's).")
+    global_batch_size: Optional[int] = option(
+        None, "Global batch (examples per step), split across replicas (default: the run's, "
+        "rounded up to a multiple of the replicas).", flag="batch_size", low=1)
+    top_k: Tuple[int, ...] = option((5,), "k values of top-k accuracy (k >= classes is "
+                                    "skipped).", low=1)
+    knn_k: Tuple[int, ...] = option((1, 5), "k values of k-NN accuracy of the embeddings "
+                                    "against the training split's; empty disables k-NN.", low=1)
+    gallery_split: Optional[str] = option(None, "k-NN gallery and class-mean split (default: "
+                                          "the run's train split).")
+    use_average: bool = option(True, "Use the EMA weights when the run kept them.")
+    output: Optional[str] = option(None, "Results JSON (default: <model_dir>/eval_<split>.json; "
+                                   "--model_dir must then be writable).")
+    plot_dir: Optional[str] = option(None, "PNG pictures (default: <model_dir>/plots when "
+                                     "--model_dir is writable; empty: none).")
+    summary_dir: Optional[str] = option(None, "TensorBoard scalars (default: <model_dir>/eval, "
+                                        "eval_<split> for another split, when --model_dir is "
+                                        "writable; empty: none).")
+    continuous: bool = option(False, "Evaluate each new checkpoint until the run's final "
+                              "step.")
+    timeout: float = option(3600.0, "--continuous: seconds to wait for a new checkpoint before "
+                            "stopping.", above=0.0)
+    preprocessing: Optional[str] = option(
+        None, "Override the run's preprocessing (default: the run's, or for a ported model on "
+        "a dataset of varying image size the net's own).", choices=_PREPROCESSING)
+    skip_undecodable: bool = option(False, "Skip (and count in the results) images that cannot "
+                                    "be decoded, instead of stopping with an error naming "
+                                    "them.")
+    # Open-set verification (docs/FACE.md): pairs of images scored by the cosine of their
+    # embeddings, from a pairs file (LFW's pairs.txt format) over an image folder, or drawn
+    # from classes held out of training.
+    verification: str = option(
+        "none", "pairs: score same/different pairs of images by the cosine of their "
+        "embeddings; LFW's 10-fold accuracy, ROC AUC, TAR at FAR=1e-3 and 1e-4, and a ROC "
+        "plot.", choices=VERIFICATIONS)
+    pairs_file: Optional[str] = option(
+        None, "Pairs in LFW's pairs.txt format (with --pairs_images); default: pairs drawn "
+        "from the classes the run held out (train.py --train_classes) in --split.")
+    pairs_images: Optional[str] = option(
+        None, "Folder of <name>/<name>_<nnnn>.jpg images that --pairs_file names (aligned "
+        "crops, as the training images).")
+    verification_classes: Optional[str] = option(
+        None, "Classes to draw pairs from (ids and ranges, e.g. 7-9; default: those the run "
+        "held out).")
+    verification_pairs: int = option(
+        6000, "Drawn pairs in all: half same, half different (fewer when a kind runs out); "
+        "at least 10 folds of same and different pairs.", low=20)
+    verification_seed: int = option(0, "Seed of the drawn pairs.", low=0, high=2**32 - 1)
+    flip_fusion: bool = option(False, "Embed each image as the sum of its and its mirror "
+                               "image's embeddings.")
 
     def validate(self):
-        """Raise EvalConfigError naming the option, its value and what is allowed; no TF work."""
+        """Raise UsageError naming the option, its value and what is allowed; no TF work."""
         if not self.model_dir:
-            raise EvalConfigError("model_dir is required (the directory train.py wrote)")
-        try:
-            distribute.check_options(self.strategy, num_gpus=self.num_gpus,
-                                     all_reduce=self.all_reduce,
-                                     virtual_devices=self.virtual_devices)
-        except ValueError as err:
-            raise EvalConfigError(str(err)) from None
-        if self.global_batch_size is not None:
-            _positive_int("batch_size", self.global_batch_size)
-        for name in ("top_k", "knn_k"):
-            for k in getattr(self, name):
-                _positive_int(name, k)
-        if not self.timeout > 0:
-            raise EvalConfigError(f"timeout={self.timeout} must be > 0 seconds")
-        names = sorted(data_preprocessing.PREPROCESSING_FNS)
-        if self.preprocessing is not None and self.preprocessing not in names:
-            raise EvalConfigError(f"preprocessing={self.preprocessing!r} is not one of: "
-                                  f"{', '.join(names)}")
-        if not isinstance(self.skip_undecodable, bool):
-            raise EvalConfigError(f"skip_undecodable={self.skip_undecodable!r} must be True or "
-                                  "False")
+            raise UsageError("--model_dir is required (the directory train.py wrote)",
+                             "model_dir")
+        options.check(self)
+        distribute.check_options(self.strategy, num_gpus=self.num_gpus,
+                                 all_reduce=self.all_reduce,
+                                 virtual_devices=self.virtual_devices)
+        for name in ("model_dir", "data_dir", "output", "plot_dir", "summary_dir",
+                     "pairs_file", "pairs_images"):
+            options.check_path(name, getattr(self, name))
         self._validate_verification()
         if self.continuous and self.checkpoint:
-            raise EvalConfigError(f"checkpoint={self.checkpoint!r} with continuous=True: "
-                                  "continuous mode evaluates each new checkpoint; give one or "
-                                  "the other")
-
+            raise UsageError(f"--checkpoint={self.checkpoint} with --continuous: continuous "
+                             "mode evaluates each new checkpoint; give one or the other",
+                             "checkpoint")
 
     def _validate_verification(self):
-        if self.verification not in VERIFICATIONS:
-            raise EvalConfigError(f"verification={self.verification!r} is not one of: "
-                                  f"{', '.join(VERIFICATIONS)}")
-        given = [f"{name}={getattr(self, name)!r}" for name in
-                 ("pairs_file", "pairs_images", "verification_classes")
-                 if getattr(self, name) is not None] + (
-                     ["flip_fusion=True"] if self.flip_fusion else [])
+        """The checks between the verification options (each one's range is declared)."""
+        given = [name for name in ("pairs_file", "pairs_images", "verification_classes")
+                 if getattr(self, name) is not None] + (["flip_fusion"] if self.flip_fusion
+                                                        else [])
         if self.verification == "none":
             if given:
-                raise EvalConfigError(f"{', '.join(given)} apply to verification='pairs', "
-                                      "which is not set")
+                shown = ", ".join("--flip_fusion" if name == "flip_fusion"
+                                  else f"--{name}={getattr(self, name)}" for name in given)
+                raise UsageError(f"{shown} apply to --verification=pairs, which is not set",
+                                 given[0])
             return
         if (self.pairs_file is None) != (self.pairs_images is None):
-            raise EvalConfigError(f"pairs_file={self.pairs_file!r} and pairs_images="
-                                  f"{self.pairs_images!r}: give both (a pairs.txt and the image "
-                                  "folder it names) or neither (pairs drawn from held-out "
-                                  "classes)")
+            have, lack = (("pairs_file", "pairs_images") if self.pairs_images is None
+                          else ("pairs_images", "pairs_file"))
+            raise UsageError(f"--{have}={getattr(self, have)} without --{lack}: give both (a "
+                             "pairs.txt and the image folder it names) or neither (pairs drawn "
+                             "from held-out classes)", lack)
         if self.pairs_file is not None:
             if self.verification_classes is not None:
-                raise EvalConfigError(f"verification_classes={self.verification_classes!r} "
-                                      "draws pairs; pairs_file gives them: use one")
-            for name in ("pairs_file", "pairs_images"):
-                path = getattr(self, name)
-                if not (os.path.isfile(path) if name == "pairs_file" else os.path.isdir(path)):
-                    raise EvalConfigError(f"{name}={path!r} is not an existing "
-                                          f"{'file' if name == 'pairs_file' else 'folder'}")
-        if isinstance(self.verification_pairs, bool) or not isinstance(
-                self.verification_pairs, int) or self.verification_pairs < 20:
-            raise EvalConfigError(f"verification_pairs={self.verification_pairs!r} must be an "
-                                  "int >= 20 (10 folds of same and different pairs)")
-        if isinstance(self.verification_seed, bool) or not isinstance(
-                self.verification_seed, int) or not 0 <= self.verification_seed < 2**32:
-            raise EvalConfigError(f"verification_seed={self.verification_seed!r} must be an "
-                                  "int in [0, 2**32)")
+                raise UsageError(f"--verification_classes={self.verification_classes} draws "
+                                 f"pairs; --pairs_file={self.pairs_file} gives them: use one",
+                                 "verification_classes")
+            if not os.path.isfile(self.pairs_file):
+                raise UsageError(f"--pairs_file={self.pairs_file} is not an existing file",
+                                 "pairs_file")
+            if not os.path.isdir(self.pairs_images):
+                raise UsageError(f"--pairs_images={self.pairs_images} is not an existing "
+                                 "folder", "pairs_images")
         if self.verification_classes is not None:
-            try:
-                parse_classes(self.verification_classes, 1 << 30, "verification_classes")
-            except ValueError as err:
-                raise EvalConfigError(str(err)) from None
+            parse_classes(self.verification_classes, 1 << 30, "verification_classes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +156,7 @@ class EvalPlan:
       dataset, data_dir, split: what is evaluated.
       gallery_split: the k-NN gallery / class-mean split (None: not needed).
       global_batch_size: examples per step over all replicas (a multiple of them).
+      per_replica_batch_size: global_batch_size / the replicas.
       top_k, knn_k, use_average: as `EvalConfig`.
       checkpoint: the checkpoint to evaluate (None in continuous mode), read in full.
       output: the results JSON; plot_dir: PNGs; summary_dir: TensorBoard scalars (None: none).
@@ -193,6 +174,7 @@ class EvalPlan:
     split: str
     gallery_split: Optional[str]
     global_batch_size: int
+    per_replica_batch_size: int
     top_k: Tuple[int, ...]
     knn_k: Tuple[int, ...]
     use_average: bool
@@ -226,8 +208,8 @@ def resolve(config, record, num_replicas):
     model_dir = config.model_dir
     dataset = config.dataset or record.dataset
     if not dataset:
-        raise EvalConfigError(
-            f"no dataset: {model_dir_lib.CONFIG_FILE} in model_dir={model_dir!r} names none (a "
+        raise UsageError(
+            f"no dataset: {model_dir_lib.CONFIG_FILE} in --model_dir={model_dir} names none (a "
             f"ported checkpoint?); pass --dataset (one of {', '.join(data.DATASET_NAMES)})")
     same_dataset = dataset == record.dataset
     data_dir = config.data_dir or (record.data_dir if same_dataset else None)
@@ -238,15 +220,12 @@ def resolve(config, record, num_replicas):
     resized = preprocessing is not None or same_dataset
     if (info.num_classes != record.num_classes or info.channels != record.image_shape[2]
             or (tuple(info.image_shape) != record.image_shape and not resized)):
-        raise EvalConfigError(
-            f"dataset={dataset!r} has {info.num_classes} classes of images "
-            f"{tuple(info.image_shape)}, but the {record.model} in model_dir={model_dir!r} "
+        raise UsageError(
+            f"--dataset={dataset} has {info.num_classes} classes of images "
+            f"{tuple(info.image_shape)}, but the {record.model} in --model_dir={model_dir} "
             f"takes {record.num_classes} classes of images {record.image_shape}; "
             "pass the dataset it was trained on (--dataset)")
-    try:
-        check_preprocessing(preprocessing, info)
-    except ValueError as err:
-        raise EvalConfigError(str(err)) from None
+    check_preprocessing(preprocessing, info)
     default_split = (record.eval_split if same_dataset else None) or info.eval_split
     split = config.split or default_split
     check_split(info, split)
@@ -261,22 +240,21 @@ def resolve(config, record, num_replicas):
         limit = info.splits[gallery_split] - int(gallery_split == split)
         for k in config.knn_k:
             if k > limit:
-                raise EvalConfigError(f"knn_k={k} is larger than the {limit} examples of the "
-                                      f"gallery split {gallery_split!r}")
+                raise UsageError(f"--knn_k={k} is larger than the {limit} examples of the "
+                                 f"gallery split {gallery_split!r}", "knn_k")
 
     batch = config.global_batch_size
     if batch is None:
         batch = record.global_batch_size or DEFAULT_GLOBAL_BATCH_SIZE
         batch = math.ceil(batch / num_replicas) * num_replicas
-    elif batch % num_replicas:
-        raise EvalConfigError(f"batch_size={batch} is not divisible by the {num_replicas} "
-                              f"replicas; use a multiple of {num_replicas}")
+    per_replica = split_batch(batch, num_replicas)
 
     layout = model_dir_lib.ModelDir(model_dir)
     writable = model_dir_lib.is_writable(model_dir)
     if config.output is None and not writable:
-        raise EvalConfigError(f"model_dir={model_dir!r} is not writable: pass --output for the "
-                              "results (and --summary_dir / --plot_dir for TensorBoard / PNGs)")
+        raise UsageError(f"--model_dir={model_dir} is not writable: pass --output for the "
+                         "results (and --summary_dir / --plot_dir for TensorBoard / PNGs)",
+                         "output")
     output = config.output or layout.eval_json(split)
     summary_dir = _default_dir(config.summary_dir, model_dir, writable, "TensorBoard scalars",
                                layout.eval_summaries(split, default_split))
@@ -285,6 +263,7 @@ def resolve(config, record, num_replicas):
     return EvalPlan(
         model_dir=model_dir, record=record, dataset=dataset, data_dir=data_dir, split=split,
         gallery_split=gallery_split, global_batch_size=int(batch),
+        per_replica_batch_size=per_replica,
         top_k=tuple(config.top_k), knn_k=tuple(config.knn_k), use_average=config.use_average,
         checkpoint=None if config.continuous else find_checkpoint(config.checkpoint, model_dir),
         output=output,
@@ -303,27 +282,25 @@ def _verification_classes(config, record, info):
     if config.verification != "pairs":
         return None
     if config.pairs_file is not None:  # every image it names must be there, before any work
+        pairs, _ = pairs_file.read_pairs(config.pairs_file)
         try:
-            pairs, _ = pairs_file.read_pairs(config.pairs_file)
             for a, i, c, j in pairs:
                 pairs_file.image_path(config.pairs_images, a, i)
                 pairs_file.image_path(config.pairs_images, c, j)
-        except (ValueError, OSError) as err:
-            raise EvalConfigError(str(err)) from None
+        except FileNotFoundError as err:
+            raise UsageError(str(err), "pairs_images") from None
         return None
-    try:
-        if config.verification_classes is not None:
-            return parse_classes(config.verification_classes, info.num_classes,
-                                 "verification_classes")
-        if record.train_classes is not None:
-            trained = parse_classes(record.train_classes, info.num_classes)
-            return tuple(c for c in range(info.num_classes) if c not in trained)
-    except ValueError as err:
-        raise EvalConfigError(str(err)) from None
-    raise EvalConfigError(
-        f"verification='pairs' needs pairs of identities not trained on: the run in "
-        f"model_dir={config.model_dir!r} trained on every class (train.py --train_classes "
-        "holds some out); pass --verification_classes or --pairs_file/--pairs_images")
+    if config.verification_classes is not None:
+        return parse_classes(config.verification_classes, info.num_classes,
+                             "verification_classes")
+    if record.train_classes is not None:
+        trained = parse_classes(record.train_classes, info.num_classes)
+        return tuple(c for c in range(info.num_classes) if c not in trained)
+    raise UsageError(
+        f"--verification=pairs needs pairs of identities not trained on: the run in "
+        f"--model_dir={config.model_dir} trained on every class (train.py --train_classes "
+        "holds some out); pass --verification_classes or --pairs_file/--pairs_images",
+        "verification")
 
 
 def _default_dir(given, model_dir, writable, what, path):
@@ -336,8 +313,8 @@ def _default_dir(given, model_dir, writable, what, path):
                      what)
         return None
     if os.path.islink(path):
-        raise EvalConfigError(f"{path!r} is a symbolic link: nothing is written through links; "
-                              f"remove it or pass a folder for the {what}")
+        raise UsageError(f"{path!r} is a symbolic link: nothing is written through links; "
+                         f"remove it or pass a folder for the {what}")
     return path
 
 
@@ -347,20 +324,17 @@ def _check_targets(output, summary_dir, plot_dir):
     targets += [(path, "folder", flag) for path, flag in ((summary_dir, "--summary_dir"),
                                                          (plot_dir, "--plot_dir")) if path]
     for path, kind, flag in targets:
-        try:
-            model_dir_lib.check_target(path, kind, flag)
-        except ValueError as err:
-            raise EvalConfigError(str(err)) from None
+        model_dir_lib.check_target(path, kind, flag)
 
 
 def check_checkpoint(inspection):
-    """Raise EvalConfigError when a read checkpoint (`model_dir.Inspection`) cannot be
+    """Raise UsageError when a read checkpoint (`model_dir.Inspection`) cannot be
     evaluated: it does not read, or holds inf/NaN (a diverged run: its numbers mean nothing)."""
     if inspection.problem:
-        raise EvalConfigError(f"checkpoint {inspection.path!r} cannot be read: "
-                              f"{inspection.problem}")
+        raise UsageError(f"checkpoint {inspection.path!r} cannot be read: "
+                         f"{inspection.problem}", "checkpoint")
     if inspection.non_finite:
-        raise EvalConfigError(
+        raise UsageError(
             f"checkpoint {inspection.path!r} {inspection.reason()}: the weights of a diverged "
             "run are not evaluated; pass --checkpoint with an earlier one")
 
@@ -371,7 +345,7 @@ def _preprocessing(config, record, info):
     found = config.preprocessing or record.preprocessing
     if found is None and info.variable_size:
         if record.model not in data_preprocessing.NET_PREPROCESSING:
-            raise EvalConfigError(
+            raise UsageError(
                 f"dataset {info.name!r} has images of varying size, which need a per-net "
                 f"preprocessing, and model {record.model!r} has no default one; pass "
                 f"--preprocessing={'|'.join(sorted(data_preprocessing.PREPROCESSING_FNS))}")
@@ -386,11 +360,11 @@ def find_checkpoint(name, model_dir):
     if not name:
         found, skipped = checkpoints.newest_usable(model_dir, finite=False)
         if found is None and skipped:
-            raise EvalConfigError(f"model_dir={model_dir!r} holds no readable checkpoint:\n"
-                                  f"{checkpoints.describe_unusable(skipped)}")
+            raise UsageError(f"--model_dir={model_dir} holds no readable checkpoint:\n"
+                             f"{checkpoints.describe_unusable(skipped)}")
         if found is None:
-            raise EvalConfigError(f"model_dir={model_dir!r} has no checkpoint yet (use "
-                                  "--continuous to wait for one)")
+            raise UsageError(f"--model_dir={model_dir} has no checkpoint yet (use "
+                             "--continuous to wait for one)")
         for bad in skipped:
             logging.warning("checkpoint %s cannot be read (%s); evaluating %s, the newest that "
                             "can", bad.path, bad.reason(), found.path)
@@ -401,10 +375,5 @@ def find_checkpoint(name, model_dir):
             check_checkpoint(checkpoints.inspect(path))
             return path
     available = [os.path.basename(p) for _, p in checkpoints.list_checkpoints(model_dir)]
-    raise EvalConfigError(f"checkpoint={name!r} does not exist (as a path or in "
-                          f"model_dir={model_dir!r}); available: {available or 'none'}")
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise EvalConfigError(f"{name}={value!r} must be a positive int")
+    raise UsageError(f"--checkpoint={name} does not exist (as a path or in "
+                     f"--model_dir={model_dir}); available: {available or 'none'}", "checkpoint")

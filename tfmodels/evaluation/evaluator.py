@@ -26,13 +26,14 @@ from absl import logging
 from tfmodels import console, data, distribute
 from tfmodels import model_dir as model_dir_lib
 from tfmodels.evaluation import chunked, embedding_stats, knn, open_set, plots, verification
-from tfmodels.evaluation.eval_config import (EvalConfig, EvalConfigError, EvalPlan,
-                                             check_checkpoint, find_checkpoint, resolve)
+from tfmodels.evaluation.eval_config import (EvalConfig, EvalPlan, check_checkpoint,
+                                             find_checkpoint, resolve)
 from tfmodels.evaluation.metrics import output_metrics
 from tfmodels.evaluation.predict import collect_outputs
 from tfmodels.losses import per_example_loss_fn
+from tfmodels.options import UsageError
 
-__all__ = ["EvalConfig", "EvalConfigError", "EvalPlan", "Evaluation", "checkpoint_step", "evaluate",
+__all__ = ["EvalConfig", "EvalPlan", "Evaluation", "checkpoint_step", "evaluate",
            "evaluate_checkpoint", "evaluate_model", "summary"]
 
 Evaluation = collections.namedtuple("Evaluation", "results outputs gallery centers")
@@ -57,7 +58,7 @@ def evaluate(config, strategy=None):
       A list with one results dict per evaluated checkpoint (see `evaluate_checkpoint`).
 
     Raises:
-      EvalConfigError: bad input, before any evaluation (missing/empty model_dir, unknown split,
+      UsageError: bad input, before any evaluation (missing/empty model_dir, unknown split,
         no dataset, a checkpoint of another model, ...).
       data.DatasetUnavailableError: the dataset is not prepared under data_dir.
     """
@@ -71,23 +72,18 @@ def evaluate(config, strategy=None):
 
 
 def _evaluate(config, strategy):
-    try:
-        config.validate()
-        record = model_dir_lib.ModelDir(config.model_dir).read_record()
-        if strategy is None:
-            strategy = distribute.setup(config.strategy, num_gpus=config.num_gpus,
-                                        all_reduce=config.all_reduce,
-                                        virtual_devices=config.virtual_devices)
-        plan = resolve(config, record, strategy.num_replicas_in_sync)
-        if config.continuous and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            # Each worker would poll on its own and could pick a different checkpoint, and
-            # the collectives of the evaluation would then mismatch.
-            raise EvalConfigError("continuous=True runs on one worker; use strategy='mirrored' "
-                                  "or 'one_device' for continuous evaluation")
-    except ValueError as err:
-        if isinstance(err, EvalConfigError):
-            raise
-        raise EvalConfigError(str(err)) from err
+    config.validate()
+    record = model_dir_lib.ModelDir(config.model_dir).read_record()
+    if strategy is None:
+        strategy = distribute.setup(config.strategy, num_gpus=config.num_gpus,
+                                    all_reduce=config.all_reduce,
+                                    virtual_devices=config.virtual_devices)
+    plan = resolve(config, record, strategy.num_replicas_in_sync)
+    if config.continuous and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Each worker would poll on its own and could pick a different checkpoint, and the
+        # collectives of the evaluation would then mismatch.
+        raise UsageError("--continuous runs on one worker; use --strategy=mirrored or "
+                         "one_device for continuous evaluation", "continuous")
     chief = distribute.is_chief(strategy)
     logging.debug("evaluating %s", {f.name: getattr(plan, f.name)
                                     for f in dataclasses.fields(plan) if f.name != "record"})
@@ -96,8 +92,7 @@ def _evaluate(config, strategy):
     logging.info("data       %s: %s%s", plan.dataset, plan.split,
                  f" (k-NN gallery: {plan.gallery_split})" if plan.gallery_split else "")
     logging.info("batch      %d = %d replica(s) x %d per replica; %s", plan.global_batch_size,
-                 strategy.num_replicas_in_sync,
-                 plan.global_batch_size // strategy.num_replicas_in_sync,
+                 strategy.num_replicas_in_sync, plan.per_replica_batch_size,
                  distribute.describe(strategy))
     writer = _ScalarWriter(plan.summary_dir if chief else None)
     try:
@@ -119,17 +114,17 @@ def _evaluate_newest(config, plan, strategy, writer, chief):
     for _ in range(_SWEPT_RETRIES):
         try:
             return evaluate_checkpoint(plan, strategy, plan.checkpoint, writer, chief)
-        except (EvalConfigError, tf.errors.OpError):
+        except (UsageError, tf.errors.OpError):
             if config.checkpoint or os.path.exists(plan.checkpoint + ".index"):
                 raise
         logging.warning("checkpoint %s was deleted (a training run keeping its newest ones?) "
                         "before it could be restored; evaluating the newest one now",
                         plan.checkpoint)
         plan = dataclasses.replace(plan, checkpoint=find_checkpoint(None, plan.model_dir))
-    raise EvalConfigError(
-        f"the newest checkpoint of model_dir={plan.model_dir!r} was deleted before it could be "
+    raise UsageError(
+        f"the newest checkpoint of --model_dir={plan.model_dir} was deleted before it could be "
         f"restored {_SWEPT_RETRIES} times in a row; pass --checkpoint, or --continuous to "
-        "follow the run")
+        "follow the run", "checkpoint")
 
 
 def _evaluate_continuously(plan, strategy, writer, chief, timeout):
@@ -138,7 +133,7 @@ def _evaluate_continuously(plan, strategy, writer, chief, timeout):
         check_checkpoint(found)
         try:
             results = evaluate_checkpoint(plan, strategy, found.path, writer, chief)
-        except (EvalConfigError, tf.errors.NotFoundError):
+        except (UsageError, tf.errors.NotFoundError):
             if os.path.exists(found.path + ".index"):
                 raise
             logging.warning("checkpoint %s was deleted before it could be evaluated; skipped",
@@ -159,7 +154,7 @@ def _evaluate_continuously(plan, strategy, writer, chief, timeout):
 def _total_steps(plan):
     try:
         return model_dir_lib.ModelDir(plan.model_dir).read_record().total_steps
-    except (ValueError, OSError):
+    except (UsageError, OSError):
         return plan.record.total_steps
 
 
@@ -171,12 +166,9 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
       'weights' ('ema' or 'raw'), 'num_replicas', 'global_batch_size', 'output' and 'plots'.
     """
     record = plan.record
-    try:
-        with strategy.scope():
-            model, center_loss = model_dir_lib.restore_model(record, checkpoint_path,
-                                                             use_average=plan.use_average)
-    except ValueError as err:
-        raise EvalConfigError(str(err)) from err
+    with strategy.scope():
+        model, center_loss = model_dir_lib.restore_model(record, checkpoint_path,
+                                                         use_average=plan.use_average)
     step = checkpoint_step(checkpoint_path)
     evaluation = evaluate_model(
         strategy, model, dataset=plan.dataset, split=plan.split,

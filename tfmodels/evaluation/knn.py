@@ -16,6 +16,8 @@ summed Euclidean distance, and at exactly equal sums the smallest class index.
 """
 import numpy as np
 
+from tfmodels.options import check_int
+
 # Elements of one chunk's distance matrix (float64): 2**22 x 8 bytes = 32 MiB.
 DEFAULT_MAX_ELEMENTS = 1 << 22
 
@@ -157,15 +159,12 @@ def _check_arrays(queries, gallery):
 
 
 def _check_k(k, limit, name):
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= limit:
-        raise ValueError(f"{name}={k!r} must be an int in [1, {limit}] (at most the gallery "
-                         "size, minus one when a query is excluded as its own neighbour)")
+    """k in [1, limit]: at most the gallery size, minus one when a query is excluded as its
+    own neighbour."""
+    check_int(name, k, low=1, high=limit)
 
 
 def _chunk_size(chunk_size, width):
     if chunk_size is None:
         return max(1, DEFAULT_MAX_ELEMENTS // max(width, 1))
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) \
-            or chunk_size < 1:
-        raise ValueError(f"chunk_size={chunk_size!r} must be a positive int")
-    return int(chunk_size)
+    return check_int("chunk_size", chunk_size, low=1)

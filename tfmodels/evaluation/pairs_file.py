@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmodels.data import preprocessing as data_preprocessing
+from tfmodels.options import UsageError
 
 _EXTENSIONS = ("jpg", "jpeg", "png")
 
@@ -25,26 +26,32 @@ def read_pairs(path):
     """[(name1, n1, name2, n2)] and same [P] bool from a pairs file.
 
     Raises:
-      ValueError: a line that is neither kind (names the file and line), or no pairs.
+      UsageError: the file does not read, a line is neither kind (names the file and line), or
+        it holds no pairs.
     """
     pairs = []
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields or (number == 1 and all(x.isdigit() for x in fields)):
-                continue
-            try:
-                if len(fields) == 3:
-                    pairs.append((fields[0], int(fields[1]), fields[0], int(fields[2])))
-                elif len(fields) == 4:
-                    pairs.append((fields[0], int(fields[1]), fields[2], int(fields[3])))
-                else:
-                    raise ValueError
-            except ValueError:
-                raise ValueError(f"pairs_file={path!r} line {number}: {line.strip()!r} is "
-                                 "neither 'name n1 n2' nor 'name1 n1 name2 n2'") from None
+    try:
+        with open(path) as f:
+            lines = list(f)
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"--pairs_file={path} cannot be read as text: {err}",
+                         "pairs_file") from None
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields or (number == 1 and all(x.isdigit() for x in fields)):
+            continue
+        try:
+            if len(fields) == 3:
+                pairs.append((fields[0], int(fields[1]), fields[0], int(fields[2])))
+            elif len(fields) == 4:
+                pairs.append((fields[0], int(fields[1]), fields[2], int(fields[3])))
+            else:
+                raise ValueError
+        except ValueError:  # int() of a non-number, or the wrong number of fields
+            raise UsageError(f"--pairs_file={path} line {number}: {line.strip()!r} is neither "
+                             "'name n1 n2' nor 'name1 n1 name2 n2'", "pairs_file") from None
     if not pairs:
-        raise ValueError(f"pairs_file={path!r} holds no pairs")
+        raise UsageError(f"--pairs_file={path} holds no pairs", "pairs_file")
     same = np.array([a == c for a, _, c, _ in pairs])
     return pairs, same
 
@@ -55,7 +62,7 @@ def image_path(folder, name, number):
     for ext in _EXTENSIONS:
         if os.path.isfile(f"{stem}.{ext}"):
             return f"{stem}.{ext}"
-    raise FileNotFoundError(f"pairs_images={folder!r} has no image {number} of {name!r} "
+    raise FileNotFoundError(f"--pairs_images={folder} has no image {number} of {name!r} "
                             f"({stem}.{'|'.join(_EXTENSIONS)})")
 
 

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from tfmodels.layers.dropout import Dropout
 from tfmodels.layers.softmax import softmax
+from tfmodels.options import check_int, is_int
 
 
 @keras.saving.register_keras_serializable(package="tfmodels")
@@ -70,8 +71,7 @@ class MultiHeadAttention(keras.layers.Layer):
                             ("value_dim", value_dim)):
             if value is None and name == "value_dim":
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive int")
+            check_int(name, value, low=1)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
                 or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout={dropout!r} must be a number in [0, 1)")
@@ -204,8 +204,7 @@ def _output_shape_tuple(output_shape):
     if output_shape is None:
         return None
     shape = (output_shape,) if isinstance(output_shape, int) else tuple(output_shape)
-    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
-                            for d in shape):
+    if not shape or not all(is_int(d, low=1) for d in shape):
         raise ValueError(f"output_shape={output_shape!r} must be a positive int or a "
                          "non-empty tuple of them")
     return shape

@@ -32,6 +32,7 @@ import keras
 import tensorflow as tf
 
 from tfmodels.layers import variable_slices
+from tfmodels.options import check_int
 
 
 @keras.saving.register_keras_serializable(package="tfmodels")
@@ -56,8 +57,7 @@ class CenterLoss(keras.layers.Layer):
         kwargs["autocast"] = False  # centers and distances stay float32 under mixed precision
         super().__init__(**kwargs)
         for arg, value in (("num_classes", num_classes), ("feature_dim", feature_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"CenterLoss {arg}={value!r} must be a positive int")
+            check_int(f"CenterLoss {arg}", value, low=1)
         if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
             raise ValueError(f"CenterLoss alpha={alpha!r} must be a number in [0, 1]")
         self.num_classes = num_classes

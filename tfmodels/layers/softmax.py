@@ -26,6 +26,8 @@ import warnings
 import keras
 import tensorflow as tf
 
+from tfmodels.options import is_int
+
 _LOW_PRECISION = (tf.float16, tf.bfloat16)
 
 
@@ -115,7 +117,7 @@ def _resolve_axis(axis, dim, caller):
 
 def _check_axis_type(axis):
     items = axis if isinstance(axis, tuple) else (axis,)
-    if not items or not all(isinstance(a, int) and not isinstance(a, bool) for a in items):
+    if not items or not all(is_int(a, low=None, high=None) for a in items):
         raise ValueError(f"axis={axis!r} must be an int or a non-empty tuple of ints")
 
 

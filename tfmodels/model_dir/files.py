@@ -26,6 +26,8 @@ import stat
 import tempfile
 import time
 
+from tfmodels.options import UsageError
+
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 SAVED_MODEL_DIR = "saved_model"
@@ -175,7 +177,7 @@ def write_json_atomic(path, obj):
 
 
 def _reject_constant(name):
-    raise ValueError(f"{name} is not JSON (strict JSON has no NaN or infinity)")
+    raise UsageError(f"{name} is not JSON (strict JSON has no NaN or infinity)")
 
 
 def read_json(path):
@@ -184,7 +186,7 @@ def read_json(path):
         with open(path) as f:
             return json.load(f, parse_constant=_reject_constant)
     except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from None
+        raise UsageError(f"{path} is not valid JSON: {err}") from None
 
 
 def replace_dir(path, write):
@@ -242,10 +244,10 @@ def real_dir(path, what="folder"):
         the model_dir, or fail).
     """
     if os.path.islink(path):
-        raise ValueError(f"{what} {path!r} is a symbolic link (to {os.readlink(path)!r}); "
+        raise UsageError(f"{what} {path!r} is a symbolic link (to {os.readlink(path)!r}); "
                          "nothing is written through links: remove it or pass another path")
     if os.path.lexists(path) and not os.path.isdir(path):
-        raise ValueError(f"{what} {path!r} exists and is not a folder")
+        raise UsageError(f"{what} {path!r} exists and is not a folder")
     os.makedirs(path, exist_ok=True)
     return path
 

@@ -14,6 +14,7 @@ import os
 from absl import logging
 
 from tfmodels.model_dir import checkpoints, record, recovery
+from tfmodels.options import UsageError
 
 from tfmodels.model_dir.files import (CONFIG_FILE, KERAS_FILE, METRICS_FILE, NET_KERAS_FILE,
                                       SAVED_MODEL_DIR, is_writable, write_json_atomic)
@@ -161,7 +162,7 @@ class ModelDir:
             # A link at saved_model/ is replaced (never followed); a file is not a SavedModel.
             if os.path.isfile(self.saved_model_path) and not os.path.islink(
                     self.saved_model_path):
-                raise ValueError(f"{self.saved_model_path!r} is a file, where the SavedModel "
+                raise UsageError(f"{self.saved_model_path!r} is a file, where the SavedModel "
                                  "(a folder) is written; nothing was written: move it away or "
                                  "use another --model_dir")
         return self.check_identity(identity)
@@ -193,14 +194,14 @@ def check_target(path, kind, what=None):
     """
     what = what or os.path.basename(path)
     if kind == "file" and os.path.isdir(path) and not os.path.islink(path):
-        raise ValueError(f"{path!r} is a folder, where {what} (a file) is written; nothing was "
+        raise UsageError(f"{path!r} is a folder, where {what} (a file) is written; nothing was "
                          "written: move it away or use another folder")
     if kind == "folder":
         if os.path.islink(path):
-            raise ValueError(f"{what} {path!r} is a symbolic link (to {os.readlink(path)!r}); "
+            raise UsageError(f"{what} {path!r} is a symbolic link (to {os.readlink(path)!r}); "
                              "nothing is written through links: remove it or use another path")
         if os.path.lexists(path) and not os.path.isdir(path):
-            raise ValueError(f"{path!r} is a file, where {what} (a folder) is written; nothing "
+            raise UsageError(f"{path!r} is a file, where {what} (a folder) is written; nothing "
                              "was written: move it away or use another folder")
     if kind == "folder" and os.path.isdir(path):
         where = path  # written into
@@ -209,6 +210,6 @@ def check_target(path, kind, what=None):
         while not os.path.lexists(where):
             where = os.path.dirname(where)
     if not os.path.isdir(where) or not is_writable(where):
-        raise ValueError(f"{what} {path!r} cannot be written: {where!r} is not a writable "
+        raise UsageError(f"{what} {path!r} cannot be written: {where!r} is not a writable "
                          "folder; nothing was written")
     return path

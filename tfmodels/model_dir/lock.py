@@ -21,11 +21,13 @@ import re
 import socket
 import stat
 
+from tfmodels.options import UsageError
+
 LOCK_FILE = ".lock"
 _HOLDER = re.compile(r"^pid \d+ on \S*\n?$")
 
 
-class ModelDirBusyError(ValueError):
+class ModelDirBusyError(UsageError):
     """Another process holds the model_dir's writer lock."""
 
 
@@ -46,7 +48,7 @@ class WriterLock:
         try:
             os.makedirs(model_dir, exist_ok=True)
         except OSError as err:
-            raise ValueError(f"model_dir={model_dir!r} cannot be created: {err.strerror}") \
+            raise UsageError(f"--model_dir={model_dir} cannot be created: {err.strerror}") \
                 from None
         try:
             # O_NOFOLLOW: a link planted at the lock's name is refused, never written through.
@@ -54,12 +56,12 @@ class WriterLock:
                                0o644)
         except OSError as err:
             reason = ("it is a symbolic link" if err.errno == errno.ELOOP else err.strerror)
-            raise ValueError(f"cannot open the lock file {self.path!r}: {reason}") from None
+            raise UsageError(f"cannot open the lock file {self.path!r}: {reason}") from None
         problem = _not_ours(self._fd)
         if problem:
             os.close(self._fd)
             self._fd = None
-            raise ValueError(f"the lock file {self.path!r} {problem}; it was left untouched. "
+            raise UsageError(f"the lock file {self.path!r} {problem}; it was left untouched. "
                              f"Remove it (rm {self.path}) and run again: a new one is made")
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -68,9 +70,9 @@ class WriterLock:
             os.close(self._fd)
             self._fd = None
             if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise ValueError(f"cannot lock {self.path!r}: {err.strerror}") from None
+                raise UsageError(f"cannot lock {self.path!r}: {err.strerror}") from None
             raise ModelDirBusyError(
-                f"model_dir={model_dir!r} is being written by another process ({holder}); "
+                f"--model_dir={model_dir} is being written by another process ({holder}); "
                 "one writer per model_dir: wait for it to end or use another --model_dir "
                 f"(the lock is {self.path}, released by the OS when that process ends)") from None
         os.ftruncate(self._fd, 0)

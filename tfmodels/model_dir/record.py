@@ -15,8 +15,9 @@ import os
 from typing import Optional, Tuple
 
 from tfmodels.model_dir import checkpoints
-from tfmodels.model_dir.files import CONFIG_FILE, KERAS_FILE, METRICS_FILE, SAVED_MODEL_DIR, \
-    read_json
+from tfmodels.model_dir.files import (CONFIG_FILE, KERAS_FILE, METRICS_FILE, SAVED_MODEL_DIR,
+                                      read_json)
+from tfmodels.options import UsageError, is_int
 
 # Config keys that decide what a checkpoint holds and what its numbers mean: a model_dir whose
 # config differs in one of them holds another run's checkpoints, which must not be resumed or
@@ -74,14 +75,19 @@ class ModelRecord:
         """The record in a config.json dict (other keys are ignored).
 
         Raises:
-          ValueError: a required key is missing (names `source`).
+          UsageError: a required key is missing or image_shape is malformed (names `source`).
         """
         missing = [key for key in REQUIRED_KEYS if key not in values]
         if missing:
-            raise ValueError(f"{source} lacks {missing}: it must name the model it describes")
+            raise UsageError(f"{source} lacks {missing}: it must name the model it describes")
         fields = {f.name for f in dataclasses.fields(cls)}
         found = {k: v for k, v in values.items() if k in fields and v is not None}
-        found["image_shape"] = tuple(int(d) for d in found["image_shape"])
+        shape = found["image_shape"]
+        if not (isinstance(shape, (list, tuple)) and len(shape) == 3
+                and all(is_int(d, low=1) for d in shape)):
+            raise UsageError(f"{source}: image_shape={shape!r} must be [height, width, "
+                             "channels] of positive ints")
+        found["image_shape"] = tuple(shape)
         if not values.get("ema_decay_enabled", found.get("ema_decay", 0.0) > 0):
             found["ema_decay"] = 0.0
         return cls(**found)
@@ -94,10 +100,10 @@ class ModelRecord:
 def read_config(model_dir):
     """The `ModelRecord` of `model_dir`'s config.json, or a clear error (ValueError)."""
     if not os.path.isdir(model_dir):
-        raise ValueError(f"model_dir={model_dir!r} does not exist")
+        raise UsageError(f"--model_dir={model_dir} does not exist")
     values = read_config_json(model_dir)
     if values is None:
-        raise ValueError(f"model_dir={model_dir!r} has no {CONFIG_FILE}: it was not written by "
+        raise UsageError(f"--model_dir={model_dir} has no {CONFIG_FILE}: it was not written by "
                          "train.py or the porting CLI")
     return ModelRecord.from_json(values, source=os.path.join(model_dir, CONFIG_FILE))
 
@@ -111,17 +117,17 @@ def read_config_json(model_dir):
     """
     path = os.path.join(model_dir, CONFIG_FILE)
     if os.path.islink(path):
-        raise ValueError(f"{path!r} is a symbolic link (to {os.readlink(path)!r}); a model_dir's "
+        raise UsageError(f"{path!r} is a symbolic link (to {os.readlink(path)!r}); a model_dir's "
                          "record is read only from the folder itself: replace the link by the "
                          "file")
     if not os.path.lexists(path):
         return None
     if not os.path.isfile(path):
-        raise ValueError(f"{path!r} is not a file (a folder?); it cannot be the model_dir's "
+        raise UsageError(f"{path!r} is not a file (a folder?); it cannot be the model_dir's "
                          "record: move it away or use another model_dir")
     values = read_json(path)
     if not isinstance(values, dict):
-        raise ValueError(f"{path} does not hold a JSON object")
+        raise UsageError(f"{path} does not hold a JSON object")
     return values
 
 
@@ -147,8 +153,8 @@ def check_model_dir(model_dir, identity):
                    if os.path.lexists(os.path.join(model_dir, name))]
         if found or exports:
             held = _names(found + exports)
-            raise ValueError(
-                f"model_dir={model_dir!r} holds {held} but no {CONFIG_FILE}, so they cannot be "
+            raise UsageError(
+                f"--model_dir={model_dir} holds {held} but no {CONFIG_FILE}, so they cannot be "
                 "checked against this run; nothing was written. Use another --model_dir, or "
                 "--init_checkpoint to start from a checkpoint there.")
         _check_metrics(model_dir, identity)
@@ -157,13 +163,13 @@ def check_model_dir(model_dir, identity):
                    if key in saved and saved.get(key) != identity.get(key)]
     missing = [key for key in REQUIRED_KEYS if key not in saved]
     if missing:
-        raise ValueError(f"{os.path.join(model_dir, CONFIG_FILE)} lacks {missing}: it is not a "
+        raise UsageError(f"{os.path.join(model_dir, CONFIG_FILE)} lacks {missing}: it is not a "
                          "record tfmodels wrote; nothing was written. Use another --model_dir.")
     if differences:
         said = "; ".join(f"{key} {old!r} there, {new!r} in this run"
                          for key, old, new in differences)
-        raise ValueError(
-            f"model_dir={model_dir!r} holds another run ({said}); nothing was changed. Resume "
+        raise UsageError(
+            f"--model_dir={model_dir} holds another run ({said}); nothing was changed. Resume "
             f"it with the same {', '.join(key for key, _, _ in differences)}, or use another "
             "--model_dir.")
     return found
@@ -178,12 +184,12 @@ def _check_metrics(model_dir, identity):
     except (ValueError, OSError):
         saved = None
     if not isinstance(saved, dict):
-        raise ValueError(f"model_dir={model_dir!r} holds a {METRICS_FILE} that tfmodels did not "
+        raise UsageError(f"--model_dir={model_dir} holds a {METRICS_FILE} that tfmodels did not "
                          "write; nothing was written. Use another --model_dir.")
     differences = [f"{key} {saved.get(key)!r} there, {identity.get(key)!r} in this run"
                    for key in _METRICS_IDENTITY if saved.get(key) != identity.get(key)]
     if differences:
-        raise ValueError(f"model_dir={model_dir!r} holds the {METRICS_FILE} of another run "
+        raise UsageError(f"--model_dir={model_dir} holds the {METRICS_FILE} of another run "
                          f"({'; '.join(differences)}); nothing was changed. Use another "
                          "--model_dir.")
 

@@ -18,11 +18,12 @@ from absl import logging
 
 from tfmodels.model_dir import checkpoints, writing
 from tfmodels.model_dir.files import real_dir, remove_leftovers
+from tfmodels.options import UsageError
 
 UNREADABLE_DIR = "unreadable"
 
 
-class NoUsableCheckpointError(ValueError):
+class NoUsableCheckpointError(UsageError):
     """Checkpoints exist but none of them can be read."""
 
 
@@ -40,12 +41,12 @@ def recover(model_dir):
     resume, skipped = checkpoints.newest_usable(model_dir, finite=True)
     if skipped and resume is None:
         raise NoUsableCheckpointError(
-            f"model_dir={model_dir!r} holds checkpoints but none can be resumed from; nothing "
+            f"--model_dir={model_dir} holds checkpoints but none can be resumed from; nothing "
             f"was changed:\n{checkpoints.describe_unusable(skipped)}\nMove them away (or use "
             "another --model_dir) to start again.")
     denied = [bad for bad in skipped if bad.denied]
     if denied:
-        raise ValueError(
+        raise UsageError(
             f"checkpoint {denied[0].path} cannot be read: permission denied; nothing was moved "
             "or changed. Give this user read access to its files (chmod/chown), or use another "
             "--model_dir")

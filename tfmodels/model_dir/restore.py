@@ -4,6 +4,7 @@ import tensorflow as tf
 from tfmodels import nets
 from tfmodels.averaging import WeightAverage
 from tfmodels.layers import CenterLoss
+from tfmodels.options import UsageError
 
 
 def restore_model(record, checkpoint_path, *, use_average=True):
@@ -20,7 +21,7 @@ def restore_model(record, checkpoint_path, *, use_average=True):
       ValueError: the checkpoint is missing or holds another model (names what differs).
     """
     if not checkpoint_path or not tf.io.gfile.exists(checkpoint_path + ".index"):
-        raise ValueError(f"checkpoint {checkpoint_path!r} does not exist")
+        raise UsageError(f"checkpoint {checkpoint_path!r} does not exist")
     model = nets.build_model(record.model, record.num_classes, record.image_shape)
     parts = {"model": model}
     center_loss = None
@@ -36,7 +37,7 @@ def restore_model(record, checkpoint_path, *, use_average=True):
         tf.train.Checkpoint(**parts).restore(checkpoint_path).expect_partial() \
             .assert_existing_objects_matched()
     except (AssertionError, ValueError) as err:
-        raise ValueError(
+        raise UsageError(
             f"checkpoint {checkpoint_path!r} does not hold a {record.model} with "
             f"{record.num_classes} classes and images {record.image_shape}: "
             f"{str(err).splitlines()[0][:300]}") from None

@@ -22,6 +22,7 @@ from tfmodels.slim import scopes
 from tfmodels.nets import (cifarnet, custom, lenet, linear, mobilenet_v1, mobilenet_v2,
                            resnet_cifar, resnet_v1, resnet_v2, small_cnn, ufldl_cnn, vgg, vit)
 from tfmodels.nets import alexnet, inception_v1, inception_v2, inception_v3, overfeat
+from tfmodels.options import UsageError, check_int, is_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,8 +148,9 @@ def get_net(name):
     try:
         return NETS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown net {name!r}; valid names: {', '.join(sorted(NETS))}, or "
-                         "'package.module:function' for a net outside the registry") from None
+        raise UsageError(f"unknown --model={name}; valid names: {', '.join(sorted(NETS))}, or "
+                         "'package.module:function' for a net outside the registry",
+                         "model") from None
 
 
 def build_model(name, num_classes, input_shape, *, weight_decay=0.0, sync_batch_norm=False,
@@ -179,16 +181,13 @@ def build_model(name, num_classes, input_shape, *, weight_decay=0.0, sync_batch_
       TypeError: a keyword the net does not take.
     """
     spec = get_net(name)
-    if (not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool)
-            or num_classes < 1):
-        raise ValueError(f"num_classes={num_classes!r} must be an integer >= 1")
+    check_int("num_classes", num_classes, low=1)
     try:
         shape = tuple(input_shape)
     except TypeError:
         shape = None
     if (shape is None or len(shape) != 3
-            or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1
-                       for d in shape)):
+            or not all(is_int(d, low=1) for d in shape)):
         raise ValueError(f"input_shape={input_shape!r} must be (height, width, channels) of "
                          "positive integers")
     parameters = inspect.signature(spec.fn).parameters

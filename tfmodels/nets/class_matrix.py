@@ -20,6 +20,7 @@ from typing import Optional
 import keras
 
 from tfmodels.slim.layers import SlimDense
+from tfmodels.options import UsageError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +80,7 @@ def class_matrix(model, purpose="this"):
             reason = (f"its logits layer {layer.name!r} is not applied to the embedding "
                       "end point (e.g. dropout in between)")
     if reason:
-        raise ValueError(f"{purpose} needs the logits to be embedding @ kernel + bias, but "
+        raise UsageError(f"{purpose} needs the logits to be embedding @ kernel + bias, but "
                          f"{model.name} is not such a net: {reason}. Use the default "
                          "--head=softmax with it, or a net whose logits layer reads the "
                          "embedding (e.g. small_cnn, lenet_pp, resnet20, cifarnet)")

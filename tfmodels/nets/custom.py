@@ -30,6 +30,8 @@ import sys
 
 import tf_slim
 
+from tfmodels.options import UsageError, check_int
+
 _PATTERN = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 CONTRACT = ("fn(images, num_classes, is_training=None, scope='Name') -> (logits, end_points) "
             "written with tfmodels.slim.scopes builders")
@@ -51,7 +53,7 @@ def check_name(name, argument, registered=False):
     """
     if not isinstance(name, str) or not _PATTERN.fullmatch(name):
         also = "a registered net name or " if registered else ""
-        raise ValueError(f"{argument}={name!r} must be {also}'package.module:function' "
+        raise UsageError(f"--{argument}={name} must be {also}'package.module:function' "
                          "(e.g. 'mypkg.mynet:mynet')")
 
 
@@ -75,29 +77,29 @@ def import_function(name, argument="model"):
         with _refuse_graph_mode():
             module = importlib.import_module(module_name)
     except _GraphModeSwitch as switch:
-        raise ValueError(
-            f"{argument}={name!r}: importing {module_name} calls tf.compat.v1.{switch} "
+        raise UsageError(
+            f"--{argument}={name}: importing {module_name} calls tf.compat.v1.{switch} "
             f"(TF1 code). The model must be a TF2 builder ({CONTRACT}); run TF1 code as the "
             "reference with --verify_with / porting.verify, which uses a separate "
             "process") from None
     except ModuleNotFoundError as err:
         if err.name and module_name.startswith(err.name):
-            raise ValueError(
-                f"{argument}={name!r}: no module named {err.name!r} on sys.path; run from the "
+            raise UsageError(
+                f"--{argument}={name}: no module named {err.name!r} on sys.path; run from the "
                 "directory holding it or add that directory to PYTHONPATH") from None
-        raise ValueError(f"{argument}={name!r}: importing {module_name} failed: {err}") from err
+        raise UsageError(f"--{argument}={name}: importing {module_name} failed: {err}") from err
     except Exception as err:  # the module's own code failed: say which model value did it
-        raise ValueError(f"{argument}={name!r}: importing {module_name} failed: "
+        raise UsageError(f"--{argument}={name}: importing {module_name} failed: "
                          f"{type(err).__name__}: {err}") from err
     if not hasattr(module, function_name):
         public = sorted(n for n, v in vars(module).items()
                         if callable(v) and not n.startswith("_")
                         and getattr(v, "__module__", None) == module.__name__)
-        raise ValueError(f"{argument}={name!r}: module {module_name} has no attribute "
+        raise UsageError(f"--{argument}={name}: module {module_name} has no attribute "
                          f"{function_name!r}; its functions: {', '.join(public) or 'none'}")
     function = getattr(module, function_name)
     if not callable(function):
-        raise ValueError(f"{argument}={name!r}: {module_name}.{function_name} is a "
+        raise UsageError(f"--{argument}={name}: {module_name}.{function_name} is a "
                          f"{type(function).__name__}, not a function")
     return module, function
 
@@ -150,20 +152,18 @@ def load_net(name):
         parameters = None
     problems = _contract_problems(parameters)
     if problems:
-        raise ValueError(f"model={name!r} does not follow the net contract {CONTRACT}: "
+        raise UsageError(f"--model={name} does not follow the net contract {CONTRACT}: "
                          f"{'; '.join(problems)}")
     sizes = {}
     for attribute, default in (("default_image_size", None), ("min_image_size", 1),
                                ("max_image_size", None)):
         value = getattr(fn, attribute, default)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise ValueError(f"model={name!r}: {function_name}.{attribute}={value!r} must be "
-                             "a positive int")
+        if value is not None:
+            check_int(f"--model={name}: {function_name}.{attribute}", value, low=1)
         sizes[attribute] = value
     arg_scope_fn = getattr(module, f"{function_name}_arg_scope", None)
     if arg_scope_fn is not None and not callable(arg_scope_fn):
-        raise ValueError(f"model={name!r}: {function_name}_arg_scope is a "
+        raise UsageError(f"--model={name}: {function_name}_arg_scope is a "
                          f"{type(arg_scope_fn).__name__}, not a function")
     doc = (inspect.getdoc(fn) or "").strip().splitlines()
     return dict(fn=fn, arg_scope=_arg_scope(name, function_name, arg_scope_fn),
@@ -205,7 +205,7 @@ def _arg_scope(name, function_name, arg_scope_fn):
         if weight_decay:
             where = (f"{function_name}_arg_scope takes no weight_decay argument"
                      if arg_scope_fn is not None else f"it has no {function_name}_arg_scope")
-            raise ValueError(f"weight_decay={weight_decay} but model={name!r}: {where}; "
+            raise UsageError(f"--weight_decay={weight_decay} but --model={name}: {where}; "
                              "add weight decay in the net's own arg scope or use 0")
         # No arg scope of its own: keep whatever scope the caller is in.
         return arg_scope_fn() if arg_scope_fn is not None else tf_slim.current_arg_scope()
@@ -226,19 +226,19 @@ def call_net(name, fn, images, num_classes, is_training, net_kwargs):
     except (TypeError, ValueError, AttributeError) as err:
         if "KerasTensor" not in str(err):
             raise
-        raise ValueError(
-            f"model={name!r} failed on a Keras input ({type(err).__name__}: "
+        raise UsageError(
+            f"--model={name} failed on a Keras input ({type(err).__name__}: "
             f"{str(err).splitlines()[0]}). Is it TF1 / "
             f"tf-slim code? The model must be a TF2 builder ({CONTRACT}); the TF1 function is "
             "the reference for --verify_with / porting.verify (docs/PORTING.md)") from err
     if not (isinstance(result, (tuple, list)) and len(result) == 2
             and isinstance(result[1], dict)):
-        raise ValueError(f"model={name!r} returned {type(result).__name__}; the net contract "
+        raise UsageError(f"--model={name} returned {type(result).__name__}; the net contract "
                          "is to return (logits, end_points) with end_points a dict")
     logits, end_points = result
     if "embedding" not in end_points:
-        raise ValueError(
-            f"model={name!r}: end_points has no 'embedding' (the features the classifier "
+        raise UsageError(
+            f"--model={name}: end_points has no 'embedding' (the features the classifier "
             "reads, used by center loss and evaluation); set end_points['embedding'] = net "
             f"before the logits layer. It has: {', '.join(sorted(end_points)) or 'nothing'}")
     return logits, end_points

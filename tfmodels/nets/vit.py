@@ -27,6 +27,7 @@ from tfmodels.slim import scopes
 from tfmodels.layers.tokens import ClassToken, PositionEmbedding
 from tfmodels.slim.regularizers import l2_regularizer
 from tfmodels.nets import transformer
+from tfmodels.options import check_int
 
 # (largest image side, patch size): the first row whose side is >= the image's side applies.
 PATCH_SIZES = ((16, 2), (64, 4), (None, 16))
@@ -65,9 +66,8 @@ def vit(images, num_classes, is_training=None, width=64, depth=4, num_heads=4, m
     Raises:
       ValueError: the patch size does not divide the image, or width % num_heads != 0.
     """
-    if patch_size is not None and (isinstance(patch_size, bool) or not isinstance(
-            patch_size, int) or patch_size < 1):
-        raise ValueError(f"{scope}: patch_size={patch_size!r} must be a positive int or None")
+    if patch_size is not None:
+        check_int(f"{scope}: patch_size", patch_size, low=1)
     height, image_width = images.shape[1], images.shape[2]
     patch = patch_size or default_patch_size(min(height, image_width))
     if height % patch or image_width % patch:

@@ -33,11 +33,12 @@ from tfmodels import model_dir as model_dir_lib
 from tfmodels.porting import by_order, checkpoint_choice
 from tfmodels.porting import report as report_lib
 from tfmodels.porting import rules
+from tfmodels.options import UsageError
 
 _OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
 
-class PortingError(ValueError):
+class PortingError(UsageError):
     """A strict port found problems; `.mapping` holds the plan, the message its report.
     Raised before any variable is assigned."""
 
@@ -123,13 +124,14 @@ class Mapping:
         return report_lib.table(self)
 
 
-def resolve_checkpoint(checkpoint_path):
-    """(checkpoint prefix, 'tf1' | 'tf2') of a prefix or a directory (`choose_checkpoint`)."""
-    path, source_format, _ = choose_checkpoint(checkpoint_path)
+def resolve_checkpoint(checkpoint_path, flag="checkpoint"):
+    """(checkpoint prefix, 'tf1' | 'tf2') of a prefix or a directory (`choose_checkpoint`);
+    errors name `--flag`."""
+    path, source_format, _ = choose_checkpoint(checkpoint_path, flag)
     return path, source_format
 
 
-def choose_checkpoint(checkpoint_path):
+def choose_checkpoint(checkpoint_path, flag="checkpoint"):
     """(checkpoint prefix, 'tf1' | 'tf2', note) of a prefix or a directory.
 
     A directory stands for its newest readable checkpoint, found from its files
@@ -138,28 +140,28 @@ def choose_checkpoint(checkpoint_path):
     was taken and why (None for a prefix); it is logged.
 
     Raises:
-      ValueError: nothing there, or the checkpoint cannot be read (names the path and why).
+      UsageError: nothing there, or the checkpoint cannot be read (names the path and why).
     """
     if not checkpoint_path or not isinstance(checkpoint_path, (str, os.PathLike)):
-        raise ValueError(f"checkpoint={checkpoint_path!r} must be a checkpoint prefix or a "
-                         "directory holding checkpoints")
+        raise UsageError(f"--{flag}={checkpoint_path} must be a checkpoint prefix or a "
+                         "directory holding checkpoints", flag)
     path = os.fspath(checkpoint_path)
     note = None
     if os.path.isdir(path):
         latest, note = checkpoint_choice.choose_in_directory(path)
         if latest is None:
-            raise ValueError(f"checkpoint={path!r}: {note}; pass a directory holding "
-                             "checkpoints or a prefix such as DIR/model.ckpt-1000")
-        logging.info("checkpoint=%s: %s", path, note)
+            raise UsageError(f"--{flag}={path}: {note}; pass a directory holding checkpoints "
+                             "or a prefix such as DIR/model.ckpt-1000", flag)
+        logging.info("--%s=%s: %s", flag, path, note)
         path = latest
     if not (tf.io.gfile.exists(path + ".index") or tf.io.gfile.exists(path)):
-        raise ValueError(f"checkpoint={path!r} does not exist (no {path}.index)")
+        raise UsageError(f"--{flag}={path} does not exist (no {path}.index)", flag)
     try:
         keys = tf.train.load_checkpoint(path).get_variable_to_shape_map()
     except Exception as err:  # noqa: BLE001 -- TensorFlow's message does not name the file
         reason = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
-        raise ValueError(f"checkpoint={path!r} cannot be read as a TensorFlow checkpoint: "
-                         f"{type(err).__name__}: {reason}") from None
+        raise UsageError(f"--{flag}={path} cannot be read as a TensorFlow checkpoint: "
+                         f"{type(err).__name__}: {reason}", flag) from None
     return path, ("tf2" if _OBJECT_GRAPH in keys else "tf1"), note
 
 
@@ -198,7 +200,7 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
     variables = {}
     for variable in model.weights:
         if variable.path in variables:
-            raise ValueError(f"model {model.name!r} has two variables with path "
+            raise UsageError(f"model {model.name!r} has two variables with path "
                              f"{variable.path!r}; build it with nets.build_model")
         variables[variable.path] = variable
     rules.check_scopes(scopes, list(variables), "exclude_scopes")
@@ -217,9 +219,19 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
     overrides = rules.Overrides(overrides)
     if source_format == "tf1":
         entries = _tf1_entries(shapes, overrides, use_ema, skipped, ignored, outer)
-        read = reader.get_tensor
+
+        def read(key):
+            try:
+                return reader.get_tensor(key)
+            # A damaged data file: a checksum error (OpError) or, cut short, TensorFlow's
+            # "Read less bytes than requested" (IndexError).
+            except (tf.errors.OpError, IndexError) as err:
+                raise _damaged(path, err, key) from None
     else:
-        source = {v.path: v for v in _restore_tf2_source(path, use_ema).weights}
+        try:
+            source = {v.path: v for v in _restore_tf2_source(path, use_ema).weights}
+        except tf.errors.OpError as err:
+            raise _damaged(path, err) from None
         shapes = {key: v.shape for key, v in source.items()}
         entries = _tf2_entries(source, overrides, use_ema, skipped, ignored, outer)
         read = lambda key: source[key].numpy()  # noqa: E731
@@ -244,6 +256,13 @@ def _plain_names(shapes, outer):
         if rules.ema_base(scoped) is None and rules.skip_reason(scoped) is None:
             names.add(scoped)
     return sorted(names)
+
+
+def _damaged(path, err, key=None):
+    reason = (str(err).strip().splitlines() or [""])[0][:200]
+    what = f"variable {key!r} of " if key else ""
+    return UsageError(f"{what}checkpoint {path!r} cannot be read ({type(err).__name__}: "
+                      f"{reason}): the file is damaged or truncated", "checkpoint")
 
 
 def _tf1_entries(shapes, overrides, use_ema, skipped, ignored, outer):
@@ -305,7 +324,7 @@ def _restore_tf2_source(path, use_ema):
     try:
         record = model_dir_lib.ModelDir(directory).read_record()
     except ValueError as err:
-        raise ValueError(f"checkpoint={path!r} is a TF2 (object-based) checkpoint: its model "
+        raise UsageError(f"--checkpoint={path} is a TF2 (object-based) checkpoint: its model "
                          f"is rebuilt from {model_dir_lib.CONFIG_FILE} beside it, but "
                          f"{err}") from None
     if use_ema and not record.has_weight_average:

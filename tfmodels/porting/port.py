@@ -26,21 +26,22 @@ from tfmodels.nets import custom
 from tfmodels.porting import verification
 from tfmodels.porting.checkpoint_map import map_checkpoint
 from tfmodels.porting.tf2_init import load_checkpoint
+from tfmodels.options import UsageError
 
 
 def check_output_dir(output_dir):
     """Refuse an output directory that already holds a checkpoint or a ported model."""
     if not output_dir:
-        raise ValueError(f"output={output_dir!r} must name a directory to write")
+        raise UsageError(f"--output={output_dir} must name a directory to write")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise ValueError(f"output={output_dir!r} exists and is not a directory")
+        raise UsageError(f"--output={output_dir} exists and is not a directory")
     layout = ModelDir(output_dir)
     held = [os.path.basename(path) for path in (layout.state_path, layout.config_path,
                                                 layout.keras_path) if os.path.exists(path)]
     if os.path.isdir(output_dir):  # also a checkpoint whose index file is elsewhere
         held += [name for name in sorted(os.listdir(output_dir)) if name.endswith(".index")]
     if held:
-        raise ValueError(f"output={output_dir!r} already holds {', '.join(held)}; nothing was "
+        raise UsageError(f"--output={output_dir} already holds {', '.join(held)}; nothing was "
                          "written. Choose a new --output directory or remove that one.")
 
 
@@ -81,7 +82,7 @@ def port_checkpoint(checkpoint_path, model_name, num_classes, input_shape, outpu
     if verify_with is not None:
         custom.check_name(verify_with, "verify_with")
         if exclude_scopes:
-            raise ValueError("verify_with compares logits, which excluded (re-initialised) "
+            raise UsageError("verify_with compares logits, which excluded (re-initialised) "
                              f"scopes change: drop exclude_scopes={exclude_scopes!r} or "
                              "verify_with")
     keras.utils.set_random_seed(seed)

@@ -20,6 +20,8 @@ import json
 import os
 import re
 
+from tfmodels.options import UsageError
+
 EMA_SUFFIX = "ExponentialMovingAverage"  # tf.train.ExponentialMovingAverage's default name
 # Slot names TF1 optimizers give per variable: `<var>/<OptimizerName>[_k]` (Adam's second
 # moment is `Adam_1`, RMSProp's momentum `RMSProp_1`); BERT's AdamWeightDecay uses adam_m/v.
@@ -110,7 +112,7 @@ def parse_scopes(scopes, argument):
     try:
         items = [s.strip().rstrip("/") for s in scopes]
     except (TypeError, AttributeError):
-        raise ValueError(f"{argument}={scopes!r} must be a comma-separated string or a list "
+        raise UsageError(f"{argument}={scopes!r} must be a comma-separated string or a list "
                          "of scope strings") from None
     return tuple(s for s in items if s)
 
@@ -131,7 +133,7 @@ def check_scopes(scopes, paths, argument, what="variable"):
     for scope in scopes:
         if not any(in_scope(path, scope) for path in paths):
             tops = sorted({"/".join(p.split("/")[:2]) for p in paths})
-            raise ValueError(
+            raise UsageError(
                 f"{argument}: scope {scope!r} matches no {what} of the model; scopes are "
                 f"leading path components, e.g. {', '.join(tops[:12])}"
                 f"{' ...' if len(tops) > 12 else ''}")
@@ -154,12 +156,12 @@ class Overrides:
         self.rules = []
         for pattern, target in (mapping or {}).items():
             if not isinstance(pattern, str) or not (target is None or isinstance(target, str)):
-                raise ValueError(f"overrides: {pattern!r}: {target!r} must map a string pattern "
+                raise UsageError(f"overrides: {pattern!r}: {target!r} must map a string pattern "
                                  "to a model variable path (a string) or null to skip")
             try:
                 regex = re.compile(pattern)
             except re.error as err:
-                raise ValueError(f"overrides: pattern {pattern!r} is not a valid regular "
+                raise UsageError(f"overrides: pattern {pattern!r} is not a valid regular "
                                  f"expression ({err})") from None
             self.rules.append((pattern, regex, target or None))
         self.used = set()
@@ -217,7 +219,7 @@ class Ignore:
         otherwise ignore nothing)."""
         unused = [pattern for pattern, _ in self.patterns if pattern not in self.used]
         if unused:
-            raise ValueError(f"ignore: {', '.join(map(repr, unused))} matches no checkpoint "
+            raise UsageError(f"ignore: {', '.join(map(repr, unused))} matches no checkpoint "
                              f"variable; patterns are scopes or regexes of keys such as "
                              f"{', '.join(sorted(keys)[:6])}")
 
@@ -250,18 +252,18 @@ def load_overrides(spec):
     if spec is None or isinstance(spec, dict):
         return dict(spec or {})
     if not isinstance(spec, str):
-        raise ValueError(f"overrides={spec!r} must be a dict, a JSON object or a JSON file path")
+        raise UsageError(f"--overrides={spec} must be a dict, a JSON object or a JSON file path")
     text = spec
     if not spec.lstrip().startswith("{"):
         if not os.path.isfile(spec):
-            raise ValueError(f"overrides={spec!r} is neither a JSON object nor an existing file")
+            raise UsageError(f"--overrides={spec} is neither a JSON object nor an existing file")
         with open(spec) as f:
             text = f.read()
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"overrides={spec!r}: not valid JSON ({err})") from None
+        raise UsageError(f"--overrides={spec}: not valid JSON ({err})") from None
     if not isinstance(value, dict):
-        raise ValueError(f"overrides={spec!r} must hold a JSON object {{pattern: target}}, "
+        raise UsageError(f"--overrides={spec} must hold a JSON object {{pattern: target}}, "
                          f"got {type(value).__name__}")
     return value

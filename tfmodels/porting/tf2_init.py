@@ -10,6 +10,7 @@ and `--trainable_scopes` (slim's train_image_classifier flags).
 import numpy as np
 from absl import logging
 
+from tfmodels.options import UsageError
 from tfmodels.porting import rules
 from tfmodels.porting.checkpoint_map import PortingError, map_checkpoint
 
@@ -93,7 +94,7 @@ def check_fresh_not_frozen(mapping, model, train_variables, trainable_scopes):
     that the optimizer would not update either (outside `trainable_scopes`).
 
     Raises:
-      ValueError: one line naming the scopes and the variables.
+      UsageError: one line naming the scopes and the variables.
     """
     trained = {id(v) for v in train_variables}
     excluded = set(mapping.excluded)
@@ -101,11 +102,11 @@ def check_fresh_not_frozen(mapping, model, train_variables, trainable_scopes):
              if v.path in excluded and id(v) not in trained]
     if stuck:
         shown = ", ".join(stuck[:4]) + (f" and {len(stuck) - 4} more" if len(stuck) > 4 else "")
-        raise ValueError(
-            f"checkpoint_exclude_scopes={','.join(mapping.exclude_scopes)!r} leaves {shown} "
-            f"at random initial values and trainable_scopes={','.join(trainable_scopes)!r} "
+        raise UsageError(
+            f"--checkpoint_exclude_scopes={','.join(mapping.exclude_scopes)} leaves {shown} "
+            f"at random initial values and --trainable_scopes={','.join(trainable_scopes)} "
             "freezes them: add their scope to --trainable_scopes or drop it from "
-            "--checkpoint_exclude_scopes")
+            "--checkpoint_exclude_scopes", "checkpoint_exclude_scopes")
 
 
 def describe_trainable(model, train_variables, depth=2):

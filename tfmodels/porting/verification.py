@@ -35,6 +35,7 @@ import tensorflow as tf
 from tfmodels.data import datasets, preprocessing
 from tfmodels.nets import custom
 from tfmodels.porting.checkpoint_map import resolve_checkpoint
+from tfmodels.options import UsageError
 
 _HINT = ("check what names cannot show: batch_norm epsilon/decay/scale (slim's defaults: "
          "1e-3, 0.999, no gamma, unless the arg scope says), padding ('SAME'/'VALID', "
@@ -42,7 +43,7 @@ _HINT = ("check what names cannot show: batch_norm epsilon/decay/scale (slim's d
          "is_training, or the builder's arg scope; see docs/PORTING.md")
 
 
-class VerificationError(ValueError):
+class VerificationError(UsageError):
     """The logits differ by more than the tolerance; `.verification` holds the numbers."""
 
     def __init__(self, message, verification=None):
@@ -117,10 +118,10 @@ def verify(model, checkpoint_path, function, *, images=None, use_ema=False, tol=
     if arg_scope is not None and arg_scope != "none":
         custom.check_name(arg_scope, "verify_arg_scope")
     if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0:
-        raise ValueError(f"verify_tol={tol!r} must be a number >= 0")
+        raise UsageError(f"--verify_tol={tol} must be a number >= 0")
     path, source_format = resolve_checkpoint(checkpoint_path)
     if source_format != "tf1":
-        raise ValueError(f"verify_with: checkpoint {path!r} is a TF2 checkpoint; the legacy "
+        raise UsageError(f"verify_with: checkpoint {path!r} is a TF2 checkpoint; the legacy "
                          "function can only be restored from a TF1 (Saver) checkpoint")
     image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     batch, description = make_images(images, image_shape, num_images=num_images, seed=seed,
@@ -130,7 +131,7 @@ def verify(model, checkpoint_path, function, *, images=None, use_ema=False, tol=
     legacy, info = run_legacy(function, path, batch, ours.shape[-1], use_ema=use_ema,
                               timeout=timeout, arg_scope=arg_scope)
     if legacy.shape != ours.shape:
-        raise ValueError(f"verify_with={function!r} returned logits of shape {legacy.shape}; "
+        raise UsageError(f"--verify_with={function} returned logits of shape {legacy.shape}; "
                          f"the ported model's are {ours.shape}")
     max_abs = float(np.max(np.abs(ours - legacy)))
     scale = float(np.max(np.abs(legacy)))
@@ -154,16 +155,16 @@ def make_images(images, image_shape, *, num_images=8, seed=0, dataset=None):
         batch, description = images, "given images"
     elif isinstance(images, str) and images.endswith(".npy"):
         if not os.path.isfile(images):
-            raise ValueError(f"verify_images={images!r} does not exist")
+            raise UsageError(f"--verify_images={images} does not exist")
         batch, description = np.load(images), f"images from {images}"
     elif isinstance(images, str):
         return load_images(images, image_shape, dataset=dataset)
     else:
-        raise ValueError(f"verify_images={images!r} must be 'random', a .npy file, image "
+        raise UsageError(f"--verify_images={images} must be 'random', a .npy file, image "
                          "files or an array")
     batch = np.asarray(batch, np.float32)
     if batch.ndim != 4 or tuple(batch.shape[1:]) != image_shape or not len(batch):
-        raise ValueError(f"verify_images: a batch of shape {batch.shape} does not fit the "
+        raise UsageError(f"verify_images: a batch of shape {batch.shape} does not fit the "
                          f"model's input [N, {', '.join(map(str, image_shape))}]")
     return batch, description
 
@@ -183,7 +184,7 @@ def load_images(spec, image_shape, *, dataset=None):
     for pattern in [p.strip() for p in spec.split(",") if p.strip()]:
         found = sorted(glob.glob(pattern))
         if not found:
-            raise ValueError(f"verify_images: {pattern!r} matches no file")
+            raise UsageError(f"verify_images: {pattern!r} matches no file")
         paths += found
     height, width, channels = image_shape
     pixels = []
@@ -192,7 +193,7 @@ def load_images(spec, image_shape, *, dataset=None):
             image = tf.io.decode_image(tf.io.read_file(path), channels=channels,
                                        expand_animations=False)
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
-            raise ValueError(f"verify_images: cannot decode {path!r} ({err.message})") from None
+            raise UsageError(f"verify_images: cannot decode {path!r} ({err.message})") from None
         pixels.append(tf.image.resize(tf.cast(image, tf.float32), (height, width)))
     pixels = tf.stack(pixels)
     if dataset is None:
@@ -232,12 +233,12 @@ def run_legacy(function, checkpoint, images, num_classes, *, use_ema=False, time
                  os.path.join(scratch, "request.json")],
                 env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise ValueError(f"verify_with={function!r}: the legacy graph did not finish in "
+            raise UsageError(f"--verify_with={function}: the legacy graph did not finish in "
                              f"{timeout} s") from None
         if result.returncode != 0:
             errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
             detail = errors[-1][len("error: "):] if errors else (
                 "the legacy process failed:\n" + "\n".join(result.stderr.splitlines()[-25:]))
-            raise ValueError(detail)
+            raise UsageError(detail)
         info = json.loads(result.stdout.strip().splitlines()[-1])
         return np.load(request["output"]).astype(np.float64), info

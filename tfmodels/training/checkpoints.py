@@ -12,6 +12,7 @@ import tempfile
 
 from tfmodels.model_dir import checkpoints, writing
 from tfmodels.training.guards import NonFiniteLossError
+from tfmodels.options import UsageError
 
 
 class CheckpointSaver:
@@ -37,7 +38,7 @@ class CheckpointSaver:
     def __init__(self, checkpoint, model_dir, *, keep, is_chief, finite_check=None,
                  last_good=None, before_first_save=None):
         if keep < 1:
-            raise ValueError(f"keep_checkpoints={keep} must be >= 1")
+            raise UsageError(f"--keep_checkpoints={keep} must be >= 1")
         self.checkpoint = checkpoint
         # `restore` creates the Checkpoint's save counter and then expects it in the file;
         # create it before the first write so every checkpoint holds it (left at 0: the step

@@ -24,6 +24,7 @@ import tensorflow as tf
 from tfmodels.nets import class_matrix as class_matrix_lib
 from tfmodels.training import margins, sampling
 from tfmodels.training.lazy_update import ColumnOptimizer, read_columns
+from tfmodels.options import UsageError
 
 HEADS = ("softmax", "sampled_softmax", "partial_fc")
 
@@ -55,8 +56,9 @@ def build_head(config, model, optimizer, train_variables, num_classes, loss_fn, 
     matrix = class_matrix_lib.class_matrix(model, purpose=flag)
     trained = {id(v) for v in train_variables}
     if not all(id(v) in trained for v in matrix.variables):
-        raise ValueError(f"{flag} trains the class matrix {matrix.kernel.path.rsplit('/', 1)[0]}"
-                         f", which trainable_scopes={list(config.trainable_scopes)} leave out")
+        scopes = ",".join(config.trainable_scopes)
+        raise UsageError(f"{flag} trains the class matrix {matrix.kernel.path.rsplit('/', 1)[0]}"
+                         f", which --trainable_scopes={scopes} leave out", "trainable_scopes")
     body_variables = [v for v in train_variables
                       if id(v) not in {id(m) for m in matrix.variables}]
     columns = ColumnOptimizer(optimizer, matrix.variables)

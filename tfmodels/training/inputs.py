@@ -8,6 +8,7 @@ checked against the net before any work (`TrainConfig.resolve` calls `resolve_in
 from tfmodels import nets
 from tfmodels.data import preprocessing as data_preprocessing
 from tfmodels.data.pipeline import check_image_size, check_preprocessing
+from tfmodels.options import UsageError
 
 
 def parse_image_size(text):
@@ -22,7 +23,7 @@ def parse_image_size(text):
     if len(parts) in (1, 2) and all(p.isdigit() and int(p) > 0 for p in parts):
         sides = tuple(int(p) for p in parts)
         return sides[0] if len(sides) == 1 else sides
-    raise ValueError(f"--image_size={text!r} must be N (square) or HxW, positive integers, "
+    raise UsageError(f"--image_size={text!r} must be N (square) or HxW, positive integers, "
                      "e.g. --image_size=224 or --image_size=240x320")
 
 
@@ -47,13 +48,13 @@ def resolve_input(model, info, image_size=None, preprocessing=None):
     size = check_image_size(image_size)
     if size is None and info.variable_size:
         if spec.default_image_size is None:
-            raise ValueError(f"dataset {info.name!r} has images of varying size and "
+            raise UsageError(f"dataset {info.name!r} has images of varying size and "
                              f"--model={model} gives no default_image_size; pass "
                              "--image_size=HxW")
         size = (spec.default_image_size,) * 2
     if preprocessing is None and info.variable_size:
         if model not in data_preprocessing.NET_PREPROCESSING:
-            raise ValueError(
+            raise UsageError(
                 f"dataset {info.name!r} has images of varying size, which need a per-net "
                 f"preprocessing, and --model={model} has no default one; pass --preprocessing="
                 f"{'|'.join(sorted(data_preprocessing.PREPROCESSING_FNS))}")
@@ -68,7 +69,7 @@ def resolve_input(model, info, image_size=None, preprocessing=None):
         suggest = default if fits else low
         what = (f"--image_size={_size_text(found)}" if size is not None else
                 f"the {_size_text(found)} images of dataset {info.name!r}")
-        raise ValueError(f"--model={model} cannot take {what}: {model} takes height and width "
+        raise UsageError(f"--model={model} cannot take {what}: {model} takes height and width "
                          f"{takes}; pass --image_size={suggest} to resize the images to "
                          f"{suggest}x{suggest}")
     return (*found, info.channels), preprocessing

@@ -60,18 +60,18 @@ def warning_text(resolved, step, accuracy):
     """What the warning says: the accuracy, chance, and the options most likely at fault."""
     config = resolved.config
     epochs = step / resolved.steps_per_epoch
-    causes = [f"learning_rate={config.learning_rate:g} too high or too low for "
-              f"{config.model} with optimizer={config.optimizer!r} (try 10x lower and higher)"]
+    causes = [f"--learning_rate={config.learning_rate:g} too high or too low for "
+              f"{config.model} with --optimizer={config.optimizer} (try 10x lower and higher)"]
     if config.lr_schedule != "constant" or config.warmup_steps:
-        causes.append(f"lr_schedule={config.lr_schedule!r}, warmup_steps={config.warmup_steps}")
+        causes.append(f"--lr_schedule={config.lr_schedule}, --warmup_steps={config.warmup_steps}")
     if config.label_smoothing:
-        causes.append(f"label_smoothing={config.label_smoothing:g}")
+        causes.append(f"--label_smoothing={config.label_smoothing:g}")
     if config.weight_decay:
-        causes.append(f"weight_decay={config.weight_decay:g}")
+        causes.append(f"--weight_decay={config.weight_decay:g}")
     if config.center_loss_weight:
-        causes.append(f"center_loss_weight={config.center_loss_weight:g} from the first step")
+        causes.append(f"--center_loss_weight={config.center_loss_weight:g} from the first step")
     if config.clip_grad_norm:
-        causes.append(f"clip_grad_norm={config.clip_grad_norm:g}")
+        causes.append(f"--clip_grad_norm={config.clip_grad_norm:g}")
     return (f"training accuracy is {accuracy:.1%} after {epochs:.3g} epoch(s) (step {step}): "
             f"chance for {resolved.num_classes} classes, the net is not learning. Likely "
             f"causes: {'; '.join(causes)}. The README's table of nets gives a command for "

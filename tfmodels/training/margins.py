@@ -31,6 +31,8 @@ import math
 
 import tensorflow as tf
 
+from tfmodels.options import UsageError
+
 MARGINS = ("none", "arcface", "cosface", "combined")
 # (scale, m1, m2, m3) a margin name means when its values are not given.
 DEFAULTS = {"arcface": (64.0, 1.0, 0.5, 0.0), "cosface": (64.0, 1.0, 0.0, 0.35),
@@ -97,39 +99,41 @@ def make_margin(name, scale=None, m1=None, m2=None, m3=None, easy_margin=False):
     None for 'none'.
 
     Raises:
-      ValueError: an unknown name, a value out of range, or a value the name rules out
+      UsageError: an unknown name, a value out of range, or a value the name rules out
         (ArcFace has m1 = 1 and m3 = 0, CosFace m1 = 1 and m2 = 0), naming the option.
     """
     if name not in MARGINS:
-        raise ValueError(f"margin={name!r} is not one of: {', '.join(MARGINS)}")
+        raise UsageError(f"--margin={name} is not one of: {', '.join(MARGINS)}", "margin")
     given = {"margin_scale": scale, "margin_m1": m1, "margin_m2": m2, "margin_m3": m3}
     if name == "none":
-        set_ = [f"{k}={v}" for k, v in given.items() if v is not None] + (
-            ["easy_margin=True"] if easy_margin else [])
+        set_ = [f"--{k}={v}" for k, v in given.items() if v is not None] + (
+            ["--easy_margin"] if easy_margin else [])
         if set_:
-            raise ValueError(f"{', '.join(set_)} apply to a margin, but margin='none'; use "
-                             f"margin={'|'.join(MARGINS[1:])}")
+            raise UsageError(f"{', '.join(set_)} apply to a margin, but --margin=none; use "
+                             f"--margin={'|'.join(MARGINS[1:])}", "margin")
         return None
     fixed = {"arcface": {"margin_m1": 1.0, "margin_m3": 0.0},
              "cosface": {"margin_m1": 1.0, "margin_m2": 0.0}}.get(name, {})
     for option, value in fixed.items():
         if given[option] is not None and given[option] != value:
-            raise ValueError(f"{option}={given[option]} does not apply to margin={name!r} "
-                             f"(it has {option}={value:g}); use margin='combined'")
+            raise UsageError(f"--{option}={given[option]} does not apply to --margin={name} "
+                             f"(it has {option}={value:g}); use --margin=combined", option)
     values = {k: float(d if v is None else v)
               for (k, v), d in zip(given.items(), DEFAULTS[name])}
     if not values["margin_scale"] > 0:
-        raise ValueError(f"margin_scale={values['margin_scale']} must be > 0")
+        raise UsageError(f"--margin_scale={values['margin_scale']} must be > 0", "margin_scale")
     if not values["margin_m1"] >= 1:
-        raise ValueError(f"margin_m1={values['margin_m1']} must be >= 1")
+        raise UsageError(f"--margin_m1={values['margin_m1']} must be >= 1", "margin_m1")
     if not 0 <= values["margin_m2"] < math.pi:
-        raise ValueError(f"margin_m2={values['margin_m2']} must be in [0, pi) radians")
+        raise UsageError(f"--margin_m2={values['margin_m2']} must be in [0, pi) radians",
+                         "margin_m2")
     if not 0 <= values["margin_m3"] < 2:
-        raise ValueError(f"margin_m3={values['margin_m3']} must be in [0, 2)")
+        raise UsageError(f"--margin_m3={values['margin_m3']} must be in [0, 2)", "margin_m3")
     if easy_margin and (values["margin_m1"] != 1 or values["margin_m2"] == 0):
-        raise ValueError(f"easy_margin=True applies to an additive angular margin "
-                         f"(margin_m1=1, margin_m2 > 0); margin={name!r} has "
-                         f"margin_m1={values['margin_m1']:g}, margin_m2={values['margin_m2']:g}")
+        raise UsageError(f"--easy_margin applies to an additive angular margin "
+                         f"(--margin_m1=1, --margin_m2 > 0); --margin={name} has "
+                         f"margin_m1={values['margin_m1']:g}, margin_m2={values['margin_m2']:g}",
+                         "easy_margin")
     return Margin(values["margin_scale"], values["margin_m1"], values["margin_m2"],
                   values["margin_m3"], easy_margin=bool(easy_margin))
 

@@ -9,6 +9,8 @@ decoupled weight decay, iteration counter, schedules) is Keras's own.
 import keras
 import tensorflow as tf
 
+from tfmodels.options import UsageError
+
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 _ONLY_FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA
 
@@ -28,9 +30,9 @@ def create_optimizer(name, learning_rate, *, momentum=0.9, nesterov=False, weigh
       beta_1, beta_2, epsilon: for `adam` / `adamw`.
     """
     if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer={name!r} is not one of {', '.join(OPTIMIZERS)}")
+        raise UsageError(f"--optimizer={name} is not one of {', '.join(OPTIMIZERS)}")
     if weight_decay < 0:
-        raise ValueError(f"weight_decay={weight_decay} must be >= 0")
+        raise UsageError(f"--weight_decay={weight_decay} must be >= 0")
     decay = weight_decay or None
     if name in ("sgd", "momentum"):
         return _PreReducedSGD(learning_rate, momentum=momentum if name == "momentum" else 0.0,

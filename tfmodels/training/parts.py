@@ -18,6 +18,7 @@ from tfmodels.averaging import WeightAverage
 from tfmodels.layers import CenterLoss
 from tfmodels.nets import class_matrix as class_matrix_lib
 from tfmodels.training import heads, margins, optimizers
+from tfmodels.options import UsageError
 
 
 @dataclasses.dataclass
@@ -135,8 +136,8 @@ def _check_xla_sync_batch_norm(config, strategy, model):
     synced = [layer.name for layer in _all_layers(model)
               if isinstance(layer, keras.layers.BatchNormalization) and layer.synchronized]
     if synced:
-        raise ValueError(
-            f"jit_compile with synchronized batch norm ({len(synced)} layers of {config.model}) "
+        raise UsageError(
+            f"--jit_compile with synchronized batch norm ({len(synced)} layers of {config.model}) "
             f"needs GPUs; these replicas run on {', '.join(devices)}. Use --nojit_compile or "
             "--nosync_bn.")
 

@@ -20,6 +20,8 @@ import math
 
 import tensorflow as tf
 
+from tfmodels.options import UsageError
+
 SAMPLERS = ("log_uniform", "uniform")
 # Mixed into the run's seed so that head draws do not coincide with other streams.
 _SEED_SALT = 0x5A3D
@@ -32,7 +34,7 @@ def step_seed(seed, step):
 
 def check_sampler(sampler):
     if sampler not in SAMPLERS:
-        raise ValueError(f"sampler={sampler!r} is not one of: {', '.join(SAMPLERS)}")
+        raise UsageError(f"--sampler={sampler} is not one of: {', '.join(SAMPLERS)}")
 
 
 def sample_classes(sampler, num_sampled, num_classes, seed):

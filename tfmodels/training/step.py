@@ -116,10 +116,12 @@ class TrainStep:
       strategy: the strategy `parts` were created under (`parts.build_training`).
       parts: the run's `TrainingParts` (optimizer built).
       iterator: per-replica batches {'image', 'label'} (`data.distribute_dataset`).
-      config: the run's `TrainConfig` (global batch, center-loss weight, clipping, XLA).
+      resolved: the run's `ResolvedConfig` (per-replica batch; its config: global batch,
+        center-loss weight, clipping, XLA).
     """
 
-    def __init__(self, strategy, parts, iterator, config):
+    def __init__(self, strategy, parts, iterator, resolved):
+        config = resolved.config
         self.strategy = strategy
         self.parts = parts
         self.iterator = iterator
@@ -129,7 +131,7 @@ class TrainStep:
         self.head = parts.head  # None: the net's dense logits
         with strategy.scope():
             self.metrics = TrainMetrics(
-                self.global_batch_size // strategy.num_replicas_in_sync,
+                resolved.per_replica_batch_size,
                 center_loss=parts.center_loss is not None,
                 regularization=bool(parts.model.losses),
                 stepwise_regularization=self.head is not None)

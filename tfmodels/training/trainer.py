@@ -31,12 +31,9 @@ from tfmodels.training.guards import NonFiniteLossError
 from tfmodels.training.parts import build_training
 from tfmodels.training.progress import Progress
 from tfmodels.training.step import TrainStep
+from tfmodels.options import UsageError
 
 _POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-
-
-class ConfigError(ValueError):
-    """Bad input found before any work started (nothing was written)."""
 
 
 def train(config, strategy=None):
@@ -46,7 +43,7 @@ def train(config, strategy=None):
     strategy options (which are then ignored).
 
     Raises:
-      ConfigError: bad input, before any work (unknown model/dataset/optimizer, batch not
+      UsageError: bad input, before any work (unknown model/dataset/optimizer, batch not
         divisible by replicas, too many GPUs, model_dir holding another run's checkpoints or
         being written by another process, no readable checkpoint to resume from, ...).
       data.DatasetUnavailableError: the dataset is not prepared and cannot be downloaded.
@@ -65,42 +62,34 @@ def train(config, strategy=None):
 
 
 def _train(config, strategy):
-    try:
-        config.validate()
-        if strategy is None:
-            strategy = distribute.setup(config.strategy, num_gpus=config.num_gpus,
-                                        all_reduce=config.all_reduce,
-                                        virtual_devices=config.virtual_devices)
-        info = data.get_dataset_info(config.dataset, data_dir=config.data_dir)
-        if config.train_classes is not None:  # steps per epoch over the kept examples
-            info = data.class_subset(info, info.train_split, data.parse_classes(
-                config.train_classes, info.num_classes))
-        resolved = config.resolve(info, strategy.num_replicas_in_sync)
-        config = resolved.config  # model_dir and length filled in
-        record = resolved.to_json()
-        layout = model_dir_lib.ModelDir(config.model_dir)
-        # Reads only: another run's records, or a path of the run of the wrong kind, stop it.
-        found = layout.check_for_training(record, export=config.export)
-        init_from = None
-        if config.init_checkpoint and not found:  # model_dir > init_checkpoint > scratch
-            init_from, _ = porting.resolve_checkpoint(config.init_checkpoint)
-        chief = distribute.is_chief(strategy)
-    except ValueError as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(str(err)) from err
+    config.validate()
+    if strategy is None:
+        strategy = distribute.setup(config.strategy, num_gpus=config.num_gpus,
+                                    all_reduce=config.all_reduce,
+                                    virtual_devices=config.virtual_devices)
+    info = data.get_dataset_info(config.dataset, data_dir=config.data_dir)
+    if config.train_classes is not None:  # steps per epoch over the kept examples
+        info = data.class_subset(info, info.train_split, data.parse_classes(
+            config.train_classes, info.num_classes))
+    resolved = config.resolve(info, strategy.num_replicas_in_sync)
+    config = resolved.config  # model_dir and length filled in
+    record = resolved.to_json()
+    layout = model_dir_lib.ModelDir(config.model_dir)
+    # Reads only: another run's records, or a path of the run of the wrong kind, stop it.
+    found = layout.check_for_training(record, export=config.export)
+    init_from = None
+    if config.init_checkpoint and not found:  # model_dir > init_checkpoint > scratch
+        init_from, _ = porting.resolve_checkpoint(config.init_checkpoint, "init_checkpoint")
+    chief = distribute.is_chief(strategy)
     keras.mixed_precision.set_dtype_policy(_POLICIES[config.mixed_precision])
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     # Built (and filled from --init_checkpoint) before the model_dir is touched: a checkpoint
     # that does not fit the net is bad input, and leaves nothing behind.
-    try:
-        parts = build_training(resolved, strategy, init_from=init_from)
-        # One writer per model_dir, from here until the end (the OS drops it if we die).
-        lock = layout.lock() if chief else None
-    except ValueError as err:  # a porting report, a bad scope, a busy model_dir
-        raise ConfigError(str(err)) from err
+    parts = build_training(resolved, strategy, init_from=init_from)
+    # One writer per model_dir, from here until the end (the OS drops it if we die).
+    lock = layout.lock() if chief else None
     if chief:
         _log_start(resolved, info, record, strategy, parts.model.count_params())
     try:
@@ -114,19 +103,16 @@ def _prepare_model_dir(layout, record, chief):
     """The checkpoint to resume from (an `Inspection`, or None), after making the model_dir
     consistent (chief, holding the lock: leftovers removed, unusable checkpoints set aside,
     state file rebuilt) or just finding it (other workers: they only read)."""
-    try:
-        layout.check_identity(record)  # again, now under the lock
-        if chief:
-            model_dir_lib.files.real_dir(layout.train_dir, "TensorBoard folder")
-            return layout.recover()
-        resume, skipped = layout.newest_usable(finite=True)
-        if skipped and resume is None:
-            raise model_dir_lib.NoUsableCheckpointError(
-                f"model_dir={layout.path!r} holds no usable checkpoint:\n"
-                f"{model_dir_lib.checkpoints.describe_unusable(skipped)}")
-        return resume
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
+    layout.check_identity(record)  # again, now under the lock
+    if chief:
+        model_dir_lib.files.real_dir(layout.train_dir, "TensorBoard folder")
+        return layout.recover()
+    resume, skipped = layout.newest_usable(finite=True)
+    if skipped and resume is None:
+        raise model_dir_lib.NoUsableCheckpointError(
+            f"--model_dir={layout.path} holds no usable checkpoint:\n"
+            f"{model_dir_lib.checkpoints.describe_unusable(skipped)}")
+    return resume
 
 
 def _run(resolved, info, record, strategy, chief, parts, init_from, layout):
@@ -180,15 +166,15 @@ def _restore(saver, path, config):
         saver.restore(path)
     except (AssertionError, ValueError, tf.errors.OpError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-        raise ConfigError(
-            f"checkpoint {path!r} does not hold this run's state (model={config.model!r}): "
+        raise UsageError(
+            f"checkpoint {path} does not hold this run's state (--model={config.model}): "
             f"{first}; it was left as it is. Move it away or use another --model_dir") from None
 
 
 def _train_loop(resolved, strategy, parts, iterator, saver, chief, layout):
     config, total = resolved.config, resolved.total_steps
     step = int(parts.step_counter.numpy())
-    train_step = TrainStep(strategy, parts, iterator, config)
+    train_step = TrainStep(strategy, parts, iterator, resolved)
     writer = (tf.summary.create_file_writer(layout.train_dir) if chief
               else tf.summary.create_noop_writer())
     progress = Progress(resolved, step)

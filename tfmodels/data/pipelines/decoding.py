@@ -167,7 +167,9 @@ def decode_examples(dataset, *, dataset_name, image_key="image", id_key=None, ch
             message = tf.strings.join([
                 "could not decode the image of example(s) ", names, f" of dataset "
                 f"{dataset_name}; {skip_hint} to skip and count such examples"])
-            failed = tf.debugging.Assert(tf.constant(False), [message])
+            recorded = tf.py_function(_record_failure, [message], tf.int64)
+            with tf.control_dependencies([recorded]):
+                failed = tf.debugging.Assert(tf.constant(False), [message])
             with tf.control_dependencies([failed]):
                 return tf.identity(missing)
 
@@ -187,12 +189,26 @@ def decode_examples(dataset, *, dataset_name, image_key="image", id_key=None, ch
     return checked.filter(is_real).map(strip_flag), skip_counter
 
 
-def undecodable_message(error):
-    """The "could not decode the image of example(s) ..." message inside a TensorFlow error
-    raised by a `decode_examples` pipeline (for a one-line report), else None."""
-    text = getattr(error, "message", None) or str(error)
-    start = text.find("could not decode the image of example(s)")
-    if start < 0:
+class UndecodableImageError(Exception):
+    """An input pipeline stopped at an image it could not decode; the message names it."""
+
+
+_FAILURES = []  # messages of the pipelines stopped at an undecodable image, in this process
+
+
+def _record_failure(message):
+    _FAILURES.append(message.numpy().decode())
+    return 0
+
+
+def undecodable_error(error):
+    """The `UndecodableImageError` behind `error` when it is TensorFlow's error of a
+    `decode_examples` pipeline that stopped at an undecodable image (each records its message
+    as it stops), else None."""
+    if not isinstance(error, tf.errors.OpError):
         return None
-    end = text.find("such examples", start)
-    return text[start:end + len("such examples")] if end > 0 else text[start:].splitlines()[0]
+    # Several pipelines may have stopped (prefetching ones too): the one that raised `error`.
+    for text in reversed(_FAILURES):
+        if text in error.message:
+            return UndecodableImageError(text)
+    return None

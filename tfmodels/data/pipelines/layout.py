@@ -12,10 +12,20 @@ import collections
 import tensorflow as tf
 
 from tfmodels.data import preprocessing
+from tfmodels.options import UsageError
 
 Layout = collections.namedtuple("Layout", "per_replica replicas first_replica")
 Layout.__doc__ = """(per-replica batch B, replicas fed by this pipeline R, global index of its
 first replica)."""
+
+
+def split_batch(global_batch_size, num_replicas, flag="batch_size"):
+    """The per-replica batch of a global batch split evenly over `num_replicas`: the one check
+    that it divides (UsageError naming `--flag` otherwise)."""
+    if global_batch_size % num_replicas:
+        raise UsageError(f"--{flag}={global_batch_size} is not divisible by the {num_replicas} "
+                         f"replicas; use a multiple of {num_replicas}", flag)
+    return global_batch_size // num_replicas
 
 
 def replica_layout(global_batch_size, input_context):

@@ -17,6 +17,7 @@ the output is `height x width` as the call says.
 import tensorflow as tf
 
 from tfmodels.data.preprocessing import image_ops, seeded_ops
+from tfmodels.options import check_int
 
 PADDING = 4
 _BRIGHTNESS_DELTA = 63.0
@@ -67,6 +68,5 @@ def preprocess_image(image, height, width, is_training=False, padding=PADDING, s
     image = image_ops.check_call(image, height, width)
     if not is_training:
         return preprocess_for_eval(image, height, width)
-    if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
-        raise ValueError(f"padding={padding!r} must be an integer >= 0")
+    check_int("padding", padding, low=0)
     return preprocess_for_train(image, height, width, padding, seeded_ops.check_seed(seed))

@@ -5,9 +5,9 @@ TF1 sampled source pixel `y * in/out` (no half-pixel centres). TF2's `tf.image.r
 `(y + 0.5) * in/out - 0.5`, so the same "bilinear resize" differs by up to several grey levels.
 `resize_bilinear_v1` is the TF1 kernel with its TF1 arguments, which reproduces slim exactly.
 """
-import numbers
-
 import tensorflow as tf
+
+from tfmodels.options import check_int
 
 
 def check_call(image, height, width):
@@ -24,8 +24,7 @@ def check_call(image, height, width):
       ValueError: a size is not a positive integer or the image is not rank 3.
     """
     for name, value in (("height", height), ("width", width)):
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name}={value!r} must be an integer >= 1")
+        check_int(name, value, low=1)
     image = tf.convert_to_tensor(image)
     if image.shape.rank is not None and image.shape.rank != 3:
         raise ValueError(f"image must have shape [height, width, channels]; got shape "

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmodels.data.preprocessing import image_ops, seeded_ops
+from tfmodels.options import check_int
 
 CHANNEL_MEANS = (123.68, 116.78, 103.94)  # R, G, B
 RESIZE_SIDE_MIN = 256
@@ -117,8 +118,7 @@ def preprocess_image(image, height, width, is_training=False, resize_side_min=RE
     if image.shape.rank is not None and image.shape[-1] not in (None, 3):
         raise ValueError(f"vgg preprocessing subtracts 3 channel means; the image has shape "
                          f"{image.shape}")
-    if not isinstance(resize_side_min, numbers.Integral) or resize_side_min < 1:
-        raise ValueError(f"resize_side_min={resize_side_min!r} must be an integer >= 1")
+    check_int("resize_side_min", resize_side_min, low=1)
     if not is_training:
         return preprocess_for_eval(image, height, width, resize_side_min)
     if not isinstance(resize_side_max, numbers.Integral) or resize_side_max < resize_side_min:

@@ -24,6 +24,7 @@ import numpy as np
 
 from tfmodels.data.pipelines import in_memory
 from tfmodels.data.sources.specs import DatasetInfo, Source, check_split, parse_generated_name
+from tfmodels.options import UsageError
 
 _DEFAULT = ((8, 8, 1), 1000, 20000, 5000)
 NOVEL_PER_CLASS, MAX_NOVEL_CLASSES = 10, 100
@@ -43,10 +44,10 @@ def parse(name):
     shape, classes, n_train, n_test = parse_generated_name(
         name, _DEFAULT, "patterns:8x8x1:10000:200000:10000")
     if min(shape) < 1 or classes < 2 or n_train < 1 or n_test < 1:
-        raise ValueError(f"dataset={name!r}: sizes and split sizes must be >= 1 "
+        raise UsageError(f"--dataset={name}: sizes and split sizes must be >= 1 "
                          "and classes >= 2")
     if math.prod(shape) < _code_bits(classes):
-        raise ValueError(f"dataset={name!r}: {math.prod(shape)} pixels cannot "
+        raise UsageError(f"--dataset={name}: {math.prod(shape)} pixels cannot "
                          f"hold the {_code_bits(classes)} bits that tell {classes} classes "
                          "apart; use larger images")
     return shape, classes, n_train, n_test

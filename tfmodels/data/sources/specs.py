@@ -5,9 +5,12 @@ import math
 import re
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from tfmodels.options import UsageError
 
-class DatasetUnavailableError(FileNotFoundError):
-    """A tfds dataset is not prepared under the data_dir and will not be downloaded."""
+
+class DatasetUnavailableError(UsageError):
+    """A tfds dataset is not prepared under the data_dir and will not be downloaded (bad input:
+    the message says how to prepare it)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +69,7 @@ class DatasetInfo:
 def check_split(info, split):
     """Raises ValueError naming `split` and the valid splits when it is not in the dataset."""
     if split not in info.splits:
-        raise ValueError(f"split={split!r} is not a split of dataset {info.name!r}; "
+        raise UsageError(f"--split={split} is not a split of dataset {info.name!r}; "
                          f"valid splits: {sorted(info.splits)}")
 
 
@@ -90,7 +93,7 @@ def parse_generated_name(name, default, example):
         numbers = [int(f) for f in fields[1:]]
         classes, n_train, n_test = (numbers + [classes, n_train, n_test][len(numbers):])[:3]
     except ValueError:
-        raise ValueError(f"dataset={name!r} must look like "
+        raise UsageError(f"--dataset={name} must look like "
                          f"'{kind}[:HxWxC[:CLASSES[:TRAIN[:TEST]]]]', e.g. {example!r}") from None
     return shape, classes, n_train, n_test
 
@@ -180,13 +183,13 @@ def parse_classes(text, num_classes, name="train_classes"):
         try:
             low, high = int(low), int(high or low)
         except ValueError:
-            raise ValueError(f"{name}={text!r} must be class ids and ranges, e.g. '0-6' or "
+            raise UsageError(f"--{name}={text} must be class ids and ranges, e.g. '0-6' or "
                              "'0,2,5-7'") from None
         if not 0 <= low <= high < num_classes:
-            raise ValueError(f"{name}={text!r}: {part.strip()!r} is not a range of classes "
+            raise UsageError(f"--{name}={text}: {part.strip()!r} is not a range of classes "
                              f"in [0, {num_classes - 1}]")
         ids.update(range(low, high + 1))
     if len(ids) == num_classes:
-        raise ValueError(f"{name}={text!r} keeps all {num_classes} classes: leave it unset "
+        raise UsageError(f"--{name}={text} keeps all {num_classes} classes: leave it unset "
                          "to train on every class")
     return tuple(sorted(ids))

@@ -8,6 +8,7 @@ import tensorflow as tf
 from tfmodels.data.pipelines import layout as layout_lib
 from tfmodels.data import preprocessing
 from tfmodels.data.sources.specs import DatasetInfo, Source, parse_generated_name
+from tfmodels.options import UsageError
 
 _DEFAULT = ((28, 28, 1), 10, 60000, 10000)
 
@@ -29,7 +30,7 @@ def parse(name):
     """'synthetic[:HxWxC[:CLASSES[:TRAIN[:TEST]]]]' -> ((H, W, C), classes, train, test)."""
     shape, classes, n_train, n_test = parse_generated_name(name, _DEFAULT, "synthetic:32x32x3:10")
     if min(shape) < 1 or classes < 1 or n_train < 1 or n_test < 1:
-        raise ValueError(f"dataset={name!r}: sizes, classes and split sizes "
+        raise UsageError(f"--dataset={name}: sizes, classes and split sizes "
                          "must be >= 1")
     return shape, classes, n_train, n_test
 

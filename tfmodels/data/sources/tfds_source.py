@@ -14,12 +14,18 @@ examples and have no prepared files: they are let through (`is_mocked`), and the
 are what they yield (mock_data's info reports no splits without metadata, or the real sizes
 with it, while yielding `num_examples`).
 """
+import contextlib
 import functools
+import json
+import os
+import shlex
 
 import numpy as np
+from absl import logging as absl_logging
 
 from tfmodels.data.pipelines import in_memory, streaming, variable_size
 from tfmodels.data.sources.specs import DatasetInfo, DatasetUnavailableError, Source, check_split
+from tfmodels.options import UsageError
 
 # Upper bound on one split's uint8 pixels held in memory. The arrays are captured as constants
 # in the tf.data graph, which tf.data serialises (GraphDef protos are limited to 2 GB).
@@ -92,23 +98,39 @@ def is_mocked(found):
     return getattr(as_dataset, "__module__", "").startswith("tensorflow_datasets.testing")
 
 
+@contextlib.contextmanager
+def _quiet_tfds():
+    """tfds's own log lines (absl logging) held to errors inside the block."""
+    saved = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logging.set_verbosity(saved)
+
+
 def builder(tfds_name, data_dir):
     """A tfds builder that is known to be prepared (never downloads)."""
     import tensorflow_datasets as tfds
 
-    try:
-        found = tfds.builder(tfds_name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError:
-        raise ValueError(f"dataset='tfds:{tfds_name}': tfds has no dataset named "
-                         f"{tfds_name!r}; see tfds.list_builders()") from None
-    if not found.is_prepared() and not is_mocked(found):
+    # tfds's warnings about the missing files say less than our error.
+    with _quiet_tfds():
+        try:
+            found = tfds.builder(tfds_name, data_dir=data_dir)
+        except tfds.core.registered.DatasetNotFoundError:
+            raise UsageError(f"--dataset=tfds:{tfds_name}: tfds has no dataset named "
+                             f"{tfds_name!r}; see tfds.list_builders()") from None
+        prepared = found.is_prepared() or is_mocked(found)
+    if not prepared:
+        target = os.path.abspath(os.path.expanduser(data_dir or "~/tensorflow_datasets"))
+        code = (f"import tensorflow_datasets as tfds; tfds.builder({json.dumps(tfds_name)}, "
+                f"data_dir={json.dumps(target)}).download_and_prepare()")
         raise DatasetUnavailableError(
-            f"Dataset {tfds_name!r} is not prepared in data_dir={data_dir or '(tfds default)'} "
-            f"(looked for {found.data_dir}); tfmodels does not download datasets. "
-            f"Prepare it once on a machine with network: `python -c \"import tensorflow_datasets "
-            f"as tfds; tfds.builder('{tfds_name}', data_dir='DIR').download_and_prepare()\"` "
-            f"(or `tfds build {tfds_name} --data_dir=DIR`), then copy DIR/{tfds_name} here and "
-            "pass --data_dir=DIR.")
+            f"Dataset {tfds_name!r} is not prepared in {target} (looked for {found.data_dir}); "
+            f"tfmodels does not download datasets. Prepare it once on a machine with network: "
+            f"python -c {shlex.quote(code)} (or tfds build {tfds_name} "
+            f"--data_dir={shlex.quote(target)}), "
+            f"then copy {os.path.join(target, tfds_name)} here and pass --data_dir.", "data_dir")
     return found
 
 
@@ -127,7 +149,7 @@ def _info(name, tfds_name, data_dir, *, mean=None, std=None, crop_padding=4, fli
     label = features[label_key] if label_key in features else None
     if not isinstance(image, tfds.features.Image) or not isinstance(label,
                                                                     tfds.features.ClassLabel):
-        raise ValueError(f"dataset {name!r} is not an image classification dataset: it needs an "
+        raise UsageError(f"dataset {name!r} is not an image classification dataset: it needs an "
                          f"Image feature and a ClassLabel feature (features: {features})")
     shape = tuple(image.shape)
     channels = shape[-1] or 3
