@@ -128,7 +128,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL",
 with _HeldStderr() as _STARTUP:
     import tensorflow as tf  # noqa: E402
 
-    from tfmodels import console, distribute  # noqa: E402
+    from tfmodels import console, distribute, stopping  # noqa: E402
     from tfmodels.data import decoding  # noqa: E402
 
 flags.FLAGS["verbosity"].parser = _VerbosityParser()
@@ -285,12 +285,17 @@ def run_and_release(work, usage_errors=(), failures=()):
         help; the library's option names written as flags), exit status 2.
       failures: exception types reported as 'error: <message>' with exit status 1.
 
+    A `stopping.Stopped` (the work stopped on SIGTERM / SIGINT / SIGUSR1 after saving its
+    state, and logged one line saying so) exits with status 0.
+
     Returns:
       `work()`'s result (any other exception: its traceback is printed, exit status 1).
     """
     report = status = None
     try:
         result = work()
+    except stopping.Stopped:
+        report, status = "", 0
     except usage_errors as err:
         report, status = f"error: {flag_message(str(err))}\n", 2
     except failures as err:

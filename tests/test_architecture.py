@@ -24,12 +24,14 @@ ALLOWED = {
     "averaging": set(),
     "schedules": set(),
     "console": set(),
+    "stopping": set(),
     "model_dir": {"nets", "layers", "averaging"},
     "porting": {"model_dir", "nets", "scopes", "layers", "losses", "compat", "data"},
-    "evaluation": {"data", "distribute", "model_dir", "losses", "layers", "nets", "console"},
+    "evaluation": {"data", "distribute", "model_dir", "losses", "layers", "nets", "console",
+                   "stopping"},
     "training": {"compat", "layers", "losses", "layer_names", "scopes", "nets", "data",
                  "distribute", "schedules",
-                 "averaging", "model_dir", "porting", "evaluation", "console"},
+                 "averaging", "model_dir", "porting", "evaluation", "console", "stopping"},
 }
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfmodels import console, data, distribute
+from tfmodels import console, data, distribute, stopping
 from tfmodels import model_dir as model_dir_lib
 from tfmodels.evaluation import chunked, embedding_stats, knn, plots
 from tfmodels.evaluation.eval_config import (EvalConfig, EvalConfigError, EvalPlan,
@@ -38,7 +38,7 @@ __all__ = ["EvalConfig", "EvalConfigError", "EvalPlan", "Evaluation", "checkpoin
 Evaluation = collections.namedtuple("Evaluation", "results outputs gallery centers")
 
 
-def evaluate(config, strategy=None):
+def evaluate(config, strategy=None, stop=None):
     """Evaluate one checkpoint, or (`config.continuous`) each new one until the final step.
 
     Continuous mode polls the model_dir's files every second for a checkpoint newer than the
@@ -52,6 +52,10 @@ def evaluate(config, strategy=None):
       config: an `EvalConfig`.
       strategy: an existing strategy to use instead of creating one from the config's strategy
         options (which are then ignored).
+      stop: the `stopping.StopRequest` read before each checkpoint's results are written and
+        while waiting for checkpoints (default: a new one, set by SIGTERM, SIGINT and SIGUSR1
+        while `evaluate` runs): the evaluation then stops with `stopping.Stopped`, writing
+        nothing for the checkpoint it was evaluating (results already written stay).
 
     Returns:
       A list with one results dict per evaluated checkpoint (see `evaluate_checkpoint`).
@@ -60,9 +64,11 @@ def evaluate(config, strategy=None):
       EvalConfigError: bad input, before any evaluation (missing/empty model_dir, unknown split,
         no dataset, a checkpoint of another model, ...).
       data.DatasetUnavailableError: the dataset is not prepared under data_dir.
+      stopping.Stopped: a stop was requested (one line saying so is logged).
     """
     try:
-        return _evaluate(config, strategy)
+        with stopping.on_signals(stop) as stop:
+            return _evaluate(config, strategy, stop)
     finally:
         console.close_bars()  # an interrupted evaluation's bar: the terminal's cursor back
         # Free the evaluation's tf.data iterators (reference cycles) while the interpreter is
@@ -70,7 +76,7 @@ def evaluate(config, strategy=None):
         gc.collect()
 
 
-def _evaluate(config, strategy):
+def _evaluate(config, strategy, stop):
     try:
         config.validate()
         record = model_dir_lib.read_config(config.model_dir)
@@ -102,18 +108,19 @@ def _evaluate(config, strategy):
     writer = _ScalarWriter(plan.summary_dir if chief else None)
     try:
         if not config.continuous:
-            return [evaluate_checkpoint(plan, strategy, plan.checkpoint, writer, chief)]
-        return _evaluate_continuously(plan, strategy, writer, chief, config.timeout)
+            return [evaluate_checkpoint(plan, strategy, plan.checkpoint, writer, chief, stop)]
+        return _evaluate_continuously(plan, strategy, writer, chief, config.timeout, stop)
     finally:
         writer.close()
 
 
-def _evaluate_continuously(plan, strategy, writer, chief, timeout):
+def _evaluate_continuously(plan, strategy, writer, chief, timeout, stop):
     history = []
-    for found in model_dir_lib.checkpoints.watch(plan.model_dir, timeout):
+    for found in model_dir_lib.checkpoints.watch(plan.model_dir, timeout,
+                                                 until=lambda: stop.requested):
         check_checkpoint(found)
         try:
-            results = evaluate_checkpoint(plan, strategy, found.path, writer, chief)
+            results = evaluate_checkpoint(plan, strategy, found.path, writer, chief, stop)
         except (EvalConfigError, tf.errors.NotFoundError):
             if os.path.exists(found.path + ".index"):
                 raise
@@ -127,6 +134,9 @@ def _evaluate_continuously(plan, strategy, writer, chief, timeout):
                          results["step"], total)
             break
     else:
+        if stop.requested:
+            _stopped(stop, chief, f"while waiting for a new checkpoint in {plan.model_dir}, "
+                              f"after {len(history)} evaluation(s)")
         logging.info("no new checkpoint in %s for %s s; stopping after %d evaluation(s)",
                      plan.model_dir, timeout, len(history))
     return history
@@ -139,8 +149,11 @@ def _total_steps(plan):
         return plan.record.total_steps
 
 
-def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
+def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief, stop=None):
     """Restore one checkpoint, evaluate it and (chief) write JSON, scalars and PNGs.
+
+    A stop requested in `stop` (a `stopping.StopRequest`) by the end of the evaluation raises
+    `stopping.Stopped` before anything is written.
 
     Returns:
       The results of `evaluate_model` plus 'step', 'checkpoint', 'split', 'dataset', 'model',
@@ -169,6 +182,8 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
         global_batch_size=plan.global_batch_size, output=plan.output,
         weights="ema" if plan.use_average and record.has_weight_average else "raw",
         plots={})
+    if stop is not None and stop.requested:
+        _stopped(stop, chief, f"while evaluating {checkpoint_path}: nothing was written for it")
     if chief:
         if plan.plot_dir:
             results["plots"] = _write_plots(plan, evaluation, step)
@@ -178,6 +193,14 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
     if chief:
         _show_results(results)
     return results
+
+
+def _stopped(stop, chief, where):
+    """Log (chief) the one line saying the evaluation stopped on a signal, and raise it."""
+    stopped = stop.stopped(where)
+    if chief:
+        logging.warning("%s", stopped)
+    raise stopped
 
 
 def _chunked_scores(record, top_k):

@@ -49,6 +49,11 @@ class CheckpointSaver:
         self._tmp_dir = None if is_chief else tempfile.mkdtemp(prefix="tfmodels_worker_")
         self.directory = model_dir if is_chief else self._tmp_dir
 
+    @property
+    def last_step(self):
+        """The step of the newest checkpoint saved or restored (0 when none)."""
+        return self._last_step
+
     def restore(self, path):
         """Restore everything (model, optimizer, centers, step, input position) from `path`."""
         self.checkpoint.restore(path).assert_existing_objects_matched()

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfmodels import console, data, distribute, porting
+from tfmodels import console, data, distribute, porting, stopping
 from tfmodels import model_dir as model_dir_lib
 from tfmodels.evaluation import chunked
 from tfmodels.evaluation.metrics import output_metrics
@@ -39,11 +39,18 @@ class ConfigError(ValueError):
     """Bad input found before any work started (nothing was written)."""
 
 
-def train(config, strategy=None):
+def train(config, strategy=None, stop=None):
     """Train as `config` (a `TrainConfig`) says and return the final metrics (a dict).
 
     `strategy`: an existing strategy to use instead of creating one from the config's
     strategy options (which are then ignored).
+
+    `stop`: the `stopping.StopRequest` the run reads between loops of steps (default: a new
+    one). While `train` runs, SIGTERM, SIGINT and SIGUSR1 set it (`stopping.on_signals`); the
+    run then finishes its current loop of steps, saves a checkpoint of that step (unless one
+    exists), logs one line saying so and raises `stopping.Stopped`. Requested after the last
+    step, the final checkpoint is kept and the evaluation, exports and metrics.json are left
+    to the next run of the same model_dir.
 
     Raises:
       ConfigError: bad input, before any work (unknown model/dataset/optimizer, batch not
@@ -52,9 +59,11 @@ def train(config, strategy=None):
       data.DatasetUnavailableError: the dataset is not prepared and cannot be downloaded.
       NonFiniteLossError: the loss or the weights became inf/NaN (nothing non-finite was
         saved; the last good checkpoint is kept).
+      stopping.Stopped: a stop was requested; the run's state is saved in model_dir.
     """
     try:
-        return _train(config, strategy)
+        with stopping.on_signals(stop) as stop:
+            return _train(config, strategy, stop)
     finally:
         console.close_bars()  # an interrupted run's bar: give the terminal its cursor back
         # The run's tf.data iterators (one per replica, each with its autotune thread) sit in
@@ -64,7 +73,7 @@ def train(config, strategy=None):
         gc.collect()
 
 
-def _train(config, strategy):
+def _train(config, strategy, stop):
     try:
         config.validate()
         if strategy is None:
@@ -99,7 +108,7 @@ def _train(config, strategy):
     if chief:
         _log_start(resolved, info, record, strategy, parts.model.count_params())
     try:
-        return _run(resolved, info, record, strategy, chief, parts, init_from)
+        return _run(resolved, info, record, strategy, chief, parts, init_from, stop)
     finally:
         if lock is not None:
             lock.release()
@@ -125,7 +134,7 @@ def _prepare_model_dir(config, record, chief):
         raise ConfigError(str(err)) from err
 
 
-def _run(resolved, info, record, strategy, chief, parts, init_from):
+def _run(resolved, info, record, strategy, chief, parts, init_from, stop):
     config = resolved.config
     resume = _prepare_model_dir(config, record, chief)
     if resume is not None and init_from:
@@ -153,9 +162,11 @@ def _run(resolved, info, record, strategy, chief, parts, init_from):
         if chief:
             model_dir_lib.write_json_atomic(
                 os.path.join(config.model_dir, model_dir_lib.CONFIG_FILE), record)
-        train_metrics = _train_loop(resolved, strategy, parts, iterator, saver, chief)
+        train_metrics = _train_loop(resolved, strategy, parts, iterator, saver, chief, stop)
         train_metrics["skipped_undecodable"] = train_data.skipped_examples
+        _stop_if_requested(stop, saver, resolved, chief)
         metrics = _final_metrics(resolved, info, strategy, parts, train_metrics, start_step)
+        _stop_if_requested(stop, saver, resolved, chief)
         exported = {}
         if config.export:
             with parts.averaged_weights():
@@ -171,7 +182,7 @@ def _run(resolved, info, record, strategy, chief, parts, init_from):
         saver.close()
 
 
-def _train_loop(resolved, strategy, parts, iterator, saver, chief):
+def _train_loop(resolved, strategy, parts, iterator, saver, chief, stop):
     config, total = resolved.config, resolved.total_steps
     step = int(parts.step_counter.numpy())
     train_step = TrainStep(strategy, parts, iterator, config)
@@ -180,6 +191,7 @@ def _train_loop(resolved, strategy, parts, iterator, saver, chief):
     progress = Progress(resolved, step)
     timings, results, last_saved = [], {}, step  # (steps, seconds) of each loop
     while step < total:
+        _stop_if_requested(stop, saver, resolved, chief, step)
         to_checkpoint = config.checkpoint_every - step % config.checkpoint_every
         num_steps = min(config.steps_per_loop, total - step, to_checkpoint)
         start = time.perf_counter()
@@ -207,6 +219,28 @@ def _train_loop(resolved, strategy, parts, iterator, saver, chief):
     results["images_per_sec"] = (steps_run * config.global_batch_size / seconds_run
                                  if seconds_run else float("nan"))
     return results
+
+
+def _stop_if_requested(stop, saver, resolved, chief, step=None):
+    """If a stop was requested: save the state at `step` (None: the run is past its last step,
+    whose checkpoint exists), log one line saying so, and raise `stopping.Stopped`."""
+    if not stop.requested:
+        return
+    total = resolved.total_steps
+    if step is None:
+        where = (f"after the last step ({total}), before the evaluation: kept "
+                 f"{saver.last_good}; running again with the same model_dir evaluates, exports "
+                 "and writes metrics.json")
+    else:
+        if step != saver.last_step:
+            saver.save(step)
+        where = (f"at step {step} of {total}: saved {saver.last_good}" if saver.last_good else
+                 f"at step {step} of {total}, before the first step: nothing to save")
+        where += "; running again with the same model_dir resumes"
+    stopped = stop.stopped(where)
+    if chief:
+        logging.warning("%s", stopped)
+    raise stopped
 
 
 def _write_summaries(writer, step, results, images_per_sec, learning_rate):
