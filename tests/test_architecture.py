@@ -25,6 +25,7 @@ ALLOWED = {
     "schedules": set(),
     "console": set(),
     "stopping": set(),
+    "launch": set(),
     "model_dir": {"nets", "layers", "averaging"},
     "porting": {"model_dir", "nets", "scopes", "layers", "losses", "compat", "data"},
     "evaluation": {"data", "distribute", "model_dir", "losses", "layers", "nets", "console",
