@@ -11,7 +11,7 @@ a model_dir at a time).
 """
 import common_flags  # first: it imports TensorFlow, quietly (see there)
 from absl import app, flags  # noqa: E402
-from tfmodels import data, losses, nets, schedules, training  # noqa: E402
+from tfmodels import data, distribute, losses, nets, schedules, training  # noqa: E402
 from tfmodels.data import preprocessing as data_preprocessing  # noqa: E402
 from tfmodels.training import config as config_lib  # noqa: E402
 from tfmodels.training import heads, inputs, optimizers, sampling  # noqa: E402
@@ -118,6 +118,10 @@ flags.DEFINE_list("init_checkpoint_strip_scope", list(D.init_checkpoint_strip_sc
 flags.DEFINE_list("trainable_scopes", list(D.trainable_scopes), "Train only variables under "
                   "these scopes (default: all).")
 common_flags.define_strategy_flags(D)
+# --- cluster of --strategy=multi_worker (README "Preemption and clusters") ---
+flags.DEFINE_enum("cluster", D.cluster, distribute.CLUSTERS, "Where the workers of "
+                  "--strategy=multi_worker are listed: tf_config (the TF_CONFIG variable) or "
+                  "slurm (the job step of srun; GPUs per task from the allocation).")
 FLAGS = flags.FLAGS
 
 
@@ -155,7 +159,8 @@ def config_from_flags():
         checkpoint_exclude_scopes=tuple(FLAGS.checkpoint_exclude_scopes),
         init_checkpoint_ignore=tuple(FLAGS.init_checkpoint_ignore),
         init_checkpoint_strip_scope=tuple(FLAGS.init_checkpoint_strip_scope),
-        trainable_scopes=tuple(FLAGS.trainable_scopes), **common_flags.strategy_options())
+        trainable_scopes=tuple(FLAGS.trainable_scopes), cluster=FLAGS.cluster,
+        **common_flags.strategy_options())
 
 
 def main(argv):

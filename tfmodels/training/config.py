@@ -87,6 +87,7 @@ class TrainConfig:
     num_gpus: Optional[int] = None
     all_reduce: str = "auto"
     virtual_devices: int = 1
+    cluster: str = "tf_config"
     sync_bn: bool = True
     # Data.
     augment: bool = True
@@ -133,7 +134,7 @@ class TrainConfig:
         _choice("sampler", self.sampler, SAMPLERS)
         distribute.check_options(self.strategy, num_gpus=self.num_gpus,
                                  all_reduce=self.all_reduce,
-                                 virtual_devices=self.virtual_devices)
+                                 virtual_devices=self.virtual_devices, cluster=self.cluster)
         if self.model_dir is not None and not self.model_dir:
             raise ValueError(f"model_dir={self.model_dir!r} must name a directory (None: "
                              "runs/<model>-<dataset>)")

@@ -79,7 +79,8 @@ def _train(config, strategy, stop):
         if strategy is None:
             strategy = distribute.setup(config.strategy, num_gpus=config.num_gpus,
                                         all_reduce=config.all_reduce,
-                                        virtual_devices=config.virtual_devices)
+                                        virtual_devices=config.virtual_devices,
+                                        cluster=config.cluster)
         info = data.get_dataset_info(config.dataset, data_dir=config.data_dir)
         resolved = config.resolve(info, strategy.num_replicas_in_sync)
         config = resolved.config  # model_dir and length filled in
