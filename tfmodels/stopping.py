@@ -41,19 +41,26 @@ class StopRequest:
 
     def __init__(self):
         self.signal_number = None
+        self.by_another_worker = False
 
     @property
     def requested(self):
-        return self.signal_number is not None
+        return self.signal_number is not None or self.by_another_worker
 
     @property
     def signal_name(self):
-        return None if self.signal_number is None else signal.Signals(self.signal_number).name
+        if self.signal_number is None:
+            return "a signal to another worker" if self.by_another_worker else None
+        return signal.Signals(self.signal_number).name
 
     def request(self, signal_number):
         """Record a stop request (what the signal handler does; tests call it directly)."""
         if self.signal_number is None:
             self.signal_number = signal_number
+
+    def request_by_another_worker(self):
+        """Record that another worker of the run was asked to stop (all stop together)."""
+        self.by_another_worker = True
 
     def stopped(self, message):
         """The `Stopped` exception to raise once the work is in a safe state: `message`

@@ -30,6 +30,7 @@ from tfmodels.training.checkpoints import CheckpointSaver
 from tfmodels.training.guards import NonFiniteLossError
 from tfmodels.training.parts import build_training
 from tfmodels.training.progress import Progress
+from tfmodels.training.stop_points import StopPoints
 from tfmodels.training.step import TrainStep
 
 _POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -152,6 +153,7 @@ def _run(resolved, info, record, strategy, chief, parts, init_from, stop):
     saver = CheckpointSaver(checkpoint, config.model_dir, keep=config.keep_checkpoints,
                             is_chief=chief,
                             finite_check=guards.FiniteCheck(guards.state_variables(parts)))
+    stop = StopPoints(stop, strategy, saver, total_steps=resolved.total_steps, chief=chief)
     try:
         if resume is not None:
             saver.restore(resume.path)
@@ -165,9 +167,9 @@ def _run(resolved, info, record, strategy, chief, parts, init_from, stop):
                 os.path.join(config.model_dir, model_dir_lib.CONFIG_FILE), record)
         train_metrics = _train_loop(resolved, strategy, parts, iterator, saver, chief, stop)
         train_metrics["skipped_undecodable"] = train_data.skipped_examples
-        _stop_if_requested(stop, saver, resolved, chief)
+        stop.check()
         metrics = _final_metrics(resolved, info, strategy, parts, train_metrics, start_step)
-        _stop_if_requested(stop, saver, resolved, chief)
+        stop.check()
         exported = {}
         if config.export:
             with parts.averaged_weights():
@@ -192,7 +194,7 @@ def _train_loop(resolved, strategy, parts, iterator, saver, chief, stop):
     progress = Progress(resolved, step)
     timings, results, last_saved = [], {}, step  # (steps, seconds) of each loop
     while step < total:
-        _stop_if_requested(stop, saver, resolved, chief, step)
+        stop.check(step)
         to_checkpoint = config.checkpoint_every - step % config.checkpoint_every
         num_steps = min(config.steps_per_loop, total - step, to_checkpoint)
         start = time.perf_counter()
@@ -220,28 +222,6 @@ def _train_loop(resolved, strategy, parts, iterator, saver, chief, stop):
     results["images_per_sec"] = (steps_run * config.global_batch_size / seconds_run
                                  if seconds_run else float("nan"))
     return results
-
-
-def _stop_if_requested(stop, saver, resolved, chief, step=None):
-    """If a stop was requested: save the state at `step` (None: the run is past its last step,
-    whose checkpoint exists), log one line saying so, and raise `stopping.Stopped`."""
-    if not stop.requested:
-        return
-    total = resolved.total_steps
-    if step is None:
-        where = (f"after the last step ({total}), before the evaluation: kept "
-                 f"{saver.last_good}; running again with the same model_dir evaluates, exports "
-                 "and writes metrics.json")
-    else:
-        if step != saver.last_step:
-            saver.save(step)
-        where = (f"at step {step} of {total}: saved {saver.last_good}" if saver.last_good else
-                 f"at step {step} of {total}, before the first step: nothing to save")
-        where += "; running again with the same model_dir resumes"
-    stopped = stop.stopped(where)
-    if chief:
-        logging.warning("%s", stopped)
-    raise stopped
 
 
 def _write_summaries(writer, step, results, images_per_sec, learning_rate):
