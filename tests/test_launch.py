@@ -94,3 +94,29 @@ def test_the_module_runs_as_a_script(worker_script):
                        FAIL_INDEX="0")
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "[launch] worker 0 failed with status 3" in proc.stderr
+
+
+@pytest.mark.slow  # two train.py workers: ~1 min, more on a loaded machine
+def test_a_signal_stops_every_worker_at_the_same_step(tmp_path):
+    """SIGUSR1 to the launcher reaches both workers; they agree on a step, save it together
+    (the chief into model_dir) and exit with 0."""
+    model_dir = tmp_path / "run"
+    launcher = scripts.start("-m tfmodels.launch", "--workers=2", "--", "train.py",
+                             f"--model_dir={model_dir}", "--model=two_layer_net",
+                             "--train_steps=100000", "--steps_per_loop=2",
+                             "--checkpoint_every=1000000", "--noexport")
+    try:
+        deadline = time.time() + 300
+        events = model_dir / "train"
+        while not (events.is_dir() and any(f.stat().st_size > 200 for f in events.iterdir())):
+            assert launcher.poll() is None and time.time() < deadline, "training never began"
+            time.sleep(0.1)
+        launcher.send_signal(signal.SIGUSR1)
+        _, err = launcher.communicate(timeout=300)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 0, err[-4000:]
+    lines = [line for line in err.splitlines() if "stopped by SIGUSR1" in line]
+    assert len(lines) == 1 and lines[0].startswith("[worker 0] "), err[-4000:]
+    saved = sorted(f.name for f in model_dir.iterdir() if f.name.endswith(".index"))
+    assert len(saved) == 1 and f"saved {model_dir / saved[0][:-len('.index')]};" in lines[0]

@@ -21,7 +21,7 @@ def any_worker(strategy):
     @tf.function
     def any_true(local):
         per_replica = strategy.run(lambda: tf.identity(local))
-        return strategy.reduce(tf.distribute.ReduceOp.MAX, per_replica, axis=None)
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
     return lambda requested: bool(any_true(tf.constant(float(requested))).numpy() > 0)
 
