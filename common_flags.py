@@ -293,11 +293,15 @@ def run_and_release(work, failures=()):
       failures: exception types reported as 'error: <message>' with exit status 1 (besides
         `model_dir.ModelDirWriteError`: a file of the run that could not be written).
 
+    A `stopping.Stopped` (the work stopped on SIGTERM / SIGINT / SIGUSR1 after saving its
+    state, and logged one line saying so) exits with status 0.
+
     Returns:
       `work()`'s result. A `UsageError`: 'error: <message>' alone, exit status 2; an image the
       input pipeline could not decode (`decoding.UndecodableImageError`) or one of `failures`:
       its one line, status 1; any other exception: its traceback, exit status 1.
     """
+    from tfmodels import stopping
     from tfmodels.data.pipelines import decoding
     from tfmodels.model_dir import ModelDirWriteError
     from tfmodels.options import UsageError
@@ -305,6 +309,8 @@ def run_and_release(work, failures=()):
     report = status = None
     try:
         result = work()
+    except stopping.Stopped:  # saved and said so: a requeue can tell by the status
+        report, status = "", 0
     except UsageError as err:
         report, status = f"error: {err}\n", 2
     except (ModelDirWriteError,) + tuple(failures) as err:  # out of space, no permission, ...

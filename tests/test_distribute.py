@@ -1,5 +1,8 @@
 """Device set-up, strategy selection and their errors (the multi-device behaviour is in test_train_replicas)."""
 import json
+import os
+import pathlib
+import re
 
 import pytest
 import tensorflow as tf
@@ -67,3 +70,52 @@ def test_chief_is_worker_0_without_a_chief_task():
     assert not strategy_lib.is_chief(FakeStrategy(Resolver("worker", 1, workers)))
     assert not strategy_lib.is_chief(FakeStrategy(Resolver("worker", 0, with_chief)))
     assert strategy_lib.is_chief(FakeStrategy(Resolver("chief", 0, with_chief)))
+
+
+def _readme_sbatch_script():
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    return re.search(r"An sbatch script.*?```bash\n(.*?)```", readme, re.S).group(1)
+
+
+def test_readme_sbatch_script_resolves_on_slurm(monkeypatch):
+    """The README's sbatch script, as the SLURM job step it makes for its last task: the
+    workers, this task's place and its GPUs of the allocation."""
+    script = _readme_sbatch_script()
+    sbatch = dict(re.findall(r"#SBATCH --([\w-]+)=(\S+)", script))
+    assert "--strategy=multi_worker --cluster=slurm" in script
+    nodes, per_node = int(sbatch["nodes"]), int(sbatch["ntasks-per-node"])
+    gpus = int(sbatch["gres"].rsplit(":", 1)[-1])
+    hosts = [f"node{i:02d}" for i in range(1, nodes + 1)]
+    last = nodes * per_node - 1
+    for name, value in {"SLURM_PROCID": str(last), "SLURM_STEP_NUM_TASKS": str(last + 1),
+                        "SLURM_STEP_NODELIST": f"node[01-{nodes:02d}]",
+                        "SLURM_STEP_TASKS_PER_NODE": f"{per_node}(x{nodes})",
+                        "SLURM_GPUS_ON_NODE": str(gpus), "CUDA_VISIBLE_DEVICES": ""}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SLURM_GPUS_PER_TASK", raising=False)
+    resolver = strategy_lib.slurm_resolver()
+    assert resolver.cluster_spec().as_dict() == {
+        "worker": [f"{host}:{8888 + rank}" for host in hosts for rank in range(per_node)]}
+    assert (resolver.task_type, resolver.task_id) == ("worker", last)
+    per_task = gpus // per_node
+    assert resolver.num_accelerators() == {"GPU": per_task}
+    # The last task of its node sees the last `per_task` GPUs of the node.
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ",".join(
+        str(g) for g in range(gpus - per_task, gpus))
+    assert not strategy_lib.is_chief(type("S", (), {"cluster_resolver": resolver})())
+
+
+def test_slurm_needs_a_job_step(monkeypatch):
+    for name in strategy_lib.SLURM_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    with pytest.raises(ValueError, match=r"^--cluster=slurm reads the job step from SLURM's "
+                                         r"variables, and SLURM_STEP_NUM_TASKS, "
+                                         r"SLURM_STEP_NODELIST, SLURM_STEP_TASKS_PER_NODE are "
+                                         r"not set \(start train.py with srun"):
+        strategy_lib.slurm_resolver()
+    with pytest.raises(ValueError, match="--cluster=slurm describes the workers of "
+                                         "--strategy=multi_worker, not of --strategy=mirrored"):
+        strategy_lib.check_options("mirrored", cluster="slurm")
+    with pytest.raises(ValueError, match="--cluster=k8s is not one of: tf_config, slurm"):
+        strategy_lib.check_options("multi_worker", cluster="k8s")

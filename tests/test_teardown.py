@@ -1,6 +1,6 @@
-"""Processes end: train() and evaluate() free their tf.data iterators before returning, and
-train.py with 4 logical replicas (one iterator per replica, each with autotune threads) exits
-every time.
+"""Processes end: train() and evaluate() free their tf.data iterators before returning,
+train.py with 4 logical replicas (one iterator per replica) exits every time, and with 64 it
+writes everything and exits (slow).
 
 A process that leaves such iterators to the interpreter's shutdown can hang there for good:
 the main thread destroys an iterator and waits on its autotune thread, which can no longer run
@@ -10,6 +10,7 @@ and the repeated run checks the symptom, each run bounded by a timeout.
 """
 import gc
 import json
+import os
 import subprocess
 
 import pytest
@@ -65,3 +66,21 @@ def test_train_py_with_four_replicas_always_exits(tmp_path):
                         f"{output[-2000:]}")
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert json.loads(proc.stdout)["num_replicas"] == 4
+
+
+@pytest.mark.slow  # ~4 min on 2 loaded cores
+def test_train_py_with_64_replicas_writes_everything_and_exits(tmp_path):
+    """64 logical devices: 64 input pipelines (each destroyed without waiting on an autotune
+    thread) and an evaluation that reads each replica's outputs in place (no all-gather)."""
+    model_dir = tmp_path / "run"
+    try:
+        proc = scripts.run("train.py", f"--model_dir={model_dir}", "--model=two_layer_net",
+                           "--virtual_devices=64", "--batch_size=64", "--train_steps=2",
+                           timeout=900)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"did not exit within 900 s; wrote {sorted(os.listdir(model_dir))}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads(proc.stdout)
+    assert metrics["num_replicas"] == 64 and metrics["test_examples"] == 359
+    assert {"metrics.json", "model.keras", "saved_model", "ckpt-2.index"} <= set(
+        os.listdir(model_dir))

@@ -5,7 +5,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import textwrap
 import time
 
@@ -233,18 +232,9 @@ def test_mocked_tfds_dataset_end_to_end(tmp_path):
     assert config["image_shape"] == [28, 28, 1] and config["steps_per_epoch"] == 8
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-@pytest.mark.subprocess
 def test_two_workers_on_localhost_match_two_local_replicas(tmp_path):
+    """Two workers started by `python -m tfmodels.launch` (TF_CONFIG on free ports) equal two
+    replicas in one process."""
     flags = ["--model=lenet", "--train_steps=6", "--batch_size=32", "--steps_per_loop=3",
              "--checkpoint_every=3", "--log_every=3", "--noexport", "--seed=3"]
     local = str(tmp_path / "mirrored")
@@ -253,15 +243,11 @@ def test_two_workers_on_localhost_match_two_local_replicas(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
 
     shared = str(tmp_path / "workers")
-    cluster = {"worker": [f"localhost:{p}" for p in _free_ports(2)]}
-    workers = [scripts.start("train.py", f"--model_dir={shared}", "--strategy=multi_worker",
-                             *flags, TF_CONFIG=json.dumps({"cluster": cluster,
-                                                           "task": {"type": "worker",
-                                                                    "index": i}}))
-               for i in range(2)]
-    outputs = [w.communicate(timeout=600) for w in workers]
-    for w, (_, err) in zip(workers, outputs):
-        assert w.returncode == 0, err[-4000:]
+    proc = scripts.run("-m tfmodels.launch", "--workers=2", "--", "train.py",
+                       f"--model_dir={shared}", *flags, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "[worker 0] " in proc.stderr  # the chief's lines, prefixed
+    assert "2 replica(s) x 16 per replica" in proc.stderr
     assert os.path.exists(os.path.join(shared, "metrics.json"))  # written by the chief only
     a = _checkpoint_values(os.path.join(local, "ckpt-6"))
     b = _checkpoint_values(os.path.join(shared, "ckpt-6"))

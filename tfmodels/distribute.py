@@ -23,6 +23,11 @@ from tfmodels.options import UsageError, option
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 ALL_REDUCE = ("auto", "nccl", "hierarchical_copy", "one_device")
+# Where a multi-worker run learns its cluster: the TF_CONFIG variable, or a SLURM job step.
+CLUSTERS = ("tf_config", "slurm")
+# The variables of a SLURM job step that TensorFlow's SlurmClusterResolver reads (srun sets them).
+SLURM_VARIABLES = ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_NODELIST",
+                   "SLURM_STEP_TASKS_PER_NODE")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,27 +41,69 @@ class StrategyOptions:
                                   "devices (simulates several GPUs).", low=1, high=1024)
 
 
-def check_options(strategy="auto", *, num_gpus=None, all_reduce="auto", virtual_devices=1):
+def check_options(strategy="auto", *, num_gpus=None, all_reduce="auto", virtual_devices=1,
+                  cluster="tf_config"):
     """Raise UsageError naming the option, its value and what is allowed; no TensorFlow work."""
     options.check(StrategyOptions(strategy, num_gpus, all_reduce, virtual_devices))
+    if cluster not in CLUSTERS:
+        raise UsageError(f"--cluster={cluster} is not one of: {', '.join(CLUSTERS)}", "cluster")
+    if cluster != "tf_config" and strategy != "multi_worker":
+        raise UsageError(f"--cluster={cluster} describes the workers of "
+                         f"--strategy=multi_worker, not of --strategy={strategy}", "cluster")
     if strategy == "one_device" and virtual_devices > 1:
         raise UsageError(f"--virtual_devices={virtual_devices} with --strategy=one_device "
                          "would use one of them; use --strategy=mirrored or auto",
                          "virtual_devices")
 
 
-def setup(strategy="auto", *, num_gpus=None, all_reduce="auto", virtual_devices=1):
+def setup(strategy="auto", *, num_gpus=None, all_reduce="auto", virtual_devices=1,
+          cluster="tf_config"):
     """Split devices as asked, then create the strategy: what train.py and eval.py do first.
 
-    Must run before TensorFlow runs any op. Arguments as `check_options` (checked first).
+    Must run before TensorFlow runs any op. Arguments as `check_options` (checked first). With
+    `cluster='slurm'` the SLURM job step is resolved first: it makes this task's GPUs of the
+    allocation the only visible ones, which must happen before TensorFlow looks at devices.
 
     Returns:
       A `tf.distribute.Strategy` (see `create_strategy`).
     """
     check_options(strategy, num_gpus=num_gpus, all_reduce=all_reduce,
-                  virtual_devices=virtual_devices)
+                  virtual_devices=virtual_devices, cluster=cluster)
+    resolver = slurm_resolver() if cluster == "slurm" else None
     configure_devices(virtual_devices)
-    return create_strategy(strategy, num_gpus=num_gpus, all_reduce=all_reduce)
+    return create_strategy(strategy, num_gpus=num_gpus, all_reduce=all_reduce,
+                           cluster_resolver=resolver)
+
+
+def slurm_resolver(port_base=8888):
+    """TensorFlow's `SlurmClusterResolver` for this task of a SLURM job step (run under `srun`).
+
+    One worker per task, named by host and `port_base` + its rank on the host. GPUs come from
+    the allocation: `SLURM_GPUS_ON_NODE` per host (0 without GPUs), split evenly over the
+    host's tasks unless `SLURM_GPUS_PER_TASK` says how many; each task's are made the only
+    visible ones (`CUDA_VISIBLE_DEVICES`).
+
+    Raises:
+      UsageError: a variable of the job step is missing (not under srun) or the allocation is
+        inconsistent.
+    """
+    missing = [name for name in SLURM_VARIABLES if name not in os.environ]
+    if missing:
+        raise UsageError(f"--cluster=slurm reads the job step from SLURM's variables, and "
+                         f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set "
+                         "(start train.py with srun inside an sbatch job)", "cluster")
+    per_task = os.environ.get("SLURM_GPUS_PER_TASK")
+    try:
+        gpus_on_node = int(os.environ.get("SLURM_GPUS_ON_NODE") or 0)
+        gpus_per_task = int(per_task.rsplit(":", 1)[-1]) if per_task else None  # [type:]N
+        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
+            port_base=port_base, gpus_per_node=gpus_on_node, gpus_per_task=gpus_per_task,
+            auto_set_gpu=True)
+        resolver.cluster_spec()  # sets task_type / task_id and this task's visible GPUs
+    except (ValueError, RuntimeError) as err:
+        raise UsageError(f"--cluster=slurm: the SLURM job step does not resolve ({err})",
+                         "cluster") from None
+    return resolver
 
 
 def configure_devices(virtual_devices=1, gpu_memory_mb=None):
@@ -85,7 +132,8 @@ def configure_devices(virtual_devices=1, gpu_memory_mb=None):
                     f"call configure_devices() first ({err})") from None
 
 
-def create_strategy(name="auto", *, num_gpus=None, all_reduce="auto", tpu_address=None):
+def create_strategy(name="auto", *, num_gpus=None, all_reduce="auto", tpu_address=None,
+                    cluster_resolver=None):
     """Create a tf.distribute strategy.
 
     Args:
@@ -95,13 +143,14 @@ def create_strategy(name="auto", *, num_gpus=None, all_reduce="auto", tpu_addres
         `one_device` (reduce on one device, then broadcast) or `auto` (TensorFlow's choice).
         For `multi_worker`, `nccl` selects NCCL collectives and anything else TF's default.
       tpu_address: TPU name or grpc address for `tpu` (None: the environment's default).
+      cluster_resolver: the cluster of `multi_worker` (None: TF_CONFIG's).
 
     Returns:
       A `tf.distribute.Strategy`.
     """
     check_options(name, num_gpus=num_gpus, all_reduce=all_reduce)
     if name == "multi_worker":
-        return _multi_worker(all_reduce)
+        return _multi_worker(all_reduce, cluster_resolver)
     if name == "tpu":
         return _tpu(tpu_address)
 
@@ -140,13 +189,14 @@ def _cross_device_ops(all_reduce):
     return None
 
 
-def _multi_worker(all_reduce):
-    if "TF_CONFIG" not in os.environ:
+def _multi_worker(all_reduce, cluster_resolver=None):
+    if cluster_resolver is None and "TF_CONFIG" not in os.environ:
         raise UsageError("--strategy=multi_worker reads the cluster from the TF_CONFIG "
                          "environment variable, which is not set", "strategy")
     try:
-        cluster = json.loads(os.environ["TF_CONFIG"])
-        cluster["cluster"], cluster["task"]  # noqa: B018 - both keys are required
+        if cluster_resolver is None:
+            cluster = json.loads(os.environ["TF_CONFIG"])
+            cluster["cluster"], cluster["task"]  # noqa: B018 - both keys are required
     except (ValueError, KeyError, TypeError):
         raise UsageError(f"TF_CONFIG={os.environ['TF_CONFIG']!r} is not JSON with 'cluster' "
                          "and 'task' keys") from None
@@ -154,6 +204,7 @@ def _multi_worker(all_reduce):
                       if all_reduce == "nccl"
                       else tf.distribute.experimental.CommunicationImplementation.AUTO)
     return tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_resolver=cluster_resolver,
         communication_options=tf.distribute.experimental.CommunicationOptions(
             implementation=implementation))
 

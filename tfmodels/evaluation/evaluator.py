@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfmodels import console, data, distribute
+from tfmodels import console, data, distribute, stopping
 from tfmodels import model_dir as model_dir_lib
 from tfmodels.evaluation import chunked, embedding_stats, knn, open_set, plots, verification
 from tfmodels.evaluation.eval_config import (EvalConfig, EvalPlan, check_checkpoint,
@@ -39,7 +39,7 @@ __all__ = ["EvalConfig", "EvalPlan", "Evaluation", "checkpoint_step", "evaluate"
 Evaluation = collections.namedtuple("Evaluation", "results outputs gallery centers")
 
 
-def evaluate(config, strategy=None):
+def evaluate(config, strategy=None, stop=None):
     """Evaluate one checkpoint, or (`config.continuous`) each new one until the final step.
 
     Continuous mode polls the model_dir's files every second for a checkpoint newer than the
@@ -53,6 +53,10 @@ def evaluate(config, strategy=None):
       config: an `EvalConfig`.
       strategy: an existing strategy to use instead of creating one from the config's strategy
         options (which are then ignored).
+      stop: the `stopping.StopRequest` read before each checkpoint's results are written and
+        while waiting for checkpoints (default: a new one, set by SIGTERM, SIGINT and SIGUSR1
+        while `evaluate` runs): the evaluation then stops with `stopping.Stopped`, writing
+        nothing for the checkpoint it was evaluating (results already written stay).
 
     Returns:
       A list with one results dict per evaluated checkpoint (see `evaluate_checkpoint`).
@@ -61,9 +65,11 @@ def evaluate(config, strategy=None):
       UsageError: bad input, before any evaluation (missing/empty model_dir, unknown split,
         no dataset, a checkpoint of another model, ...).
       data.DatasetUnavailableError: the dataset is not prepared under data_dir.
+      stopping.Stopped: a stop was requested (one line saying so is logged).
     """
     try:
-        return _evaluate(config, strategy)
+        with stopping.on_signals(stop) as stop:
+            return _evaluate(config, strategy, stop)
     finally:
         console.close_bars()  # an interrupted evaluation's bar: the terminal's cursor back
         # Free the evaluation's tf.data iterators (reference cycles) while the interpreter is
@@ -71,7 +77,7 @@ def evaluate(config, strategy=None):
         gc.collect()
 
 
-def _evaluate(config, strategy):
+def _evaluate(config, strategy, stop):
     config.validate()
     record = model_dir_lib.ModelDir(config.model_dir).read_record()
     if strategy is None:
@@ -97,8 +103,8 @@ def _evaluate(config, strategy):
     writer = _ScalarWriter(plan.summary_dir if chief else None)
     try:
         if not config.continuous:
-            return [_evaluate_newest(config, plan, strategy, writer, chief)]
-        return _evaluate_continuously(plan, strategy, writer, chief, config.timeout)
+            return [_evaluate_newest(config, plan, strategy, writer, chief, stop)]
+        return _evaluate_continuously(plan, strategy, writer, chief, config.timeout, stop)
     finally:
         writer.close()
 
@@ -108,12 +114,12 @@ def _evaluate(config, strategy):
 _SWEPT_RETRIES = 20
 
 
-def _evaluate_newest(config, plan, strategy, writer, chief):
+def _evaluate_newest(config, plan, strategy, writer, chief, stop):
     """Evaluate the plan's checkpoint; when it was picked as the newest (no --checkpoint) and
     is deleted before it is restored, the newest one then."""
     for _ in range(_SWEPT_RETRIES):
         try:
-            return evaluate_checkpoint(plan, strategy, plan.checkpoint, writer, chief)
+            return evaluate_checkpoint(plan, strategy, plan.checkpoint, writer, chief, stop)
         except (UsageError, tf.errors.OpError):
             if config.checkpoint or os.path.exists(plan.checkpoint + ".index"):
                 raise
@@ -127,12 +133,13 @@ def _evaluate_newest(config, plan, strategy, writer, chief):
         "follow the run", "checkpoint")
 
 
-def _evaluate_continuously(plan, strategy, writer, chief, timeout):
+def _evaluate_continuously(plan, strategy, writer, chief, timeout, stop):
     history = []
-    for found in model_dir_lib.checkpoints.watch(plan.model_dir, timeout):
+    for found in model_dir_lib.checkpoints.watch(plan.model_dir, timeout,
+                                                 until=lambda: stop.requested):
         check_checkpoint(found)
         try:
-            results = evaluate_checkpoint(plan, strategy, found.path, writer, chief)
+            results = evaluate_checkpoint(plan, strategy, found.path, writer, chief, stop)
         except (UsageError, tf.errors.NotFoundError):
             if os.path.exists(found.path + ".index"):
                 raise
@@ -146,6 +153,9 @@ def _evaluate_continuously(plan, strategy, writer, chief, timeout):
                          results["step"], total)
             break
     else:
+        if stop.requested:
+            _stopped(stop, chief, f"while waiting for a new checkpoint in {plan.model_dir}, "
+                              f"after {len(history)} evaluation(s)")
         logging.info("no new checkpoint in %s for %s s; stopping after %d evaluation(s)",
                      plan.model_dir, timeout, len(history))
     return history
@@ -158,8 +168,11 @@ def _total_steps(plan):
         return plan.record.total_steps
 
 
-def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
+def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief, stop=None):
     """Restore one checkpoint, evaluate it and (chief) write JSON, scalars and PNGs.
+
+    A stop requested in `stop` (a `stopping.StopRequest`) by the end of the evaluation raises
+    `stopping.Stopped` before anything is written.
 
     Returns:
       The results of `evaluate_model` plus 'step', 'checkpoint', 'split', 'dataset', 'model',
@@ -192,6 +205,8 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
         global_batch_size=plan.global_batch_size, output=plan.output,
         weights="ema" if plan.use_average and record.has_weight_average else "raw",
         plots={})
+    if stop is not None and stop.requested:
+        _stopped(stop, chief, f"while evaluating {checkpoint_path}: nothing was written for it")
     if chief:
         if plan.plot_dir:
             results["plots"] = _write_plots(plan, evaluation, step)
@@ -206,6 +221,14 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief):
     if chief:
         _show_results(results)
     return results
+
+
+def _stopped(stop, chief, where):
+    """Log (chief) the one line saying the evaluation stopped on a signal, and raise it."""
+    stopped = stop.stopped(where)
+    if chief:
+        logging.warning("%s", stopped)
+    raise stopped
 
 
 def _chunked_scores(record, top_k):

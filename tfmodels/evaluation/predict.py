@@ -57,16 +57,25 @@ def collect_outputs(strategy, model, data, *, loss_fn=None, scores=None, descrip
         result.update(embedding=embedding, label=labels, mask=batch["mask"])
         return result
 
+    # Across workers the outputs must travel: `strategy.gather`. Within one process each
+    # replica's outputs are read where they are, in replica order (what gather concatenates):
+    # gather's graph grows with the square of the replica count (first call measured here:
+    # 15 s for 8 replicas against 3 s for local reads, 52 s for 16, and over 15 minutes for 64).
+    across_workers = getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
+
     @tf.function
     def step(batch):
         per_replica = strategy.run(replica_outputs, args=(batch,))
-        return {k: strategy.gather(v, axis=0) for k, v in per_replica.items()}
+        if across_workers:
+            return {k: [strategy.gather(v, axis=0)] for k, v in per_replica.items()}
+        return {k: list(strategy.experimental_local_results(v)) for k, v in per_replica.items()}
 
     chunks = []
     iterator = iter(data.distributed_dataset)
     with console.ProgressBar(description, data.steps) as bar:
         for done in range(1, data.steps + 1):
-            chunks.append({k: v.numpy() for k, v in step(next(iterator)).items()})
+            chunks.append({k: np.concatenate([part.numpy() for part in parts])
+                           for k, parts in step(next(iterator)).items()})
             bar.update(done)
     if not chunks:
         raise ValueError("the evaluation data has no steps")

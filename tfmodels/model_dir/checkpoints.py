@@ -154,9 +154,10 @@ def newest_usable(directory, *, finite):
     return None, skipped
 
 
-def watch(directory, timeout, poll_seconds=1.0):
+def watch(directory, timeout, poll_seconds=1.0, until=None):
     """Yield (as `Inspection`) the newest readable checkpoint whenever one newer than the last
-    yielded appears in `directory`'s files; return after `timeout` seconds without one.
+    yielded appears in `directory`'s files; return after `timeout` seconds without one, or as
+    soon as `until()` (checked at each poll, when given) is true.
 
     A newer checkpoint that does not read (yet: another program may still be copying it) is
     retried at each poll and reported once.
@@ -164,6 +165,8 @@ def watch(directory, timeout, poll_seconds=1.0):
     last_step, reported = -1, set()
     deadline = time.monotonic() + timeout
     while True:
+        if until is not None and until():
+            return
         newer = [path for step, path in list_checkpoints(directory) if step > last_step]
         for path in reversed(newer):
             found = inspect(path)

@@ -58,6 +58,11 @@ class CheckpointSaver:
         """Call `fn()` (chief; None: nothing) once before this run's first checkpoint."""
         self._before_first_save = fn if self.is_chief else None
 
+    @property
+    def last_step(self):
+        """The step of the newest checkpoint saved or restored (0 when none)."""
+        return self._last_step
+
     def restore(self, path):
         """Restore everything (model, optimizer, centers, step, input position) from `path`."""
         self.checkpoint.restore(path).assert_existing_objects_matched()

@@ -151,6 +151,9 @@ class TrainConfig(distribute.StrategyOptions):
     jit_compile: bool = option(False, "XLA-compile each replica's forward/backward pass.")
     mixed_precision: str = option("none", "Compute dtype; float16 adds dynamic loss scaling. "
                                   "Losses stay float32.", choices=MIXED_PRECISION)
+    cluster: str = option("tf_config", "Where the workers of --strategy=multi_worker are "
+                          "listed: tf_config (the TF_CONFIG variable) or slurm (the job step of "
+                          "srun; GPUs per task from the allocation).", choices=distribute.CLUSTERS)
     sync_bn: bool = option(True, "Batch-norm statistics over the global batch (needed for N "
                            "replicas to match one).")
     # --- checkpoints, logs, exports ---
@@ -192,7 +195,7 @@ class TrainConfig(distribute.StrategyOptions):
                              f"{', '.join(sorted(nets.NETS))}, package.module:function", "model")
         distribute.check_options(self.strategy, num_gpus=self.num_gpus,
                                  all_reduce=self.all_reduce,
-                                 virtual_devices=self.virtual_devices)
+                                 virtual_devices=self.virtual_devices, cluster=self.cluster)
         if self.model_dir is not None and not self.model_dir:
             raise UsageError("--model_dir='' must name a directory (unset: "
                              "runs/<model>-<dataset>)", "model_dir")

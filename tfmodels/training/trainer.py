@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfmodels import console, data, distribute, porting
+from tfmodels import console, data, distribute, porting, stopping
 from tfmodels import model_dir as model_dir_lib
 from tfmodels.evaluation import chunked
 from tfmodels.evaluation.metrics import output_metrics
@@ -30,17 +30,25 @@ from tfmodels.training.checkpoints import CheckpointSaver
 from tfmodels.training.guards import NonFiniteLossError
 from tfmodels.training.parts import build_training
 from tfmodels.training.progress import Progress
+from tfmodels.training.stop_points import StopPoints
 from tfmodels.training.step import TrainStep
 from tfmodels.options import UsageError
 
 _POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
-def train(config, strategy=None):
+def train(config, strategy=None, stop=None):
     """Train as `config` (a `TrainConfig`) says and return the final metrics (a dict).
 
     `strategy`: an existing strategy to use instead of creating one from the config's
     strategy options (which are then ignored).
+
+    `stop`: the `stopping.StopRequest` the run reads between loops of steps (default: a new
+    one). While `train` runs, SIGTERM, SIGINT and SIGUSR1 set it (`stopping.on_signals`); the
+    run then finishes its current loop of steps, saves a checkpoint of that step (unless one
+    exists), logs one line saying so and raises `stopping.Stopped`. Requested after the last
+    step, the final checkpoint is kept and the evaluation, exports and metrics.json are left
+    to the next run of the same model_dir.
 
     Raises:
       UsageError: bad input, before any work (unknown model/dataset/optimizer, batch not
@@ -49,9 +57,11 @@ def train(config, strategy=None):
       data.DatasetUnavailableError: the dataset is not prepared and cannot be downloaded.
       NonFiniteLossError: the loss or the weights became inf/NaN (nothing non-finite was
         saved; the last good checkpoint is kept).
+      stopping.Stopped: a stop was requested; the run's state is saved in model_dir.
     """
     try:
-        return _train(config, strategy)
+        with stopping.on_signals(stop) as stop:
+            return _train(config, strategy, stop)
     finally:
         console.close_bars()  # an interrupted run's bar: give the terminal its cursor back
         # The run's tf.data iterators (one per replica, each with its autotune thread) sit in
@@ -61,12 +71,13 @@ def train(config, strategy=None):
         gc.collect()
 
 
-def _train(config, strategy):
+def _train(config, strategy, stop):
     config.validate()
     if strategy is None:
         strategy = distribute.setup(config.strategy, num_gpus=config.num_gpus,
                                     all_reduce=config.all_reduce,
-                                    virtual_devices=config.virtual_devices)
+                                    virtual_devices=config.virtual_devices,
+                                    cluster=config.cluster)
     info = data.get_dataset_info(config.dataset, data_dir=config.data_dir)
     if config.train_classes is not None:  # steps per epoch over the kept examples
         info = data.class_subset(info, info.train_split, data.parse_classes(
@@ -93,7 +104,7 @@ def _train(config, strategy):
     if chief:
         _log_start(resolved, info, record, strategy, parts.model.count_params())
     try:
-        return _run(resolved, info, record, strategy, chief, parts, init_from, layout)
+        return _run(resolved, info, record, strategy, chief, parts, init_from, layout, stop)
     finally:
         if lock is not None:
             lock.release()
@@ -115,7 +126,7 @@ def _prepare_model_dir(layout, record, chief):
     return resume
 
 
-def _run(resolved, info, record, strategy, chief, parts, init_from, layout):
+def _run(resolved, info, record, strategy, chief, parts, init_from, layout, stop):
     config = resolved.config
     resume = _prepare_model_dir(layout, record, chief)
     if resume is not None and init_from:
@@ -132,6 +143,7 @@ def _run(resolved, info, record, strategy, chief, parts, init_from, layout):
     saver = CheckpointSaver(checkpoint, config.model_dir, keep=config.keep_checkpoints,
                             is_chief=chief,
                             finite_check=guards.FiniteCheck(guards.state_variables(parts)))
+    stop = StopPoints(stop, strategy, saver, total_steps=resolved.total_steps, chief=chief)
     try:
         if resume is not None:
             _restore(saver, resume.path, config)
@@ -142,9 +154,12 @@ def _run(resolved, info, record, strategy, chief, parts, init_from, layout):
         start_step = int(parts.step_counter.numpy())
         if chief:
             saver.call_before_first_save(layout.record_writer(record, start_step))
-        train_metrics = _train_loop(resolved, strategy, parts, iterator, saver, chief, layout)
+        train_metrics = _train_loop(resolved, strategy, parts, iterator, saver, chief, layout,
+                                    stop)
         train_metrics["skipped_undecodable"] = train_data.skipped_examples
+        stop.check()
         metrics = _final_metrics(resolved, info, strategy, parts, train_metrics, start_step)
+        stop.check()
         exported = {}
         if config.export:
             with parts.averaged_weights():
@@ -171,7 +186,7 @@ def _restore(saver, path, config):
             f"{first}; it was left as it is. Move it away or use another --model_dir") from None
 
 
-def _train_loop(resolved, strategy, parts, iterator, saver, chief, layout):
+def _train_loop(resolved, strategy, parts, iterator, saver, chief, layout, stop):
     config, total = resolved.config, resolved.total_steps
     step = int(parts.step_counter.numpy())
     train_step = TrainStep(strategy, parts, iterator, resolved)
@@ -180,6 +195,7 @@ def _train_loop(resolved, strategy, parts, iterator, saver, chief, layout):
     progress = Progress(resolved, step)
     timings, results, last_saved = [], {}, step  # (steps, seconds) of each loop
     while step < total:
+        stop.check(step)
         to_checkpoint = config.checkpoint_every - step % config.checkpoint_every
         num_steps = min(config.steps_per_loop, total - step, to_checkpoint)
         start = time.perf_counter()
