@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.metrics import roc_auc_score
 
 from tfmodels import data, training
 from tfmodels import model_dir as model_dir_lib
@@ -51,6 +52,32 @@ def test_train_records_the_classes(face_run):
     assert np.isfinite(metrics["train_loss"])
 
 
+def _restored(model_dir):
+    record = model_dir_lib.read_config(model_dir)
+    checkpoint, _ = model_dir_lib.checkpoints.newest_usable(model_dir, finite=False)
+    return model_dir_lib.restore_model(record, checkpoint.path)[0]
+
+
+def _cosines(first, second):
+    first = first / np.linalg.norm(first, axis=1, keepdims=True)
+    second = second / np.linalg.norm(second, axis=1, keepdims=True)
+    return np.sum(first * second, axis=1)
+
+
+def test_test_accuracy_covers_the_trained_classes(face_run):
+    """A run never trained on 7-9 is tested on the test split's examples of 0-6 only."""
+    model_dir, metrics = face_run
+    pixels, labels = data.load_arrays(data.get_dataset_info("digits"), "test")
+    trained = labels <= 6
+    logits = _restored(model_dir)(pixels[trained].astype(np.float32) / 16.0)["logits"].numpy()
+    assert metrics["test_classes"] == "0-6"
+    assert metrics["test_examples"] == int(trained.sum()) < len(labels)
+    assert metrics["test_accuracy"] == pytest.approx(
+        np.mean(logits.argmax(1) == labels[trained]), abs=1.01 / trained.sum())
+    with open(os.path.join(model_dir, "metrics.json")) as f:
+        assert json.load(f)["test_classes"] == "0-6"
+
+
 def test_verification_on_held_out_classes(face_run, tmp_path):
     model_dir, _ = face_run
     [results] = evaluator.evaluate(evaluator.EvalConfig(
@@ -67,11 +94,21 @@ def test_verification_on_held_out_classes(face_run, tmp_path):
     assert report["accuracy_mean"] == pytest.approx(np.mean(report["fold_accuracies"]))
     assert len(report["fold_accuracies"]) == 10 and 0.0 <= report["roc_auc"] <= 1.0
     assert report["tar_at_far_0.0001"] is None
+    # The ROC AUC against scikit-learn's over every pair of the held-out test examples, from
+    # embeddings computed here (the image's plus its mirror's, the raw digits' own scale): the
+    # drawn pairs are all the same pairs and a random half of the different ones.
+    pixels = data.load_arrays(data.get_dataset_info("digits"), "test")[0].astype(np.float32)
+    held = np.flatnonzero(np.isin(labels, HELD_OUT))
+    net = _restored(model_dir)
+    images = pixels[held] / 16.0
+    fused = (net(images)["embedding"].numpy() + net(np.ascontiguousarray(images[:, :, ::-1]))["embedding"].numpy())
+    first, second = np.triu_indices(len(held), k=1)
+    reference = roc_auc_score(labels[held][first] == labels[held][second],
+                              _cosines(fused[first].astype(np.float64), fused[second]))
+    assert report["roc_auc"] == pytest.approx(reference, abs=0.04)
     assert "needs >= 10000" in report["tar_at_far_0.0001_unmeasured"]
     # The margin-trained net's classifier: argmax of the cosines to the class vectors.
-    record = model_dir_lib.read_config(model_dir)
-    checkpoint, _ = model_dir_lib.checkpoints.newest_usable(model_dir, finite=False)
-    model, _ = model_dir_lib.restore_model(record, checkpoint.path)
+    model = net
     pixels = data.make_dataset("digits", "test", global_batch_size=len(labels), training=False)
     batch = next(iter(pixels))
     x = model(batch["image"])["embedding"].numpy().astype(np.float64)
