@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.metrics import roc_auc_score
 
 from tfmodels import data, training
 from tfmodels import model_dir as model_dir_lib
@@ -52,6 +53,58 @@ def test_train_records_the_classes(face_run):
     assert np.isfinite(metrics["train_loss"])
 
 
+def _restored(model_dir):
+    record = model_dir_lib.read_config(model_dir)
+    checkpoint, _ = model_dir_lib.checkpoints.newest_usable(model_dir, finite=False)
+    return model_dir_lib.restore_model(record, checkpoint.path)[0]
+
+
+def _cosines(first, second):
+    first = first / np.linalg.norm(first, axis=1, keepdims=True)
+    second = second / np.linalg.norm(second, axis=1, keepdims=True)
+    return np.sum(first * second, axis=1)
+
+
+def _all_pairs_auc(net, classes, flip):
+    """scikit-learn's ROC AUC of the cosine over every pair of the test examples of `classes`,
+    embeddings computed here from the raw digits (0..16) on the net's scale."""
+    pixels, labels = data.load_arrays(data.get_dataset_info("digits"), "test")
+    kept = np.flatnonzero(np.isin(labels, classes))
+    images = pixels[kept].astype(np.float32) / 16.0
+    embedding = net(images)["embedding"].numpy().astype(np.float64)
+    if flip:
+        embedding += net(np.ascontiguousarray(images[:, :, ::-1]))["embedding"].numpy()
+    first, second = np.triu_indices(len(kept), k=1)
+    return roc_auc_score(labels[kept][first] == labels[kept][second],
+                         _cosines(embedding[first], embedding[second]))
+
+
+def test_drawn_pairs_score_as_an_independent_reference(face_run, tmp_path):
+    """Pairs of the trained digits, which the net tells apart: a misaligned embedding or label,
+    or pairs of other classes, would score near 0.5 where the reference is far above it."""
+    model_dir, _ = face_run
+    [results] = evaluator.evaluate(evaluator.EvalConfig(
+        model_dir=model_dir, verification="pairs", verification_classes="0-6", knn_k=(),
+        output=str(tmp_path / "eval.json"), plot_dir="", summary_dir=""))
+    reference = _all_pairs_auc(_restored(model_dir), range(7), flip=False)
+    assert reference > 0.6
+    assert results["verification"]["roc_auc"] == pytest.approx(reference, abs=0.03)
+
+
+def test_test_accuracy_covers_the_trained_classes(face_run):
+    """A run never trained on 7-9 is tested on the test split's examples of 0-6 only."""
+    model_dir, metrics = face_run
+    pixels, labels = data.load_arrays(data.get_dataset_info("digits"), "test")
+    trained = labels <= 6
+    logits = _restored(model_dir)(pixels[trained].astype(np.float32) / 16.0)["logits"].numpy()
+    assert metrics["test_classes"] == "0-6"
+    assert metrics["test_examples"] == int(trained.sum()) < len(labels)
+    assert metrics["test_accuracy"] == pytest.approx(
+        np.mean(logits.argmax(1) == labels[trained]), abs=1.01 / trained.sum())
+    with open(os.path.join(model_dir, "metrics.json")) as f:
+        assert json.load(f)["test_classes"] == "0-6"
+
+
 def test_verification_on_held_out_classes(face_run, tmp_path):
     model_dir, _ = face_run
     [results] = evaluator.evaluate(evaluator.EvalConfig(
@@ -69,10 +122,13 @@ def test_verification_on_held_out_classes(face_run, tmp_path):
     assert len(report["fold_accuracies"]) == 10 and 0.0 <= report["roc_auc"] <= 1.0
     assert report["tar_at_far_0.0001"] is None
     assert "needs >= 10000" in report["tar_at_far_0.0001_unmeasured"]
+    # The ROC AUC against scikit-learn's over every pair of the held-out test examples, from
+    # embeddings computed here (the image's plus its mirror's): the drawn pairs are all the
+    # same pairs and a random half of the different ones.
+    model = _restored(model_dir)
+    assert report["roc_auc"] == pytest.approx(_all_pairs_auc(model, HELD_OUT, flip=True),
+                                              abs=0.04)
     # The margin-trained net's classifier: argmax of the cosines to the class vectors.
-    record = model_dir_lib.read_config(model_dir)
-    checkpoint, _ = model_dir_lib.checkpoints.newest_usable(model_dir, finite=False)
-    model, _ = model_dir_lib.restore_model(record, checkpoint.path)
     pixels = data.make_dataset("digits", "test", global_batch_size=len(labels), training=False)
     batch = next(iter(pixels))
     x = model(batch["image"])["embedding"].numpy().astype(np.float64)

@@ -241,9 +241,12 @@ def _final_metrics(resolved, info, strategy, parts, train_metrics, start_step):
     metrics this process measured and `start_step` the step it started from.
     """
     config = resolved.config
+    # A run trained on some classes (train_classes) is tested on those classes' examples: it
+    # cannot classify the held-out ones (eval.py --verification=pairs measures those).
     eval_data = data.distribute_dataset(
         strategy, config.dataset, info.eval_split, global_batch_size=config.global_batch_size,
-        training=False, data_dir=config.data_dir, **_input_options(resolved))
+        training=False, data_dir=config.data_dir, classes=resolved.train_classes,
+        **_input_options(resolved))
     chunks = None  # many classes: score them in chunks of the class matrix, no [N, C] logits
     if chunked.needs_chunks(resolved.num_classes):
         chunks = chunked.ChunkedScores(loss=config.loss, label_smoothing=config.label_smoothing)
@@ -262,7 +265,8 @@ def _final_metrics(resolved, info, strategy, parts, train_metrics, start_step):
                         train_accuracy=train_metrics.get("accuracy", float("nan")),
                         train_skipped_undecodable=train_metrics.get("skipped_undecodable", 0))
     metrics = dict(
-        measured, eval_split=info.eval_split, steps=steps, start_step=start_step,
+        measured, eval_split=info.eval_split, test_classes=config.train_classes or "all",
+        steps=steps, start_step=start_step,
         measured_in_this_run=sorted(measured), num_replicas=resolved.num_replicas,
         global_batch_size=config.global_batch_size, model=config.model, dataset=config.dataset)
     for split, name in ((info.train_split, "train"), (info.eval_split, "test")):
@@ -307,8 +311,10 @@ def _show_results(config, metrics, checkpoint, exported, layout):
     def percent(name):
         return f"{metrics[name]:.2%}" if metrics.get(name) is not None else "-"
 
+    classes = metrics.get("test_classes", "all")
     rows = [("test accuracy", f"{percent('test_accuracy')} of {metrics['test_examples']:,} "
-                              f"{metrics['eval_split']} examples"),
+                              f"{metrics['eval_split']} examples"
+                              + ("" if classes == "all" else f" of classes {classes}")),
             ("test loss", _number(metrics.get("test_loss")))]
     if "train_accuracy" in metrics:  # measured: this run trained at least one step
         rows += [("train accuracy", f"{percent('train_accuracy')} (last loop)"),
