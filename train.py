@@ -51,6 +51,12 @@ flags.DEFINE_string("preprocessing", D.preprocessing, "Per-net preprocessing: on
 flags.DEFINE_bool("skip_undecodable", D.skip_undecodable, "Skip (and count in the logs and "
                   "metrics.json) images that cannot be decoded, instead of stopping with an "
                   "error naming them.")
+# --- input placement (TrainConfig.input_placement) ---
+flags.DEFINE_enum("input_placement", D.input_placement, ["auto", "device", "host"],
+                  "Where training batches are made: device (a copy of the split on every "
+                  "replica's device, rows gathered and augmented in the step), host (tf.data "
+                  "pipelines), auto (the device for splits held in memory under 512 MiB per "
+                  "replica on GPUs, with the dataset's normalisation; else the host).")
 # --- loss ---
 flags.DEFINE_enum("loss", D.loss, losses.LOSSES, "Data loss per example.")
 flags.DEFINE_float("label_smoothing", D.label_smoothing, "Label smoothing of the "
@@ -149,6 +155,7 @@ def config_from_flags():
         mixed_precision=FLAGS.mixed_precision, sync_bn=FLAGS.sync_bn, augment=FLAGS.augment,
         seed=FLAGS.seed, deterministic=FLAGS.deterministic, image_size=image_size,
         preprocessing=FLAGS.preprocessing or None, skip_undecodable=FLAGS.skip_undecodable,
+        input_placement=FLAGS.input_placement,
         checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
         log_every=FLAGS.log_every, export=FLAGS.export, init_checkpoint=FLAGS.init_checkpoint,
         init_checkpoint_use_ema=FLAGS.init_checkpoint_use_ema,

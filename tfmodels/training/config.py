@@ -20,6 +20,7 @@ from tfmodels import distribute, losses, nets, schedules
 from tfmodels.data import preprocessing as data_preprocessing
 from tfmodels.data import steps_per_epoch
 from tfmodels.data.pipeline import check_image_size
+from tfmodels.data.pipelines import on_device
 from tfmodels.nets import custom
 from tfmodels.training.heads import HEADS
 from tfmodels.training.inputs import resolve_input
@@ -98,6 +99,11 @@ class TrainConfig:
     image_size: Optional[Union[int, Tuple[int, int]]] = None
     preprocessing: Optional[str] = None
     skip_undecodable: bool = False
+    # Where training batches are made: 'device' gathers and augments them in the step from a
+    # copy of the split on each replica's device; 'host' runs tf.data pipelines; 'auto' picks
+    # the device for splits held in memory that fit, on GPU/TPU replicas
+    # (`data.pipelines.on_device`).
+    input_placement: str = "auto"
     # Checkpoints, logs, exports.
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
@@ -129,6 +135,7 @@ class TrainConfig:
                     sorted(data_preprocessing.PREPROCESSING_FNS))
         if not isinstance(self.skip_undecodable, bool):
             raise ValueError(f"skip_undecodable={self.skip_undecodable!r} must be True or False")
+        _choice("input_placement", self.input_placement, on_device.PLACEMENTS)
         _choice("head", self.head, HEADS)
         _choice("sampler", self.sampler, SAMPLERS)
         distribute.check_options(self.strategy, num_gpus=self.num_gpus,
@@ -227,6 +234,8 @@ class TrainConfig:
             raise ValueError(f"num_sampled={self.num_sampled} must be < the {info.num_classes} "
                              f"classes of {info.name!r} for head='sampled_softmax' (use "
                              "head='softmax' to score every class)")
+        if self.input_placement == "device":
+            on_device.check_placeable(info, info.train_split)
         model_dir = self.model_dir or os.path.join(
             "runs", f"{self.model}-{self.dataset}".replace(":", "_"))
         return ResolvedConfig(

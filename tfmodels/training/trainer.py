@@ -136,7 +136,7 @@ def _run(resolved, info, record, strategy, chief, parts, init_from):
         strategy, config.dataset, info.train_split, global_batch_size=config.global_batch_size,
         training=True, augment=config.augment, seed=config.seed,
         deterministic=config.deterministic, data_dir=config.data_dir,
-        **_input_options(resolved))
+        input_placement=config.input_placement, **_input_options(resolved))
     iterator = iter(train_data)
     checkpoint = tf.train.Checkpoint(input=iterator, **parts.trackables())
     saver = CheckpointSaver(checkpoint, config.model_dir, keep=config.keep_checkpoints,
