@@ -73,6 +73,22 @@ def test_device_batches_are_the_host_pipelines_and_resume(replica_runner, num_re
     np.testing.assert_array_equal(out["across_images"], out["after_images"])
 
 
+@replicas.scenario(1, 2)
+def device_training(strategy):
+    from tfmodels.training import TrainConfig, train
+
+    metrics = train(TrainConfig(model_dir=tempfile.mkdtemp(), model="two_layer_net",
+                                train_steps=8, steps_per_loop=4, export=False,
+                                input_placement="device"), strategy=strategy)
+    return {k: np.array(metrics[k]) for k in ("train_loss", "test_loss", "test_accuracy")}
+
+
+def test_training_on_device_with_two_replicas_equals_one(replica_runner):
+    one, two = (replica_runner.run(device_training, n) for n in (1, 2))
+    for key in one:  # replicas sum the same gradients in another order: rounding only
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-5, err_msg=key)
+
+
 def test_synthetic_batch_on_device_is_the_host_batch():
     strategy = tf.distribute.get_strategy()
     kwargs = dict(global_batch_size=16, training=True, seed=3)
