@@ -119,7 +119,8 @@ def test_choice_is_logged_with_the_bytes_per_replica(monkeypatch):
     assert "the replicas are CPUs" in lines[-1]
     monkeypatch.setattr(on_device, "_on_accelerators", lambda strategy: True)
     assert on_device.choose_placement(_spec(), strategy, "auto") == "device"
-    assert lines[-1] == f"input      device: digits train, {size:,} bytes per replica x 1 replica(s)"
+    assert lines[-1] == (f"input      device: digits train, {size:,} bytes per replica x 1 "
+                         "replica(s)")
     assert on_device.choose_placement(_spec(), strategy, "host") == "host"
     # A per-example preprocessing stays on the host unless asked; device forces it.
     lenet = _spec(preprocessing_name="lenet")
