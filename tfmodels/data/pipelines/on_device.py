@@ -209,7 +209,7 @@ class DeviceData:
             copy, device = self._copies[replica], self._devices[replica]
             with tf.device(device):
                 if "image" in copy:  # synthetic: the same batch every step
-                    return {k: tf.identity(v) for k, v in copy.items()}
+                    return dict(copy)
                 replica_t = tf.constant(replica, tf.int64)
                 index = in_memory.train_indices(self.spec, step, replica_t, self.per_replica)
                 pixels = _from_words(tf.gather(copy["pixels"], index), self._pixel_dtype,
