@@ -1,6 +1,6 @@
 """Where the wall time of the default run (`python train.py`: SmallCNN on digits) goes.
 
-    python bench/default_run.py                          # auto placement, then host, device
+    python bench/default_run.py                          # input on the host, then the device
     python bench/default_run.py --placements host device --rounds 2
 
 Each run is one subprocess (a fresh interpreter, as `python train.py`), rounds interleaved
