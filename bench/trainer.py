@@ -5,6 +5,9 @@
                                                  # 32x32 (batch 128)
     python bench/trainer.py --replicas 1 2 4     # + step time with N logical CPU replicas
     python bench/trainer.py --replicas 1 2 4 --skip_loops --repeats 3   # only that table
+    python bench/trainer.py --input --models two_layer_net small_cnn resnet20
+                                                 # ours with its data on the device vs the
+                                                 # minimal loop over a batch on the device
 
 Same model, same synthetic batch (repeated: no input cost), same optimizer (SGD + momentum),
 same loss (cross-entropy + L2 weight decay), same steps per tf.function call (the loops are in
@@ -13,6 +16,13 @@ the trainer's checkpointable iterator (`data.ResumableIterator`) and keeps its t
 metrics; the minimal loop has neither. The two-layer net is so small that the difference is
 per-step overhead. Replica counts run in one subprocess each (a process hosts one
 MirroredStrategy device count).
+
+`--input`: the trainer's step fed by the trainer's own input paths (`data.distribute_dataset`
+with `input_placement`), on a real in-memory split with augmentation (digits for 8x8 nets,
+`patterns` at 32x32x3 otherwise), against the minimal loop over one batch already on the device
+("minimal, batch on device": compute only). Rows: ours over one constant batch on the device
+(compute + the step's bookkeeping), ours with the split on the device (+ gathering and
+augmenting the rows in the step), ours with today's host pipeline. Medians of interleaved calls.
 """
 import argparse
 import json
@@ -27,7 +37,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # name -> (image shape, global batch, steps per tf.function call, timed calls per candidate)
-CASES = {"two_layer_net": ((8, 8, 1), 64, 200, 40), "lenet_pp": ((28, 28, 1), 128, 20, 7),
+CASES = {"two_layer_net": ((8, 8, 1), 64, 200, 40), "small_cnn": ((8, 8, 1), 64, 50, 15),
+         "lenet_pp": ((28, 28, 1), 128, 20, 7),
          "resnet20": ((32, 32, 3), 128, 20, 7), "vit_tiny": ((32, 32, 3), 128, 20, 7)}
 
 
@@ -47,6 +58,49 @@ def compare_loops(model_name, repeats=None, steps_per_loop=None, clock="wall"):
             "minimal img/s": per_sec["minimal"], "model.fit img/s": per_sec["model.fit"],
             "ours/minimal": per_sec["ours"] / per_sec["minimal"],
             "ours/model.fit": per_sec["ours"] / per_sec["model.fit"]}
+
+
+def compare_input(model_name, repeats=None, steps_per_loop=None):
+    """Per-step time of ours fed on the device / on the host vs the minimal loop over a batch
+    on the device (one device, medians of interleaved calls); returns a table row."""
+    import keras
+    import tensorflow as tf
+
+    from loops import DEVICE_BATCH, build_loops, trainer_parts
+    from timing import time_calls
+    from tfmodels import data
+    from tfmodels.training.step import TrainStep
+
+    image_shape, batch, default_steps, default_repeats = CASES[model_name]
+    steps_per_loop, repeats = steps_per_loop or default_steps, repeats or default_repeats
+    dataset = ("digits" if tuple(image_shape) == (8, 8, 1)
+               else "patterns:{}x{}x{}:10:4096:64".format(*image_shape))
+    synthetic = "synthetic:{}x{}x{}:10".format(*image_shape)
+    strategy = tf.distribute.get_strategy()
+    n = tf.constant(steps_per_loop, tf.int64)
+    fns = build_loops(model_name, image_shape, batch, steps_per_loop, loops=(DEVICE_BATCH,))
+    for name, source, placement in (("ours, batch on device", synthetic, "device"),
+                                    ("ours, data on device", dataset, "device"),
+                                    ("ours, data on host", dataset, "host")):
+        keras.utils.set_random_seed(0)
+        config, parts = trainer_parts(model_name, image_shape, batch)
+        iterator = iter(data.distribute_dataset(
+            strategy, source, "train", global_batch_size=batch, training=True,
+            augment=source != synthetic, seed=0, input_placement=placement))
+        fns[name] = (lambda step: lambda: step.loop(n))(TrainStep(strategy, parts, iterator,
+                                                                  config))
+    ms = {k: 1e3 * v / steps_per_loop for k, v in
+          time_calls(fns, repeats=repeats, number=1, warmup=2).items()}
+    compute = ms[DEVICE_BATCH]
+    return {"model": model_name, "data": dataset, "batch": batch,
+            "minimal, batch on device ms": compute,
+            "ours, batch on device ms": ms["ours, batch on device"],
+            "ours, data on device ms": ms["ours, data on device"],
+            "ours, data on host ms": ms["ours, data on host"],
+            "bookkeeping ms": ms["ours, batch on device"] - compute,
+            "input on device ms": ms["ours, data on device"] - ms["ours, batch on device"],
+            "device: ours / minimal": compute / ms["ours, data on device"],
+            "host: ours / minimal": compute / ms["ours, data on host"]}
 
 
 def replica_step_time(num_replicas, model_name, steps_per_loop, repeats, strategy_name="auto"):
@@ -89,6 +143,9 @@ def main():
     parser.add_argument("--mirrored_baseline", action="store_true",
                         help="add MirroredStrategy over one device (auto uses the default "
                              "strategy there)")
+    parser.add_argument("--input", action="store_true",
+                        help="only the input table: ours with its data on the device / host "
+                             "vs the minimal loop over a batch on the device")
     parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)  # replicas, model, strategy
     args = parser.parse_args()
 
@@ -101,6 +158,11 @@ def main():
 
     from timing import print_table
 
+    if args.input:
+        rows = [compare_input(m, args.repeats, args.steps_per_loop) for m in args.models]
+        print_table("Per-step ms, one CPU device: the trainer's input on the device vs the host "
+                    "(speeds: minimal over a batch on the device / ours)", rows, list(rows[0]))
+        return
     if not args.skip_loops:
         rows = [compare_loops(m, args.repeats, args.steps_per_loop, args.clock)
                 for m in args.models]

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmodels.data import datasets
-from tfmodels.data.pipelines import decoding, resumable
+from tfmodels.data.pipelines import decoding, on_device, resumable
 from tfmodels.data import preprocessing as preprocessing_lib
 from tfmodels.data.pipelines import layout as layout_lib
 from tfmodels.data.sources.specs import PipelineSpec, check_split
@@ -100,8 +100,9 @@ def make_dataset(name, split, *, global_batch_size, training, input_context=None
 def distribute_dataset(strategy, name, split, *, global_batch_size, training, augment=False,
                        seed=None, deterministic=False, data_dir=None, start_step=0,
                        in_memory=None, image_size=None, preprocessing=None,
-                       skip_undecodable=False, classes=None):
-    """Per-replica batches for `strategy` via `distribute_datasets_from_function`.
+                       skip_undecodable=False, classes=None, input_placement=None):
+    """Per-replica batches for `strategy` via `distribute_datasets_from_function`, or, for
+    training data placed on the devices, gathered there by each step (`on_device.py`).
 
     Args:
       strategy: a `tf.distribute.Strategy`.
@@ -109,12 +110,16 @@ def distribute_dataset(strategy, name, split, *, global_batch_size, training, au
         start_step, in_memory, image_size, preprocessing, skip_undecodable, classes: as
         `make_dataset`
         (the strategy supplies each input pipeline's `input_context`).
+      input_placement: training only: None (host pipelines, nothing logged), or 'auto',
+        'device', 'host', chosen and logged by `on_device.choose_placement`.
 
     Returns:
       A `resumable.DistributedData`: `iter()` gives a checkpointable iterator
       (`tf.train.Checkpoint(iterator=it)`), `.steps` is steps per epoch (training) or
       `num_eval_steps` (evaluation), `.distributed_dataset` the plain tf.distribute dataset,
-      `.skipped_examples` the undecodable examples skipped so far (all pipelines).
+      `.skipped_examples` the undecodable examples skipped so far (all pipelines); or, for
+      training data placed on the devices, an `on_device.DeviceData` (the same `iter()`,
+      `.steps` and `.skipped_examples`, and a checkpoint entry of the same form).
 
     Raises:
       ValueError: before any work, if `global_batch_size` is not divisible by the number of
@@ -136,6 +141,12 @@ def distribute_dataset(strategy, name, split, *, global_batch_size, training, au
         # One plain counter for every pipeline (made outside any strategy scope).
         with tf.init_scope(), tf.device("/cpu:0"):
             spec = dataclasses.replace(spec, skip_counter=decoding.new_skip_counter())
+    if input_placement is not None and input_placement not in on_device.PLACEMENTS:
+        raise ValueError(f"input_placement={input_placement!r} must be None or one of "
+                         f"{', '.join(on_device.PLACEMENTS)}")
+    if training and input_placement is not None and \
+            on_device.choose_placement(spec, strategy, input_placement) == "device":
+        return on_device.DeviceData(spec, strategy)
     datasets.source_of(spec.info).prepare(spec)
     options = input_options(strategy)
 

@@ -21,6 +21,7 @@ from tfmodels.data import preprocessing as data_preprocessing
 from tfmodels.data.pipelines.layout import split_batch
 from tfmodels.data.pipeline import check_image_size
 from tfmodels.data.sources.specs import parse_classes as data_parse_classes
+from tfmodels.data.pipelines import on_device
 from tfmodels.nets import custom
 from tfmodels.porting import rules as porting_rules
 from tfmodels.training.heads import HEADS
@@ -156,6 +157,11 @@ class TrainConfig(distribute.StrategyOptions):
                           "srun; GPUs per task from the allocation).", choices=distribute.CLUSTERS)
     sync_bn: bool = option(True, "Batch-norm statistics over the global batch (needed for N "
                            "replicas to match one).")
+    input_placement: str = option(
+        "auto", "Where training batches are made: device gathers and augments them in the step "
+        "from a copy of the split on each replica's device; host runs tf.data pipelines; auto "
+        "picks the device for splits held in memory that fit, on GPU/TPU replicas.",
+        choices=on_device.PLACEMENTS)
     # --- checkpoints, logs, exports ---
     checkpoint_every: int = option(1000, "Steps between checkpoints.", low=1)
     keep_checkpoints: int = option(3, "Checkpoints kept.", low=1)
@@ -306,6 +312,12 @@ class TrainConfig(distribute.StrategyOptions):
                              f"{info.num_classes} classes of {info.name!r} for "
                              "--head=sampled_softmax (use --head=softmax to score every class)",
                              "num_sampled")
+        if self.input_placement == "device":
+            if self.train_classes is not None:
+                raise UsageError("--input_placement=device: a subset of the classes "
+                                 f"(--train_classes={self.train_classes}) is read on the host; "
+                                 "use auto or host", "input_placement")
+            on_device.check_placeable(info, info.train_split)
         model_dir = self.model_dir or os.path.join(
             "runs", f"{self.model}-{self.dataset}".replace(":", "_"))
         return ResolvedConfig(

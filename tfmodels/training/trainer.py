@@ -137,7 +137,8 @@ def _run(resolved, info, record, strategy, chief, parts, init_from, layout, stop
         strategy, config.dataset, info.train_split, global_batch_size=config.global_batch_size,
         training=True, augment=config.augment, seed=config.seed,
         deterministic=config.deterministic, data_dir=config.data_dir,
-        classes=resolved.train_classes, **_input_options(resolved))
+        classes=resolved.train_classes, input_placement=config.input_placement,
+        **_input_options(resolved))
     iterator = iter(train_data)
     checkpoint = tf.train.Checkpoint(input=iterator, **parts.trackables())
     saver = CheckpointSaver(checkpoint, config.model_dir, keep=config.keep_checkpoints,

@@ -49,15 +49,8 @@ def pipeline(spec, layout, pixels, labels):
 
     @tf.autograph.experimental.do_not_convert
     def train_batch(u):
-        step, replica, offset = layout_lib.positions(u, layout)
-        steps_per_epoch = n // g
-        epoch_seed = preprocessing.derive_seed(spec.seed, preprocessing.SHUFFLE_SALT,
-                                               step // steps_per_epoch)
-        index = tf.random.experimental.index_shuffle((step % steps_per_epoch) * g + offset,
-                                                     seed=epoch_seed, max_index=n - 1)
-        image = transforms.train_batch(spec, tf.gather(pixels_t, index), step, replica,
-                                       layout.per_replica)
-        return {"image": image, "label": tf.gather(labels_t, index)}
+        step, replica, _ = layout_lib.positions(u, layout)
+        return train_rows(spec, pixels_t, labels_t, step, replica, layout.per_replica)
 
     @tf.autograph.experimental.do_not_convert
     def eval_batch(u):
@@ -76,6 +69,37 @@ def pipeline(spec, layout, pixels, labels):
         return elements.map(train_batch, num_parallel_calls=tf.data.AUTOTUNE)
     elements = tf.data.Dataset.range(math.ceil(n / g) * layout.replicas)
     return elements.map(eval_batch, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def train_rows(spec, pixels, labels, step, replica, per_replica):
+    """One replica's training batch of global step `step`: its rows of the epoch's seeded order,
+    augmented (the same ops wherever they run: in a tf.data map, or in the training step over a
+    copy of the split on the replica's device, `on_device.py`).
+
+    Args:
+      spec: the `PipelineSpec` (training).
+      pixels, labels: the whole split as tensors, [N, H, W, C] and [N].
+      step, replica: the global step and the replica's global index (int64 scalars).
+      per_replica: B, the per-replica batch.
+
+    Returns:
+      {'image': float32 [B, *spec.output_shape], 'label': [B]}.
+    """
+    index = train_indices(spec, step, replica, per_replica)
+    image = transforms.train_batch(spec, tf.gather(pixels, index), step, replica, per_replica)
+    return {"image": image, "label": tf.gather(labels, index)}
+
+
+def train_indices(spec, step, replica, per_replica):
+    """The split's indices of one replica's rows of global step `step` (int64 [B]): positions
+    of the epoch's seeded order, `index_shuffle` being a bijection of [0, N)."""
+    n, g = spec.info.splits[spec.split], spec.global_batch_size
+    offset = replica * per_replica + tf.range(per_replica, dtype=tf.int64)
+    steps_per_epoch = n // g
+    epoch_seed = preprocessing.derive_seed(spec.seed, preprocessing.SHUFFLE_SALT,
+                                           step // steps_per_epoch)
+    return tf.random.experimental.index_shuffle((step % steps_per_epoch) * g + offset,
+                                                seed=epoch_seed, max_index=n - 1)
 
 
 def _constant(array):

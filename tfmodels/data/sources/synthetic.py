@@ -43,12 +43,10 @@ def pipeline(spec, layout, input_context=None):
     """
     del input_context
     info, g = spec.info, spec.global_batch_size
-    seed = preprocessing.derive_seed(spec.seed, preprocessing.SYNTHETIC_SALT, 0)
-    images = tf.random.stateless_uniform([layout.per_replica, *spec.output_shape], seed=seed)
-    labels = tf.random.stateless_uniform([layout.per_replica], seed=seed + 1, minval=0,
-                                         maxval=info.num_classes, dtype=tf.int32)
+    batch = train_batch(spec, layout.per_replica)
     if spec.training:
-        return tf.data.Dataset.from_tensors({"image": images, "label": labels}).repeat()
+        return tf.data.Dataset.from_tensors(batch).repeat()
+    images, labels = batch["image"], batch["label"]
     n = info.splits[spec.split]
 
     @tf.autograph.experimental.do_not_convert
@@ -59,6 +57,15 @@ def pipeline(spec, layout, input_context=None):
 
     steps = math.ceil(n / g)
     return tf.data.Dataset.range(steps * layout.replicas).map(eval_batch)
+
+
+def train_batch(spec, per_replica):
+    """The one random batch {'image', 'label'} of `per_replica` rows every replica repeats."""
+    seed = preprocessing.derive_seed(spec.seed, preprocessing.SYNTHETIC_SALT, 0)
+    images = tf.random.stateless_uniform([per_replica, *spec.output_shape], seed=seed)
+    labels = tf.random.stateless_uniform([per_replica], seed=seed + 1, minval=0,
+                                         maxval=spec.info.num_classes, dtype=tf.int32)
+    return {"image": images, "label": labels}
 
 
 SOURCE = Source(name="synthetic", names=("synthetic",), accepts=accepts, info=info,
