@@ -25,10 +25,17 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(autouse=True)
 def _seed_everything():
-    """Every test starts from the same Python, NumPy and TensorFlow seeds."""
+    """Every test starts from the same Python, NumPy and TensorFlow seeds, and leaves op
+    determinism as it found it: an in-process `train(deterministic=True)` turns it on for the
+    whole process, where unseeded random ops of a later test (a TF1 graph's initialisers)
+    would then fail."""
     import keras
+    from tensorflow.python.framework import config as tf_config
 
     keras.utils.set_random_seed(1234)
+    yield
+    if tf_config.is_op_determinism_enabled():
+        tf_config.disable_op_determinism()
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ def test_a_resume_with_other_options_keeps_the_first_ones_in_the_history(run):
     assert saved["model_dir"] == str(run)
 
 
-@pytest.mark.parametrize("option, value", [("head", "partial_fc"), ("optimizer", "adam"),
+@pytest.mark.parametrize("option, value", [("optimizer", "adam"),
                                            ("loss", "hinge")])
 def test_a_resume_that_changes_what_checkpoints_hold_is_refused(run, option, value):
     also = {"label_smoothing": 0.0} if option == "loss" else {}  # hinge takes no smoothing

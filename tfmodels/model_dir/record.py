@@ -24,7 +24,9 @@ from tfmodels.options import UsageError, is_int
 # overwritten. The input pipeline's preprocessing belongs here as soon as the config has it.
 IDENTITY_KEYS = ("model", "num_classes", "image_shape", "dataset", "preprocessing",
                  "center_loss", "optimizer", "ema_decay_enabled", "loss_scaling",
-                 "trainable_scopes", "head", "loss")
+                 "trainable_scopes", "loss")
+# Not `head`: every head trains the net's own logits layer, so a run may go on with another one
+# (docs/MANY_CLASSES.md); the change is kept in the history.
 # Options that change nothing the run produces (where it is, how often it talks): a resume may
 # change them without a history entry.
 UNRECORDED_KEYS = ("model_dir", "log_every", "export")
