@@ -23,7 +23,7 @@ from tfmodels.data import preprocessing as data_preprocessing
 from tfmodels.data.pipelines.layout import split_batch
 from tfmodels.data.pipeline import check_preprocessing
 from tfmodels.data.sources.specs import check_split, parse_classes
-from tfmodels.evaluation import pairs_file
+from tfmodels.evaluation import pairs_file, pairs_tfds
 from tfmodels.options import UsageError, option
 
 # Without a batch size in config.json (ported checkpoints) or given: evaluation keeps no
@@ -83,7 +83,8 @@ class EvalConfig(distribute.StrategyOptions):
         None, "Pairs in LFW's pairs.txt format (with --pairs_images); default: pairs drawn "
         "from the classes the run held out (train.py --train_classes) in --split.")
     pairs_images: Optional[str] = option(
-        None, "Folder of <name>/<name>_<nnnn>.jpg images that --pairs_file names (aligned "
+        None, "Folder of <name>/<name>_<nnnn>.jpg images that --pairs_file names, or "
+        "tfds:lfw (its n-th image of a person as LFW numbers them; docs/FACE.md) (aligned "
         "crops, as the training images).")
     verification_classes: Optional[str] = option(
         None, "Classes to draw pairs from (ids and ranges, e.g. 7-9; default: those the run "
@@ -139,9 +140,10 @@ class EvalConfig(distribute.StrategyOptions):
             if not os.path.isfile(self.pairs_file):
                 raise UsageError(f"--pairs_file={self.pairs_file} is not an existing file",
                                  "pairs_file")
-            if not os.path.isdir(self.pairs_images):
+            if (pairs_tfds.tfds_name(self.pairs_images) is None
+                    and not os.path.isdir(self.pairs_images)):
                 raise UsageError(f"--pairs_images={self.pairs_images} is not an existing "
-                                 "folder", "pairs_images")
+                                 "folder (or tfds:NAME, e.g. tfds:lfw)", "pairs_images")
         if self.verification_classes is not None:
             parse_classes(self.verification_classes, 1 << 30, "verification_classes")
 
@@ -283,6 +285,10 @@ def _verification_classes(config, record, info):
         return None
     if config.pairs_file is not None:  # every image it names must be there, before any work
         pairs, _ = pairs_file.read_pairs(config.pairs_file)
+        source = pairs_tfds.tfds_name(config.pairs_images)
+        if source is not None:
+            pairs_tfds.check_pairs(source, config.data_dir or record.data_dir, pairs)
+            return None
         try:
             for a, i, c, j in pairs:
                 pairs_file.image_path(config.pairs_images, a, i)
