@@ -14,6 +14,7 @@ import hashlib
 
 import numpy as np
 
+from tfmodels.data.sources import tfds_source
 from tfmodels.options import UsageError
 
 PREFIX = "tfds:"
@@ -43,9 +44,7 @@ def _examples(dataset, data_dir, with_images):
     """(name, uint8 image or None) of the split, in the order tfds wrote them."""
     import tensorflow_datasets as tfds
 
-    from tfmodels.data.sources import tfds_source  # prepared or mocked, never downloaded
-
-    found = tfds_source.builder(dataset, data_dir)
+    found = tfds_source.builder(dataset, data_dir)  # prepared or mocked, never downloaded
     decoders = None if with_images else {"image": tfds.decode.SkipDecoding()}
     examples = found.as_dataset(split=SPLIT, shuffle_files=False, decoders=decoders)
     for example in tfds.as_numpy(examples):
