@@ -153,3 +153,15 @@ def test_a_missing_image_is_named_before_any_work(lfw, model_dir, tmp_path):
                               f"'{PERSONS[7]}' (it has {IMAGES} of that person, numbered "
                               "from 1)")
     restore.assert_not_called()
+
+
+def test_pairs_images_is_a_folder_or_a_tfds_name(tmp_path):
+    pairs = tmp_path / "pairs.txt"
+    _pairs_file(pairs)
+    evaluator.EvalConfig(model_dir="somewhere", verification="pairs", pairs_file=str(pairs),
+                         pairs_images="tfds:lfw").validate()
+    with pytest.raises(UsageError) as err:
+        evaluator.EvalConfig(model_dir="somewhere", verification="pairs", pairs_file=str(pairs),
+                             pairs_images=str(tmp_path / "none")).validate()
+    assert str(err.value) == (f"--pairs_images={tmp_path / 'none'} is not an existing folder "
+                              "(or tfds:NAME, e.g. tfds:lfw)")

@@ -83,9 +83,9 @@ class EvalConfig(distribute.StrategyOptions):
         None, "Pairs in LFW's pairs.txt format (with --pairs_images); default: pairs drawn "
         "from the classes the run held out (train.py --train_classes) in --split.")
     pairs_images: Optional[str] = option(
-        None, "Folder of <name>/<name>_<nnnn>.jpg images that --pairs_file names, or "
-        "tfds:lfw (its n-th image of a person as LFW numbers them; docs/FACE.md) (aligned "
-        "crops, as the training images).")
+        None, "Folder of <name>/<name>_<nnnn>.jpg images that --pairs_file names (aligned "
+        "crops, as the training images), or tfds:lfw: tfds's lfw in --data_dir, numbered as "
+        "LFW's files (docs/FACE.md).")
     verification_classes: Optional[str] = option(
         None, "Classes to draw pairs from (ids and ranges, e.g. 7-9; default: those the run "
         "held out).")
@@ -272,13 +272,13 @@ def resolve(config, record, num_replicas):
         plot_dir=plot_dir, summary_dir=summary_dir,
         image_size=tuple(record.image_shape[:2]), preprocessing=preprocessing,
         skip_undecodable=config.skip_undecodable, verification=config.verification,
-        verification_classes=_verification_classes(config, record, info),
+        verification_classes=_verification_classes(config, record, info, data_dir),
         pairs_file=config.pairs_file, pairs_images=config.pairs_images,
         verification_pairs=config.verification_pairs,
         verification_seed=config.verification_seed, flip_fusion=config.flip_fusion)
 
 
-def _verification_classes(config, record, info):
+def _verification_classes(config, record, info, data_dir):
     """The classes verification pairs are drawn from: the given ones, else those the run held
     out of training; None without drawn pairs."""
     if config.verification != "pairs":
@@ -287,7 +287,7 @@ def _verification_classes(config, record, info):
         pairs, _ = pairs_file.read_pairs(config.pairs_file)
         source = pairs_tfds.tfds_name(config.pairs_images)
         if source is not None:
-            pairs_tfds.check_pairs(source, config.data_dir or record.data_dir, pairs)
+            pairs_tfds.check_pairs(source, data_dir, pairs)
             return None
         try:
             for a, i, c, j in pairs:

@@ -1,4 +1,5 @@
-"""Verification pairs from a file in LFW's `pairs.txt` format, over a folder of images.
+"""Verification pairs from a file in LFW's `pairs.txt` format, over a folder of images (or
+tfds's `lfw`: `pairs_tfds`).
 
     10	300                         # optional header: folds, pairs of each kind per fold
     Abel_Pacheco	1	4              # same identity: name, image number, image number
