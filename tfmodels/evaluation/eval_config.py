@@ -23,7 +23,7 @@ from tfmodels.data import preprocessing as data_preprocessing
 from tfmodels.data.pipelines.layout import split_batch
 from tfmodels.data.pipeline import check_preprocessing
 from tfmodels.data.sources.specs import check_split, parse_classes
-from tfmodels.evaluation import pairs_file
+from tfmodels.evaluation import pairs_file, pairs_tfds
 from tfmodels.options import UsageError, option
 
 # Without a batch size in config.json (ported checkpoints) or given: evaluation keeps no
@@ -84,7 +84,8 @@ class EvalConfig(distribute.StrategyOptions):
         "from the classes the run held out (train.py --train_classes) in --split.")
     pairs_images: Optional[str] = option(
         None, "Folder of <name>/<name>_<nnnn>.jpg images that --pairs_file names (aligned "
-        "crops, as the training images).")
+        "crops, as the training images), or tfds:lfw: tfds's lfw in --data_dir, numbered as "
+        "LFW's files (docs/FACE.md).")
     verification_classes: Optional[str] = option(
         None, "Classes to draw pairs from (ids and ranges, e.g. 7-9; default: those the run "
         "held out).")
@@ -139,9 +140,10 @@ class EvalConfig(distribute.StrategyOptions):
             if not os.path.isfile(self.pairs_file):
                 raise UsageError(f"--pairs_file={self.pairs_file} is not an existing file",
                                  "pairs_file")
-            if not os.path.isdir(self.pairs_images):
+            if (pairs_tfds.tfds_name(self.pairs_images) is None
+                    and not os.path.isdir(self.pairs_images)):
                 raise UsageError(f"--pairs_images={self.pairs_images} is not an existing "
-                                 "folder", "pairs_images")
+                                 "folder (or tfds:NAME, e.g. tfds:lfw)", "pairs_images")
         if self.verification_classes is not None:
             parse_classes(self.verification_classes, 1 << 30, "verification_classes")
 
@@ -270,19 +272,23 @@ def resolve(config, record, num_replicas):
         plot_dir=plot_dir, summary_dir=summary_dir,
         image_size=tuple(record.image_shape[:2]), preprocessing=preprocessing,
         skip_undecodable=config.skip_undecodable, verification=config.verification,
-        verification_classes=_verification_classes(config, record, info),
+        verification_classes=_verification_classes(config, record, info, data_dir),
         pairs_file=config.pairs_file, pairs_images=config.pairs_images,
         verification_pairs=config.verification_pairs,
         verification_seed=config.verification_seed, flip_fusion=config.flip_fusion)
 
 
-def _verification_classes(config, record, info):
+def _verification_classes(config, record, info, data_dir):
     """The classes verification pairs are drawn from: the given ones, else those the run held
     out of training; None without drawn pairs."""
     if config.verification != "pairs":
         return None
     if config.pairs_file is not None:  # every image it names must be there, before any work
         pairs, _ = pairs_file.read_pairs(config.pairs_file)
+        source = pairs_tfds.tfds_name(config.pairs_images)
+        if source is not None:
+            pairs_tfds.check_pairs(source, data_dir, pairs)
+            return None
         try:
             for a, i, c, j in pairs:
                 pairs_file.image_path(config.pairs_images, a, i)

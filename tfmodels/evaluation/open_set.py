@@ -1,11 +1,11 @@
 """Open-set evaluation of a restored model: verification pairs scored by the cosine of their
-embeddings (drawn from held-out classes, or from a pairs file over an image folder, optionally
+embeddings (drawn from held-out classes, or from a pairs file over an image folder or tfds's `lfw`, optionally
 with flip fusion), and the cosine classifier of a margin-trained net."""
 import numpy as np
 import tensorflow as tf
 
 from tfmodels import data
-from tfmodels.evaluation import pairs_file, verification
+from tfmodels.evaluation import pairs_file, pairs_tfds, verification
 from tfmodels.evaluation.predict import collect_outputs
 from tfmodels.nets.class_matrix import class_matrix
 
@@ -33,10 +33,13 @@ def pair_scores(plan, strategy, model, outputs):
     if plan.pairs_file is not None:
         pairs, same = pairs_file.read_pairs(plan.pairs_file)
         info = data.get_dataset_info(plan.dataset, data_dir=plan.data_dir)
+        source = pairs_tfds.tfds_name(plan.pairs_images)
+        load = None if source is None else (
+            lambda keys: pairs_tfds.read_images(source, plan.data_dir, keys))
         first, second = pairs_file.pair_embeddings(
             lambda images: embed_model(images, training=False)["embedding"], pairs,
             plan.pairs_images, plan.record.image_shape, info, plan.preprocessing,
-            batch_size=plan.global_batch_size)
+            batch_size=plan.global_batch_size, load=load)
         return verification.cosine_scores(first, second), same
     if plan.flip_fusion:
         split_data = data.distribute_dataset(

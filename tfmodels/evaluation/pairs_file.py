@@ -1,4 +1,5 @@
-"""Verification pairs from a file in LFW's `pairs.txt` format, over a folder of images.
+"""Verification pairs from a file in LFW's `pairs.txt` format, over a folder of images (or
+tfds's `lfw`: `pairs_tfds`).
 
     10	300                         # optional header: folds, pairs of each kind per fold
     Abel_Pacheco	1	4              # same identity: name, image number, image number
@@ -66,36 +67,50 @@ def image_path(folder, name, number):
                             f"({stem}.{'|'.join(_EXTENSIONS)})")
 
 
+def to_input(image, image_shape, info, preprocessing=None):
+    """One decoded uint8 image [h, w, c] as network input float32 [H, W, C] (`image_shape`):
+    an RGB image becomes grey for a one-channel net (and a grey one RGB for a three)."""
+    height, width, channels = image_shape
+    image = tf.convert_to_tensor(image)
+    if image.shape[-1] == 3 and channels == 1:
+        image = tf.image.rgb_to_grayscale(image)
+    elif image.shape[-1] == 1 and channels == 3:
+        image = tf.image.grayscale_to_rgb(image)
+    if preprocessing:
+        fn = data_preprocessing.get_preprocessing(preprocessing, is_training=False)
+        return fn(image, height, width)
+    resized = data_preprocessing.resize_batch(tf.cast(image[None], tf.float32), (height, width))
+    # Scaled as the dataset's raw pixels (digits: 0..16) before its normalisation.
+    scaled = resized * (info.pixel_max / 255.0)
+    return data_preprocessing.normalize(scaled, pixel_max=info.pixel_max, mean=info.mean,
+                                        std=info.std)[0]
+
+
 def load_images(paths, image_shape, info, preprocessing=None):
     """The images at `paths` as network input float32 [N, H, W, C] (`image_shape`)."""
-    height, width, channels = image_shape
-    images = []
-    for path in paths:
-        image = tf.io.decode_image(tf.io.read_file(path), channels=channels,
-                                   expand_animations=False)
-        if preprocessing:
-            fn = data_preprocessing.get_preprocessing(preprocessing, is_training=False)
-            images.append(fn(image, height, width))
-        else:
-            resized = data_preprocessing.resize_batch(tf.cast(image[None], tf.float32),
-                                                      (height, width))
-            # Scaled as the dataset's raw pixels (digits: 0..16) before its normalisation.
-            scaled = resized * (info.pixel_max / 255.0)
-            images.append(data_preprocessing.normalize(
-                scaled, pixel_max=info.pixel_max, mean=info.mean, std=info.std)[0])
-    return tf.stack(images)
+    return tf.stack([to_input(tf.io.decode_image(tf.io.read_file(path), channels=image_shape[2],
+                                                 expand_animations=False),
+                              image_shape, info, preprocessing) for path in paths])
 
 
 def pair_embeddings(embed, pairs, folder, image_shape, info, preprocessing=None,
-                    batch_size=256):
+                    batch_size=256, load=None):
     """(first [P, D], second [P, D]) embeddings of the pairs' images, each image once.
 
-    `embed(images) -> embeddings` runs the model (with flip fusion when asked)."""
+    `embed(images) -> embeddings` runs the model (with flip fusion when asked). The images are
+    `folder`'s files, or `load(keys) -> {(name, number): uint8 image}` when given (a tfds
+    dataset, `pairs_tfds`)."""
     keys = sorted({(a, i) for a, i, _, _ in pairs} | {(c, j) for _, _, c, j in pairs})
-    paths = [image_path(folder, name, number) for name, number in keys]
+    stored = load(keys) if load is not None else None
     chunks = []
-    for start in range(0, len(paths), batch_size):
-        images = load_images(paths[start:start + batch_size], image_shape, info, preprocessing)
+    for start in range(0, len(keys), batch_size):
+        chunk = keys[start:start + batch_size]
+        if stored is None:
+            images = load_images([image_path(folder, *key) for key in chunk], image_shape,
+                                 info, preprocessing)
+        else:
+            images = tf.stack([to_input(stored[key], image_shape, info, preprocessing)
+                               for key in chunk])
         chunks.append(np.asarray(embed(images), np.float64))
     embeddings = np.concatenate(chunks)
     row = {key: k for k, key in enumerate(keys)}
