@@ -166,7 +166,8 @@ class TrainConfig(distribute.StrategyOptions):
     checkpoint_every: int = option(1000, "Steps between checkpoints.", low=1)
     keep_checkpoints: int = option(3, "Checkpoints kept.", low=1)
     log_every: int = option(100, "Steps between progress lines.", low=1)
-    export: bool = option(True, "Export a SavedModel and a .keras file at the end.")
+    export: bool = option(True, "Export at the end: saved_model/ and model.keras (raw pixels "
+                          "in, probabilities out) and net.keras (the bare net).")
     # --- starting from another checkpoint (used only when model_dir has none) ---
     init_checkpoint: Optional[str] = option(
         None, "TF1 / tf-slim or TF2 checkpoint (or directory) to initialise the model from; "
