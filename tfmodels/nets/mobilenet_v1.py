@@ -102,9 +102,21 @@ def mobilenet_v1(images, num_classes=1001, is_training=None, dropout_keep_prob=0
             end_points["embedding"] = keras.ops.squeeze(net, axis=(1, 2))
             if not num_classes:
                 return net, end_points
-            net = scopes.dropout(net, keep_prob=dropout_keep_prob, scope="Dropout_1b")
-            logits = scopes.conv2d(net, num_classes, [1, 1], activation_fn=None,
-                                   normalizer_fn=None, scope="Conv2d_1c_1x1")
+            logits = conv_logits(net, num_classes, dropout_keep_prob, "Dropout_1b")
+    return squeezed_logits(logits, end_points, spatial_squeeze)
+
+
+def conv_logits(net, num_classes, dropout_keep_prob, dropout_scope):
+    """The MobileNets' logits: dropout, then slim's linear 1x1 `Conv2d_1c_1x1` (built under
+    the caller's `Logits` scope)."""
+    net = scopes.dropout(net, keep_prob=dropout_keep_prob, scope=dropout_scope)
+    return scopes.conv2d(net, num_classes, [1, 1], activation_fn=None, normalizer_fn=None,
+                         scope="Conv2d_1c_1x1")
+
+
+def squeezed_logits(logits, end_points, spatial_squeeze):
+    """(logits, end_points) with slim's 'Logits' / 'Predictions' end points, the logits
+    squeezed to [N, K] when `spatial_squeeze`."""
     if spatial_squeeze:
         logits = keras.ops.squeeze(logits, axis=(1, 2))
     end_points["Logits"] = end_points["logits"] = logits

@@ -11,6 +11,7 @@ multiples of 8 (`make_divisible`): released checkpoints 1.0 (`mobilenet_v2`) and
 """
 import keras
 
+from tfmodels.nets.mobilenet_v1 import conv_logits, squeezed_logits
 from tfmodels.slim import scopes
 from tfmodels.slim.regularizers import l2_regularizer
 
@@ -91,14 +92,8 @@ def mobilenet_v2(images, num_classes=1001, is_training=None, dropout_keep_prob=0
             end_points["embedding"] = keras.ops.squeeze(net, axis=(1, 2))
             if not num_classes:
                 return net, end_points
-            net = scopes.dropout(net, keep_prob=dropout_keep_prob, scope="Dropout")
-            logits = scopes.conv2d(net, num_classes, [1, 1], activation_fn=None,
-                                   normalizer_fn=None, scope="Conv2d_1c_1x1")
-    if spatial_squeeze:
-        logits = keras.ops.squeeze(logits, axis=(1, 2))
-    end_points["Logits"] = end_points["logits"] = logits
-    end_points["Predictions"] = keras.ops.softmax(logits)
-    return logits, end_points
+            logits = conv_logits(net, num_classes, dropout_keep_prob, "Dropout")
+    return squeezed_logits(logits, end_points, spatial_squeeze)
 
 
 def mobilenet_v2_140(images, num_classes=1001, is_training=None, dropout_keep_prob=0.8,
