@@ -294,7 +294,10 @@ def run_and_release(work, failures=()):
         `model_dir.ModelDirWriteError`: a file of the run that could not be written).
 
     A `stopping.Stopped` (the work stopped on SIGTERM / SIGINT / SIGUSR1 after saving its
-    state, and logged one line saying so) exits with status 0.
+    state, and logged one line saying so) exits with status 0. SIGTERM, SIGINT and SIGUSR1
+    are handled (`stopping.on_signals`) from the call until the report is written: the work
+    reads the same request, and a signal after it is only recorded (a second one ends the
+    process at once).
 
     Returns:
       `work()`'s result. A `UsageError`: 'error: <message>' alone, exit status 2; an image the
@@ -306,23 +309,26 @@ def run_and_release(work, failures=()):
     from tfmodels.model_dir import ModelDirWriteError
     from tfmodels.options import UsageError
 
-    report = status = None
-    try:
-        result = work()
-    except stopping.Stopped:  # saved and said so: a requeue can tell by the status
-        report, status = "", 0
-    except UsageError as err:
-        report, status = f"error: {err}\n", 2
-    except (ModelDirWriteError,) + tuple(failures) as err:  # out of space, no permission, ...
-        report, status = f"error: {err}\n", 1
-    except Exception as err:  # noqa: BLE001 -- printed below, once the run's objects are freed
-        undecodable = decoding.undecodable_error(err)
-        report = f"error: {undecodable}\n" if undecodable else traceback.format_exc()
-        status = 1
-    gc.collect()
-    if report is not None:
-        _close_bars()
-        sys.stderr.write(report)
-        sys.stderr.flush()
-        sys.exit(status)
-    return result
+    # The signals are held until the report is written: one that comes while a failed run
+    # is reported (the launcher stops the other workers when one fails) is only recorded.
+    with stopping.on_signals():
+        report = status = None
+        try:
+            result = work()
+        except stopping.Stopped:  # saved and said so: a requeue can tell by the status
+            report, status = "", 0
+        except UsageError as err:
+            report, status = f"error: {err}\n", 2
+        except (ModelDirWriteError,) + tuple(failures) as err:  # out of space, no permission
+            report, status = f"error: {err}\n", 1
+        except Exception as err:  # noqa: BLE001 -- printed below, once the objects are freed
+            undecodable = decoding.undecodable_error(err)
+            report = f"error: {undecodable}\n" if undecodable else traceback.format_exc()
+            status = 1
+        gc.collect()
+        if report is not None:
+            _close_bars()
+            sys.stderr.write(report)
+            sys.stderr.flush()
+            sys.exit(status)
+        return result

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tests import scripts
-from tfmodels import stopping
+from tfmodels import launch, stopping
 
 SCRIPT_TIMEOUT = 300  # seconds for one short train.py / eval.py run on a loaded machine
 
@@ -153,3 +153,61 @@ def test_sigterm_to_train_py_saves_exits_0_and_resumes_bitwise(tmp_path):
     assert f"resuming from step {step}" in proc.stderr
     _assert_same(_weights(os.path.join(straight, "ckpt-300")),
                  _weights(os.path.join(stopped, "ckpt-300")))
+
+
+def test_reclaim_signals_takes_back_a_handler_another_library_installed():
+    """TensorFlow's coordination service installs its own SIGTERM handler when a multi-worker
+    strategy starts; `reclaim_signals` puts ours back (a SIGTERM then reaches the run)."""
+    taken = []
+    with stopping.on_signals() as stop:
+        signal.signal(signal.SIGUSR1, lambda number, frame: taken.append(number))
+        stop.reclaim_signals()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.05)
+        assert stop.signal_name == "SIGUSR1" and not taken
+        stop.reclaim_signals()  # after a signal: the default actions stay (a second one ends)
+        assert all(signal.getsignal(number) == signal.SIG_DFL for number in stopping.SIGNALS)
+
+
+def test_a_block_inside_another_shares_its_request_and_handlers():
+    before = {number: signal.getsignal(number) for number in stopping.SIGNALS}
+    with stopping.on_signals() as outer:
+        handlers = {number: signal.getsignal(number) for number in stopping.SIGNALS}
+        with stopping.on_signals() as inner:
+            assert inner is outer
+            assert {n: signal.getsignal(n) for n in stopping.SIGNALS} == handlers
+        os.kill(os.getpid(), signal.SIGINT)  # after the inner block: still ours, recorded
+        time.sleep(0.05)
+        assert outer.signal_name == "SIGINT"
+        own = stopping.StopRequest()
+        with stopping.on_signals(own) as given:  # a request of its own: its own handlers
+            assert given is own
+    assert {number: signal.getsignal(number) for number in stopping.SIGNALS} == before
+
+
+@pytest.mark.subprocess
+def test_sigterm_stops_a_multi_worker_run(tmp_path):
+    """Under MultiWorkerMirroredStrategy (here one worker) TensorFlow's coordination service
+    installs a SIGTERM handler of its own that only notes the signal, and the run would go on;
+    the run takes SIGTERM back, stops at a step, saves it and exits 0."""
+    model_dir = tmp_path / "run"
+    config = ('{"cluster": {"worker": ["localhost:%d"]}, "task": {"type": "worker", "index": 0}}'
+              % launch.free_ports(1)[0])
+    victim = scripts.start("train.py", f"--model_dir={model_dir}", "--model=two_layer_net",
+                           "--strategy=multi_worker", "--train_steps=100000",
+                           "--steps_per_loop=2", "--checkpoint_every=1000000", "--noexport",
+                           TF_CONFIG=config)
+    try:
+        deadline = time.time() + SCRIPT_TIMEOUT
+        events = model_dir / "train"
+        while not (events.is_dir() and any(f.stat().st_size > 200 for f in events.iterdir())):
+            assert victim.poll() is None and time.time() < deadline, "training never began"
+            time.sleep(0.05)
+        victim.send_signal(signal.SIGTERM)
+        _, err = victim.communicate(timeout=SCRIPT_TIMEOUT)
+    finally:
+        victim.kill()
+    assert victim.returncode == 0, err[-4000:]
+    step = _latest_step(str(model_dir))
+    lines = [line for line in err.splitlines() if "stopped by SIGTERM" in line]
+    assert len(lines) == 1 and f"at step {step} of 100000: saved " in lines[0], err[-4000:]

@@ -15,12 +15,19 @@ handler here only records the signal; the loop that owns the work reads it betwe
 the work stops in a consistent state. The first signal also puts the operating system's default
 action back, so a second one ends the process at once, whatever it is doing (status -signum,
 128 + signum in a shell).
+
+TensorFlow's coordination service (started by MultiWorkerMirroredStrategy) installs its own
+SIGTERM handler, a preemption notifier that only records the signal for
+`PreemptionCheckpointHandler` and lets the process run on: a SIGTERM would then be swallowed.
+Whoever starts such a strategy inside `on_signals` calls `StopRequest.reclaim_signals()` after
+it, so that SIGTERM reaches this handler again.
 """
 import contextlib
 import signal
 import threading
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+_ACTIVE = None  # the request of the outermost `on_signals` block running in the main thread
 
 
 class Stopped(Exception):
@@ -42,6 +49,15 @@ class StopRequest:
     def __init__(self):
         self.signal_number = None
         self.by_another_worker = False
+        self._install = None  # set by `on_signals` while its block runs
+
+    def reclaim_signals(self):
+        """Install the handler of `on_signals` again for signals not yet received (a library
+        that set its own handler since, like TensorFlow's coordination service for SIGTERM,
+        loses it). Does nothing outside `on_signals` or once a signal has arrived (then the
+        default actions are in place, so that a second signal ends the process)."""
+        if self._install is not None and self.signal_number is None:
+            self._install()
 
     @property
     def requested(self):
@@ -75,14 +91,22 @@ def on_signals(request=None, signals=SIGNALS):
 
     The previous handlers are restored when the block ends. Signal handlers exist only in the
     main thread: elsewhere nothing is installed and the request is set only by `request()`.
+    Inside another `on_signals` block, a block given no request (or the outer one's) installs
+    nothing and yields the outer block's request: a script holds the signals from its start
+    to its exit (a signal that comes while a failed run is being reported must not end the
+    process before its line is written), and the run inside reads the same request.
 
     Args:
-      request: the `StopRequest` to set (default: a new one).
+      request: the `StopRequest` to set (default: the enclosing block's, else a new one).
       signals: the signals that ask for a stop.
 
     Yields:
       The `StopRequest`.
     """
+    global _ACTIVE
+    if _ACTIVE is not None and request in (None, _ACTIVE):
+        yield _ACTIVE
+        return
     request = StopRequest() if request is None else request
     if threading.current_thread() is not threading.main_thread():
         yield request
@@ -95,8 +119,12 @@ def on_signals(request=None, signals=SIGNALS):
             signal.signal(number, signal.SIG_DFL)
 
     previous = {number: signal.signal(number, handle) for number in signals}
+    request._install = lambda: [signal.signal(number, handle) for number in signals]
+    outer, _ACTIVE = _ACTIVE, request
     try:
         yield request
     finally:
+        _ACTIVE = outer
+        request._install = None
         for number, handler in previous.items():
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)

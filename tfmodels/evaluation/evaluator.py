@@ -54,8 +54,9 @@ def evaluate(config, strategy=None, stop=None):
       strategy: an existing strategy to use instead of creating one from the config's strategy
         options (which are then ignored).
       stop: the `stopping.StopRequest` read before each checkpoint's results are written and
-        while waiting for checkpoints (default: a new one, set by SIGTERM, SIGINT and SIGUSR1
-        while `evaluate` runs): the evaluation then stops with `stopping.Stopped`, writing
+        while waiting for checkpoints (default: that of an enclosing
+        `stopping.on_signals` block, as eval.py's, else a new one; set by SIGTERM, SIGINT and
+        SIGUSR1 while `evaluate` runs): the evaluation then stops with `stopping.Stopped`, writing
         nothing for the checkpoint it was evaluating (results already written stay).
 
     Returns:
@@ -84,6 +85,7 @@ def _evaluate(config, strategy, stop):
         strategy = distribute.setup(config.strategy, num_gpus=config.num_gpus,
                                     all_reduce=config.all_reduce,
                                     virtual_devices=config.virtual_devices)
+        stop.reclaim_signals()  # a multi-worker strategy's coordination service took SIGTERM
     plan = resolve(config, record, strategy.num_replicas_in_sync)
     if config.continuous and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Each worker would poll on its own and could pick a different checkpoint, and the

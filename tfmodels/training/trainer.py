@@ -43,12 +43,14 @@ def train(config, strategy=None, stop=None):
     `strategy`: an existing strategy to use instead of creating one from the config's
     strategy options (which are then ignored).
 
-    `stop`: the `stopping.StopRequest` the run reads between loops of steps (default: a new
-    one). While `train` runs, SIGTERM, SIGINT and SIGUSR1 set it (`stopping.on_signals`); the
-    run then finishes its current loop of steps, saves a checkpoint of that step (unless one
-    exists), logs one line saying so and raises `stopping.Stopped`. Requested after the last
-    step, the final checkpoint is kept and the evaluation, exports and metrics.json are left
-    to the next run of the same model_dir.
+    `stop`: the `stopping.StopRequest` the run reads between loops of steps (default: that of
+    an enclosing `stopping.on_signals` block, as train.py's, else a new one). While `train`
+    runs, SIGTERM, SIGINT and SIGUSR1 set it (`stopping.on_signals`; under a multi-worker
+    strategy taken back from TensorFlow's coordination service, which installs its own SIGTERM
+    handler when the strategy starts); the run then finishes its current loop of steps, saves
+    a checkpoint of that step (unless one exists), logs one line saying so and raises
+    `stopping.Stopped`. Requested after the last step, the final checkpoint is kept and the
+    evaluation, exports and metrics.json are left to the next run of the same model_dir.
 
     Raises:
       UsageError: bad input, before any work (unknown model/dataset/optimizer, batch not
@@ -78,6 +80,7 @@ def _train(config, strategy, stop):
                                     all_reduce=config.all_reduce,
                                     virtual_devices=config.virtual_devices,
                                     cluster=config.cluster)
+        stop.reclaim_signals()  # a multi-worker strategy's coordination service took SIGTERM
     info = data.get_dataset_info(config.dataset, data_dir=config.data_dir)
     if config.train_classes is not None:  # steps per epoch over the kept examples
         info = data.class_subset(info, info.train_split, data.parse_classes(
