@@ -35,12 +35,11 @@ class StopPoints:
       strategy: the run's strategy (its workers agree on stopping).
       saver: the run's `CheckpointSaver`.
       total_steps: the run's length, for the log line.
-      chief: whether this worker logs the line.
     """
 
-    def __init__(self, request, strategy, saver, *, total_steps, chief):
+    def __init__(self, request, strategy, saver, *, total_steps):
         self.request, self._any_worker = request, any_worker(strategy)
-        self._saver, self._total_steps, self._chief = saver, total_steps, chief
+        self._saver, self._total_steps = saver, total_steps
 
     def check(self, step=None):
         """If a stop was requested: save the state at `step` (None: the run is past its last
@@ -62,6 +61,5 @@ class StopPoints:
                      else f"at step {step} of {total}, before the first step: nothing to save")
             where += "; running again with the same model_dir resumes"
         stopped = stop.stopped(where)
-        if self._chief:
-            logging.warning("%s", stopped)
+        logging.warning("%s", stopped)  # each worker: the step it saved, the same on all
         raise stopped

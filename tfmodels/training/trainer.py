@@ -147,7 +147,7 @@ def _run(resolved, info, record, strategy, chief, parts, init_from, layout, stop
     saver = CheckpointSaver(checkpoint, config.model_dir, keep=config.keep_checkpoints,
                             is_chief=chief,
                             finite_check=guards.FiniteCheck(guards.state_variables(parts)))
-    stop = StopPoints(stop, strategy, saver, total_steps=resolved.total_steps, chief=chief)
+    stop = StopPoints(stop, strategy, saver, total_steps=resolved.total_steps)
     try:
         if resume is not None:
             _restore(saver, resume.path, config)

@@ -1,0 +1,132 @@
+"""Multi-worker runs stop together: two train.py workers on localhost (started raw, each with
+its own TF_CONFIG, or by `python -m tfmodels.launch`). A SIGTERM to one worker stops both at one
+step, both save it and exit 0, and the restarted run ends bit for bit where an uninterrupted one
+does.
+"""
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests import scripts
+from tfmodels import launch
+
+pytestmark = pytest.mark.subprocess
+
+TIMEOUT = 300  # seconds for one short two-worker run on a loaded machine
+# Long enough to stop in the middle (a two_layer_net step on digits takes milliseconds).
+FLAGS = ["--model=two_layer_net", "--deterministic", "--train_steps=400", "--steps_per_loop=2",
+         "--checkpoint_every=20", "--keep_checkpoints=50", "--noexport", "--log_every=2",
+         "--strategy=multi_worker"]
+
+
+class Workers:
+    """Two train.py workers on free localhost ports, their output in files."""
+
+    def __init__(self, tmp_path, name, model_dir):
+        self.logs = [tmp_path / f"{name}_{i}.log" for i in range(2)]
+        self.procs = []
+        for config, log in zip(launch.tf_configs(2), self.logs):
+            with open(log, "w") as out:
+                self.procs.append(subprocess.Popen(
+                    scripts._command("train.py", [f"--model_dir={model_dir}", *FLAGS]),
+                    cwd=scripts.ROOT, env=scripts.script_env(TF_CONFIG=config),
+                    stdout=out, stderr=subprocess.STDOUT, text=True))
+
+    def wait(self, timeout):
+        """Return codes, each process waited for at most `timeout` seconds from now."""
+        deadline = time.monotonic() + timeout
+        try:
+            return [p.wait(timeout=max(0.1, deadline - time.monotonic())) for p in self.procs]
+        finally:
+            self.kill()
+
+    def kill(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    def output(self, index):
+        return self.logs[index].read_text()
+
+
+def _checkpoint_steps(model_dir):
+    return sorted(int(f[len("ckpt-"):-len(".index")]) for f in os.listdir(model_dir)
+                  if f.startswith("ckpt-") and f.endswith(".index"))
+
+
+def _wait_for(condition, procs, what):
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def _training_began(model_dir):
+    events = os.path.join(model_dir, "train")
+    return lambda: os.path.isdir(events) and any(
+        os.path.getsize(os.path.join(events, f)) > 200 for f in os.listdir(events))
+
+
+def _weights(prefix):
+    reader = tf.train.load_checkpoint(prefix)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if k != "_CHECKPOINTABLE_OBJECT_GRAPH" and not k.startswith("save_counter")}
+
+
+def _assert_bitwise(a, b):
+    assert a.keys() == b.keys() and len(a) > 5  # weights, optimizer slots, step, input position
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def _run_launcher(model_dir):
+    proc = scripts.run("-m tfmodels.launch", "--workers=2", "--", "train.py",
+                       f"--model_dir={model_dir}", *FLAGS, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """An uninterrupted two-worker run's last checkpoint."""
+    model_dir = tmp_path_factory.mktemp("straight") / "run"
+    _run_launcher(model_dir)
+    return str(model_dir / "ckpt-400")
+
+
+def _stopped_lines(text):
+    return [line for line in text.splitlines() if "stopped by " in line]
+
+
+@pytest.mark.slow  # three two-worker runs: ~1 min, more on a loaded machine
+def test_sigterm_to_one_worker_stops_both_at_one_step_and_resume_ends_bitwise(
+        tmp_path, straight):
+    """SIGTERM reaches our handler although TensorFlow's coordination service installs its own
+    (the run reclaims it), the other worker learns of it through the loop's all-reduce, both
+    save the same step and exit 0; restarted, the run ends where an uninterrupted one does."""
+    model_dir = tmp_path / "stopped"
+    workers = Workers(tmp_path, "stopped", model_dir)
+    try:
+        _wait_for(_training_began(model_dir), workers.procs, "training never began")
+        workers.procs[1].send_signal(signal.SIGTERM)  # the worker that is not the chief
+        assert workers.wait(TIMEOUT) == [0, 0], workers.output(0)[-3000:] + workers.output(1)
+    finally:
+        workers.kill()
+    by_signal, = _stopped_lines(workers.output(1))
+    by_other, = _stopped_lines(workers.output(0))
+    assert "stopped by SIGTERM at step " in by_signal, by_signal
+    assert "stopped by a signal to another worker at step " in by_other, by_other
+    step = int(by_signal.split(" at step ")[1].split()[0])
+    assert f" at step {step} of 400: saved {model_dir / f'ckpt-{step}'};" in by_other
+    assert 0 < step < 400 and _checkpoint_steps(model_dir)[-1] == step
+    assert not (model_dir / "metrics.json").exists()
+
+    proc = _run_launcher(model_dir)
+    assert f"resuming from step {step}" in proc.stderr
+    _assert_bitwise(_weights(straight), _weights(str(model_dir / "ckpt-400")))
