@@ -28,4 +28,5 @@ def main(config):
 
 
 if __name__ == "__main__":
-    common_flags.run(main, training.TrainConfig, failures=(training.NonFiniteLossError,))
+    common_flags.run(main, training.TrainConfig, failures=(training.NonFiniteLossError,
+                                                            training.WorkerLostError))

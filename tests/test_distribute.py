@@ -119,3 +119,41 @@ def test_slurm_needs_a_job_step(monkeypatch):
         strategy_lib.check_options("mirrored", cluster="slurm")
     with pytest.raises(ValueError, match="--cluster=k8s is not one of: tf_config, slurm"):
         strategy_lib.check_options("multi_worker", cluster="k8s")
+
+
+class _MultiWorker:
+    """Stands for a MultiWorkerMirroredStrategy (only its multi-worker mode is read)."""
+
+    class extended:  # noqa: N801 - the attribute's name
+        @staticmethod
+        def _in_multi_worker_mode():
+            return True
+
+
+# The errors TensorFlow 2.21 raised in the surviving worker of two (tests/test_multi_worker.py
+# makes them for real): the coordination service's heartbeat check, and a collective's call to
+# the worker that was killed.
+_HEARTBEATS = ("Collective ops is aborted by: Error reported from /job:worker/task:1: The "
+               "following tasks are unhealthy (stopped sending heartbeats):\n"
+               "/job:worker/replica:0/task:1\nThe tasks have crashed.")
+_CALL = ("Collective ops is aborted by: recvmsg:Connection reset by peer\nAdditional GRPC error "
+         "information from remote target /job:worker/replica:0/task:0 while calling "
+         "/tensorflow.WorkerService/CompleteInstance:")
+
+
+@pytest.mark.parametrize("text, line", [
+    (_HEARTBEATS, "lost worker 1 of the multi-worker run (stopped sending heartbeats)"),
+    (_CALL, "lost worker 0 of the multi-worker run (stopped answering)"),
+    ("Socket closed", "lost a worker of the multi-worker run (stopped answering)"),
+])
+def test_a_lost_worker_is_named_from_tensorflows_error(text, line):
+    lost = strategy_lib.lost_worker(_MultiWorker(), tf.errors.UnavailableError(None, None, text))
+    assert isinstance(lost, strategy_lib.WorkerLostError)
+    assert str(lost) == f"{line}; this worker stops too"
+
+
+def test_unavailable_in_one_process_is_not_a_lost_worker():
+    error = tf.errors.UnavailableError(None, None, _HEARTBEATS)
+    assert strategy_lib.lost_worker(tf.distribute.get_strategy(), error) is None
+    assert strategy_lib.lost_worker(_MultiWorker(), tf.errors.InternalError(None, None, "x")) \
+        is None

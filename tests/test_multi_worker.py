@@ -1,9 +1,11 @@
-"""Multi-worker runs stop together: two train.py workers on localhost (started raw, each with
-its own TF_CONFIG, or by `python -m tfmodels.launch`). A SIGTERM to one worker stops both at one
-step, both save it and exit 0, and the restarted run ends bit for bit where an uninterrupted one
-does.
+"""Multi-worker runs stop together and survive a lost worker: two train.py workers on localhost
+(started raw, each with its own TF_CONFIG, or by `python -m tfmodels.launch`). A SIGTERM to one
+worker stops both at one step, both save it and exit 0, and the restarted run ends bit for bit
+where an uninterrupted one does; a worker killed with SIGKILL makes the other stop with one line
+naming it, and the restarted run resumes from the last checkpoint both saved and ends equal too.
 """
 import os
+import re
 import signal
 import subprocess
 import time
@@ -130,3 +132,73 @@ def test_sigterm_to_one_worker_stops_both_at_one_step_and_resume_ends_bitwise(
     proc = _run_launcher(model_dir)
     assert f"resuming from step {step}" in proc.stderr
     _assert_bitwise(_weights(straight), _weights(str(model_dir / "ckpt-400")))
+
+
+@pytest.mark.slow  # three two-worker runs and a heartbeat timeout: ~1 min
+def test_a_killed_worker_stops_the_other_and_the_run_resumes_bitwise(tmp_path, straight):
+    """kill -9 of the worker that is not the chief: the chief's collectives fail (at once when
+    one calls the dead worker, else when the coordination service misses its heartbeats, 10 s)
+    and it exits with status 1 and one line naming the lost worker; restarted, the run resumes
+    from the last checkpoint saved and ends bit for bit where an uninterrupted one does."""
+    model_dir = tmp_path / "killed"
+    workers = Workers(tmp_path, "killed", model_dir)
+    try:
+        _wait_for(lambda: os.path.isdir(model_dir) and any(
+            s >= 40 for s in _checkpoint_steps(model_dir)), workers.procs,
+            "no checkpoint 40 appeared")
+        workers.procs[1].send_signal(signal.SIGKILL)
+        # Bounded, not hung: the heartbeat timeout (10 s) and an exit.
+        assert workers.wait(120) == [1, -signal.SIGKILL], workers.output(0)[-3000:]
+    finally:
+        workers.kill()
+    text = workers.output(0)
+    errors = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert errors == [line for line in text.splitlines() if "lost worker" in line], text[-3000:]
+    assert len(errors) == 1 and "Traceback" not in text, text[-3000:]
+    # Its collective's next call to the dead worker fails, or the heartbeats stop: either way
+    # the line names it.
+    last = _checkpoint_steps(model_dir)[-1]
+    assert re.fullmatch(r"error: lost worker 1 of the multi-worker run \((stopped sending "
+                        r"heartbeats|stopped answering)\); this worker stops too; the last "
+                        rf"checkpoint saved: {re.escape(str(model_dir))}/ckpt-{last}; start "
+                        r"every worker again with the same --model_dir to resume",
+                        errors[0]), errors[0]
+    assert 40 <= last < 400
+
+    proc = _run_launcher(model_dir)
+    assert f"resuming from step {last}" in proc.stderr
+    _assert_bitwise(_weights(straight), _weights(str(model_dir / "ckpt-400")))
+
+
+def _children(pid):
+    """The process ids of `pid`'s children (Linux)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+@pytest.mark.slow  # a two-worker run through the launcher: ~30 s
+def test_the_launcher_ends_with_the_killed_workers_status_and_the_other_stops(tmp_path):
+    """kill -9 of the chief (task 0, which hosts the coordination service) under the launcher:
+    the other worker stops with one line naming it, the launcher exits with the killed
+    worker's status (128 + 9)."""
+    model_dir = tmp_path / "run"
+    launcher = scripts.start("-m tfmodels.launch", "--workers=2", "--grace_seconds=60", "--",
+                             "train.py", f"--model_dir={model_dir}", *FLAGS)
+    try:
+        _wait_for(_training_began(model_dir), [launcher], "training never began")
+        workers = _children(launcher.pid)
+        assert len(workers) == 2, workers
+        with open(f"/proc/{workers[0]}/environ", "rb") as f:  # the chief: task 0
+            chief = workers[0] if b'"index": 0' in f.read() else workers[1]
+        os.kill(chief, signal.SIGKILL)
+        _, err = launcher.communicate(timeout=120)  # bounded: the other does not hang
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 128 + signal.SIGKILL, err[-4000:]
+    lost = [line for line in err.splitlines() if "lost worker" in line]
+    assert len(lost) == 1 and lost[0].startswith("[worker 1] error: lost worker 0 of the "
+                                                 "multi-worker run"), err[-4000:]
+    assert "[launch] worker 0 failed with status 137" in err and "Traceback" not in err

@@ -14,6 +14,7 @@ code runs on real GPUs: `--virtual_devices` only simulates towers where there ar
 import dataclasses
 import json
 import os
+import re
 from typing import Optional
 
 import tensorflow as tf
@@ -218,6 +219,45 @@ def _tpu(tpu_address):
         raise UsageError(f"--strategy=tpu found no TPU at tpu_address={tpu_address!r}: {err}",
                          "strategy") from None
     return tf.distribute.TPUStrategy(resolver)
+
+
+class WorkerLostError(RuntimeError):
+    """A worker of a multi-worker run is gone (killed, crashed, its machine lost): the others
+    cannot go on, since every step all-reduces across all of them. The message is one line."""
+
+
+# How TensorFlow names a lost task: the coordination service's heartbeat check ("The following
+# tasks are unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:1") or, when the
+# task that hosts the service is the one lost, the failed call to it ("... from remote target
+# /job:worker/replica:0/task:0 ...").
+_LOST_TASK = re.compile(r"(?:stopped sending heartbeats\):\s*|remote target\s+)"
+                        r"/job:(\w+)/replica:\d+/task:(\d+)")
+
+
+def in_multi_worker_mode(strategy):
+    """Whether `strategy` runs over several worker processes."""
+    return bool(getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)())
+
+
+def lost_worker(strategy, error):
+    """The `WorkerLostError` that a `tf.errors.UnavailableError` raised under a multi-worker
+    `strategy` stands for, or None (one process: not a lost worker).
+
+    A worker that dies without a word (`kill -9`, a crash, a lost machine) stops sending the
+    heartbeats of TensorFlow's coordination service (the one MultiWorkerMirroredStrategy starts:
+    a task silent for its heartbeat timeout, 10 s by default, is declared unhealthy), which
+    then aborts every collective of the others with UNAVAILABLE; when the lost worker hosted
+    the service (task 0), the others' next call to it fails at once. The message names the lost
+    task when TensorFlow's does.
+    """
+    if not (isinstance(error, tf.errors.UnavailableError) and in_multi_worker_mode(strategy)):
+        return None
+    found = _LOST_TASK.search(str(error))
+    who = f"{found.group(1)} {found.group(2)}" if found else "a worker"
+    how = ("stopped sending heartbeats" if found and "heartbeats" in found.group(0)
+           else "stopped answering")
+    return WorkerLostError(f"lost {who} of the multi-worker run ({how}); this worker stops "
+                           "too")
 
 
 def is_chief(strategy):

@@ -10,12 +10,14 @@ run's own `CheckpointSaver` (the model_dir's staged saves) and `stopping.Stopped
 import tensorflow as tf
 from absl import logging
 
+from tfmodels import distribute
+
 
 def any_worker(strategy):
     """fn(bool) -> bool: whether any worker of `strategy` passed True (one all-reduce of a
     number across the workers, so that every worker stops at the same step: a save takes part
     in collectives); within one process, the value itself."""
-    if not getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+    if not distribute.in_multi_worker_mode(strategy):
         return lambda requested: requested
 
     @tf.function

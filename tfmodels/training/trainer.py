@@ -60,6 +60,8 @@ def train(config, strategy=None, stop=None):
       NonFiniteLossError: the loss or the weights became inf/NaN (nothing non-finite was
         saved; the last good checkpoint is kept).
       stopping.Stopped: a stop was requested; the run's state is saved in model_dir.
+      distribute.WorkerLostError: under a multi-worker strategy, another worker is gone
+        (killed, crashed): known within the coordination service's heartbeat timeout.
     """
     try:
         with stopping.on_signals(stop) as stop:
@@ -174,6 +176,16 @@ def _run(resolved, info, record, strategy, chief, parts, init_from, layout, stop
             layout.write_metrics(metrics)
             _show_results(config, metrics, saver.last_good, exported, layout)
         return metrics
+    except tf.errors.UnavailableError as err:
+        lost = distribute.lost_worker(strategy, err)
+        if lost is None:
+            raise
+        # Bounded by the coordination service's heartbeat timeout: no collective waits for
+        # good on a dead worker. The checkpoints all workers saved are whole (a save is
+        # staged), and the next run starts from the newest.
+        last = saver.last_good or "none yet"
+        raise type(lost)(f"{lost}; the last checkpoint saved: {last}; start every "
+                         "worker again with the same --model_dir to resume") from None
     finally:
         saver.close()
 
