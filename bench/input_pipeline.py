@@ -11,6 +11,13 @@ the trainer consumes (add that figure with `measure_images_per_sec` on the train
 target is pipeline >= 0.95x trainer, i.e. the input is never the bottleneck). Rounds are
 interleaved and the best round is kept, all in one process.
 
+    python bench/input_pipeline.py --autotune [--batch_size 128] [--steps 200] [--rounds 5]
+
+`--autotune`: the same training pipelines as they run (tf.data's autotune off,
+`layout.ordered_options`: its model thread once hung a process's exit) against the same
+dataset with autotune turned back on (`with_options`; the later options win), rounds
+interleaved, best kept; `on / off` above 1 is what turning it off costs.
+
     python bench/input_pipeline.py --jpeg [--threads 1 2] [--steps 20] [--rounds 3]
 
 `--jpeg`: JPEG decode + per-net preprocessing at 224x224 (`get_preprocessing('vgg' /
@@ -248,6 +255,36 @@ def jpeg_main(args):
           f"cores, TF {tf.__version__}, load average {os.getloadavg()[0]:.1f}")
     return rows
 
+def autotune_main(args):
+    """Each training case with tf.data's autotune off (as the pipelines run) and on."""
+    data_dir = tempfile.mkdtemp(prefix="tfds_fake_")
+    sizes = {"mnist": {"train": 60000, "test": 10000}, "cifar10": {"train": 50000, "test": 10000}}
+    on = tf.data.Options()
+    on.autotune.enabled = True
+    rows = []
+    with fake_tfds.fake_prepared(sizes, data_dir):
+        for label, _, make in cases(args.batch_size, data_dir):
+            off_ds = make()
+            on_ds = off_ds.with_options(on)
+            assert off_ds.options().autotune.enabled is False
+            assert on_ds.options().autotune.enabled is True
+            best = {"off": 0.0, "on": 0.0}
+            for _ in range(args.rounds):  # interleaved, best of rounds
+                for key, ds in (("off", off_ds), ("on", on_ds)):
+                    best[key] = max(best[key], measure_images_per_sec(ds, args.steps))
+            rows.append({"case": label, "batch": args.batch_size,
+                         "autotune off img/s": round(best["off"]),
+                         "autotune on img/s": round(best["on"]),
+                         "on/off": round(best["on"] / best["off"], 3)})
+            print(json.dumps(rows[-1]), flush=True)
+    print(f"tf.data autotune on vs off, batch {args.batch_size}, best of {args.rounds} "
+          f"interleaved rounds of {args.steps} batches, {os.cpu_count()} CPU cores, "
+          f"TF {tf.__version__}, load average {os.getloadavg()[0]:.1f}", flush=True)
+    # Iterators with autotune's model thread: their destruction at interpreter exit is what
+    # hung processes before; the figures are printed, end here.
+    os._exit(0)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch_size", type=int, default=256, help="global batch (1 device)")
@@ -258,9 +295,13 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                         help="--jpeg: tf.data private thread pool sizes to compare")
     parser.add_argument("--case", default="", help="--jpeg: only cases whose label has this")
+    parser.add_argument("--autotune", action="store_true",
+                        help="the training pipelines with tf.data's autotune off vs on")
     args = parser.parse_args(argv)
     if args.jpeg:
         return jpeg_main(args)
+    if args.autotune:
+        return autotune_main(args)
 
     data_dir = tempfile.mkdtemp(prefix="tfds_fake_")
     sizes = {"mnist": {"train": 60000, "test": 10000}, "cifar10": {"train": 50000, "test": 10000}}
