@@ -14,8 +14,8 @@ traces), rounds interleaved (local, workers, local, ...), the median kept; `work
 All-reduce: what the step all-reduces is the gradients, one tensor per trainable variable
 (`step.py`: `context.all_reduce(SUM, grads)`). Each setting also times that alone: a tf.function
 running `--reduce_steps` all-reduces of tensors shaped as the net's variables, one
-`strategy.run` each as in the step's loop, ms per all-reduce. The workers' figure less the local one is what crossing
-processes costs per step.
+`strategy.run` each as in the step's loop, ms per all-reduce. The workers' figure less the
+local one is what crossing processes costs per step.
 """
 import argparse
 import json

@@ -1,4 +1,5 @@
-"""Device set-up, strategy selection and their errors (the multi-device behaviour is in test_train_replicas)."""
+"""Device set-up, strategy selection, a lost worker named from TensorFlow's error, and their
+errors (the multi-device behaviour is in test_train_replicas)."""
 import json
 import os
 import pathlib

@@ -1,7 +1,9 @@
 """Stopping on a signal: the handler only records it, the first signal gives the default action
 back (a second one ends the process at once); train() stops after its current loop of steps,
 saving that step, and a resumed run ends bitwise equal to an uninterrupted one (in process, by a
-stop request, and through train.py with a real SIGTERM); eval.py stops writing nothing."""
+stop request, and through train.py with a real SIGTERM); eval.py stops writing nothing; a block
+inside another shares its request; SIGTERM is taken back from TensorFlow's coordination service
+under MultiWorkerMirroredStrategy."""
 import os
 import signal
 import time
