@@ -25,7 +25,7 @@ from absl import app, flags
 
 # Run as `python -m tfmodels.porting`, the package has imported TensorFlow with its start-up
 # lines held (`tfmodels.startup`); they are shown or dropped once --verbosity is parsed.
-from tfmodels import console, nets, options, porting, startup
+from tfmodels import console, model_dir, nets, options, porting, startup
 from tfmodels.options import UsageError, option
 
 
@@ -153,6 +153,9 @@ def main(argv):
         return 1
     except UsageError as err:
         _fail(err)
+    except model_dir.ModelDirWriteError as err:  # disk full, no permission: what was kept
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except Exception:  # noqa: BLE001 -- a bug: its traceback
         traceback.print_exc()
         return 1
