@@ -257,3 +257,19 @@ def test_a_permission_error_on_eval_summaries_is_one_line_after_the_results(
     assert model_dir_lib.read_json(str(run / "eval_test.json"))["count"] > 0
     after = model_dir_runs.snapshot(run)
     assert {k: v for k, v in after.items() if k in before} == before
+
+
+def test_a_full_disk_at_the_lock_is_one_line_and_leaves_it_free(tmp_path, monkeypatch):
+    """The writer lock is the first file a run writes (our pid into it): no space there is
+    one line, and the lock is not left held."""
+    def pwrite(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "pwrite", pwrite)
+        with pytest.raises(model_dir_lib.ModelDirWriteError) as err:
+            model_dir_lib.WriterLock(str(tmp_path / "run"))
+    assert str(err.value) == (f"cannot write {tmp_path / 'run' / '.lock'}: No space left on "
+                              "device; nothing was written")
+    with model_dir_lib.WriterLock(str(tmp_path / "run")) as lock:
+        assert lock.held
