@@ -81,3 +81,38 @@ def test_directory_without_checkpoints(tmp_path):
                                          r"checkpoint index file \(\*\.index\) \(its state "
                                          r"file names 'model.ckpt-5'\)"):
         porting.resolve_checkpoint(str(tmp_path))
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_a_lone_checkpoint_is_read_once_by_the_port(tmp_path, monkeypatch, damage):
+    """A directory holding one checkpoint has nothing to fall back to: it is not read in full
+    to choose it; the port's own reads find the damage, in one line naming the variable and
+    the checkpoint, before anything is written."""
+    model = nets.build_model("lenet", 10, (28, 28, 1))
+    names = [v.path.replace("/kernel", "/weights").replace("/bias", "/biases")
+             for v in model.weights]
+    prefix = str(tmp_path / "model.ckpt-7")
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=list(model.weights))
+    monkeypatch.setattr(checkpoint_choice.checkpoint_files, "inspect",
+                        lambda path: pytest.fail(f"{path} read in full to choose it"))
+    path, note = checkpoint_choice.choose_in_directory(str(tmp_path))
+    assert path == prefix
+    assert note == (f"took model.ckpt-7, the only checkpoint in {tmp_path} (found from the "
+                    "files); there is no `checkpoint` state file")
+
+    (data_file,) = [tmp_path / n for n in os.listdir(tmp_path) if ".data-" in n]
+    content = bytearray(data_file.read_bytes())
+    if damage == "flip":  # one bit in each stretch of 997 bytes: every tensor is hit
+        for position in range(0, len(content), 997):
+            content[position] ^= 0x10
+    else:
+        content = content[:len(content) // 10]
+    data_file.write_bytes(bytes(content))
+    with pytest.raises(ValueError) as raised:
+        porting.port_checkpoint(str(tmp_path), "lenet", 10, (28, 28, 1), str(tmp_path / "out"))
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith("variable 'LeNet/"), message
+    assert f" of checkpoint {prefix!r} cannot be read (" in message
+    assert message.endswith("): the file is damaged or truncated")
+    assert not (tmp_path / "out").exists()

@@ -4,25 +4,15 @@ and the warning of a run that does not learn."""
 import io
 import logging
 import re
-import sys
 
 import pytest
 from rich.console import Console
 
 from tests import scripts
-from tfmodels import console
+from tfmodels import console, startup
 from tfmodels.training import learning_check
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-@pytest.fixture
-def common_flags():
-    import importlib
-
-    sys.path.insert(0, scripts.ROOT)
-    yield importlib.import_module("common_flags")
-    sys.path.remove(scripts.ROOT)
 
 
 @pytest.fixture
@@ -112,6 +102,8 @@ def test_verbosity_names():
 STARTUP = """\
 WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
 I0000 00:00:1795838918.701464   20323 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.
+I0000 00:00:1796671857.304789   11942 cpu_feature_guard.cc:227] This TensorFlow binary is optimized to use available CPU instructions in performance-critical operations.
+To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow with the appropriate compiler flags.
 W1128 04:08:48.532798 140591920749440 some.cc:12] a C++ warning
 E0000 00:00:1795838928.373486   20323 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)
 E1128 04:08:48.532798 140591920749440 other.cc:7] a real C++ error
@@ -120,28 +112,29 @@ E1128 04:08:48.532798 140591920749440 other.cc:7] a real C++ error
 """
 
 
-def test_startup_output_keeps_errors_and_python_warnings(common_flags):
-    shown = common_flags.native_lines_to_show(STARTUP, logging.INFO)
+def test_startup_output_keeps_errors_and_python_warnings():
+    """A dropped C++ line goes with the lines that continue its message."""
+    shown = startup.native_lines_to_show(STARTUP, logging.INFO)
     assert shown.splitlines() == [
         "E1128 04:08:48.532798 140591920749440 other.cc:7] a real C++ error",
         "/path/module.py:3: UserWarning: a Python warning",
         '  warnings.warn("a Python warning")']
-    assert common_flags.native_lines_to_show(STARTUP, logging.DEBUG) == STARTUP
-    assert "real C++ error" not in common_flags.native_lines_to_show(STARTUP, logging.CRITICAL)
+    assert startup.native_lines_to_show(STARTUP, logging.DEBUG) == STARTUP
+    assert "real C++ error" not in startup.native_lines_to_show(STARTUP, logging.CRITICAL)
 
 
 @pytest.mark.parametrize("given, level", [("debug", 1), ("INFO", 0), ("warning", -1),
                                           ("error", -2), ("2", 2), ("-1", -1)])
-def test_verbosity_flag_takes_names_and_absl_numbers(common_flags, given, level):
-    assert common_flags._VerbosityParser().parse(given) == level
-    assert common_flags._verbosity_in(["x", f"--verbosity={given}", "--other=1"]) == level
-    assert common_flags._verbosity_in(["x", "-v", given]) == level
+def test_verbosity_flag_takes_names_and_absl_numbers(given, level):
+    assert startup.VerbosityParser().parse(given) == level
+    assert startup.verbosity_in(["x", f"--verbosity={given}", "--other=1"]) == level
+    assert startup.verbosity_in(["x", "-v", given]) == level
 
 
-def test_verbosity_flag_refuses_other_words(common_flags):
+def test_verbosity_flag_refuses_other_words():
     with pytest.raises(ValueError, match="must be one of debug, info, warning, error, or an int"):
-        common_flags._VerbosityParser().parse("loud")
-    assert common_flags._verbosity_in(["x", "--verbosity=loud"]) is None  # the real parse says
+        startup.VerbosityParser().parse("loud")
+    assert startup.verbosity_in(["x", "--verbosity=loud"]) is None  # the real parse says
 
 
 class _Resolved:

@@ -52,6 +52,30 @@ def test_error_names_dataset_and_example(bad_at, kind):
         next(iterator)
 
 
+def test_undecodable_error_takes_the_report_of_the_pipeline_that_raised():
+    """The error carries its report's number: the message comes back exactly as written,
+    though the error's text escapes the quotes of an id, and never another pipeline's."""
+    hint = "; pass skip_errors=True to decode_examples to skip and count such examples"
+    named, _ = decoding.decode_examples(
+        make([jpegs()[0], corrupt()["garbage"]], ids=[b"a.jpg", 'café "x".jpg'.encode()]),
+        dataset_name="photos", id_key="file_name")
+    unnamed, _ = decoding.decode_examples(make([corrupt()["empty"]]), dataset_name="photos")
+    errors = []
+    for dataset in (named, unnamed):
+        with pytest.raises(tf.errors.InvalidArgumentError) as err:
+            list(dataset)
+        errors.append(err.value)
+    assert '\\"x\\"' in errors[0].message  # what a search for the message would miss
+    assert str(decoding.undecodable_error(errors[0])) == (
+        'could not decode the image of example(s) #1 (file_name=café "x".jpg) of dataset '
+        "photos" + hint)
+    assert str(decoding.undecodable_error(errors[1])) == (
+        "could not decode the image of example(s) #0 of dataset photos" + hint)
+    assert decoding.undecodable_error(tf.errors.InvalidArgumentError(
+        None, None, "could not decode the image of example(s) #0 of dataset photos")) is None
+    assert decoding.undecodable_error(ValueError("x")) is None
+
+
 def test_skip_drops_counts_and_reports(capfd):
     good = list(jpegs())
     bad = corrupt()

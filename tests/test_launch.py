@@ -90,10 +90,19 @@ def test_signals_are_forwarded_to_every_worker(worker_script, capfd):
 
 
 def test_the_module_runs_as_a_script(worker_script):
+    """`python -m` imports tfmodels, and TensorFlow with it, first: its start-up lines are
+    held and dropped (TF_CPP_MIN_LOG_LEVEL does not hide them), so the launcher's stderr is
+    its workers' lines and its own, or one error line."""
     proc = scripts.run("-m tfmodels.launch", "--workers=2", "--", worker_script, timeout=120,
-                       FAIL_INDEX="0")
+                       FAIL_INDEX="0", TF_CPP_MIN_LOG_LEVEL=None)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "[launch] worker 0 failed with status 3" in proc.stderr
+    assert all(line.startswith(("[worker ", "[launch] ")) for line in
+               proc.stderr.splitlines()), proc.stderr[-2000:]
+    proc = scripts.run("-m tfmodels.launch", "--workers=0", "--", worker_script, timeout=120,
+                       TF_CPP_MIN_LOG_LEVEL=None)
+    assert (proc.returncode, proc.stderr, proc.stdout) == (
+        2, "error: --workers=0 must be >= 1\n", "")
 
 
 @pytest.mark.slow  # two train.py workers: ~1 min, more on a loaded machine

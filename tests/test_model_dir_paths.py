@@ -196,3 +196,80 @@ def test_a_permission_denied_checkpoint_is_never_set_aside(run, monkeypatch):
         model_dir_runs.train(run, train_steps=40)
     assert not os.path.exists(run / "unreadable")
     assert model_dir_runs.snapshot(run) == before
+
+
+def _summaries_fail_from_step(monkeypatch, first_step, error):
+    """TensorFlow's summary writers raise `error` (as the real one does on a full disk: at the
+    flush that leaving `as_default` does) for every step >= `first_step`."""
+    real_create = tf.summary.create_file_writer
+
+    def create(logdir, *args, **kwargs):
+        writer = real_create(logdir, *args, **kwargs)
+        real_flush = writer.flush
+
+        def flush():
+            step = tf.summary.experimental.get_step()
+            if step is not None and int(step) >= first_step:
+                raise error(None, None, f"{logdir}/events.out.tfevents.1.host.2.0.v2; "
+                                        f"{os.strerror(errno.ENOSPC)}")
+            return real_flush()
+
+        writer.flush = flush
+        return writer
+
+    monkeypatch.setattr(tf.summary, "create_file_writer", create)
+
+
+def test_a_full_disk_while_writing_summaries_is_one_line_naming_what_was_kept(
+        tmp_path, monkeypatch, capsys):
+    """The training summaries of step 20 do not fit: the run ends with one line and status 1,
+    ckpt-10 (saved before) is kept and reads."""
+    import sys
+
+    from tests import scripts
+
+    sys.path.insert(0, scripts.ROOT)
+    try:
+        import common_flags
+    finally:
+        sys.path.remove(scripts.ROOT)
+    _summaries_fail_from_step(monkeypatch, 20, tf.errors.ResourceExhaustedError)
+    with pytest.raises(SystemExit) as exit_:
+        common_flags.run_and_release(lambda: model_dir_runs.train(tmp_path / "run"))
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == (
+        f"error: cannot write {tmp_path / 'run' / 'train'}/ (TensorBoard summaries): no space "
+        "left on device (or quota exceeded); the checkpoints are kept (newest ckpt-10)\n")
+    assert [os.path.basename(p) for _, p in model_dir_lib.list_checkpoints(
+        str(tmp_path / "run"))] == ["ckpt-10"]
+    assert model_dir_lib.inspect(str(tmp_path / "run" / "ckpt-10")).readable
+
+
+def test_a_permission_error_on_eval_summaries_is_one_line_after_the_results(
+        run, monkeypatch):
+    _summaries_fail_from_step(monkeypatch, 0, tf.errors.PermissionDeniedError)
+    before = model_dir_runs.snapshot(run)
+    with pytest.raises(model_dir_lib.ModelDirWriteError) as err:
+        _evaluate(run)
+    assert str(err.value) == (
+        f"cannot write {run / 'eval'}/ (TensorBoard summaries): permission denied; the "
+        f"checkpoints are untouched and the results are in {run / 'eval_test.json'}")
+    assert model_dir_lib.read_json(str(run / "eval_test.json"))["count"] > 0
+    after = model_dir_runs.snapshot(run)
+    assert {k: v for k, v in after.items() if k in before} == before
+
+
+def test_a_full_disk_at_the_lock_is_one_line_and_leaves_it_free(tmp_path, monkeypatch):
+    """The writer lock is the first file a run writes (our pid into it): no space there is
+    one line, and the lock is not left held."""
+    def pwrite(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "pwrite", pwrite)
+        with pytest.raises(model_dir_lib.ModelDirWriteError) as err:
+            model_dir_lib.WriterLock(str(tmp_path / "run"))
+    assert str(err.value) == (f"cannot write {tmp_path / 'run' / '.lock'}: No space left on "
+                              "device; nothing was written")
+    with model_dir_lib.WriterLock(str(tmp_path / "run")) as lock:
+        assert lock.held

@@ -11,7 +11,7 @@ import pytest
 from absl import flags
 
 from tests import scripts
-from tfmodels import data, options
+from tfmodels import data, options, startup
 from tfmodels.options import UsageError, option
 from tfmodels.training import TrainConfig
 
@@ -143,12 +143,12 @@ def common_flags():
     sys.path.remove(scripts.ROOT)
 
 
-def test_a_flagfile_that_includes_itself_is_named(common_flags, tmp_path):
+def test_a_flagfile_that_includes_itself_is_named(tmp_path):
     (tmp_path / "a.flags").write_text(f"--train_steps=3\n--flagfile={tmp_path}/b.flags\n")
     (tmp_path / "b.flags").write_text(f"--flagfile={tmp_path}/a.flags\n")
     (tmp_path / "ok.flags").write_text("--train_steps=3\n")
-    assert common_flags.flagfile_cycle(["train.py", f"--flagfile={tmp_path}/ok.flags"]) is None
-    assert common_flags.flagfile_cycle(["train.py", f"--flagfile={tmp_path}/a.flags"]) == \
+    assert startup.flagfile_cycle(["train.py", f"--flagfile={tmp_path}/ok.flags"]) is None
+    assert startup.flagfile_cycle(["train.py", f"--flagfile={tmp_path}/a.flags"]) == \
         f"{tmp_path}/a.flags -> {tmp_path}/b.flags -> {tmp_path}/a.flags"
 
 

@@ -271,10 +271,10 @@ def test_scopes():
     assert rules.in_scope("vgg_16/fc8/kernel", "vgg_16/fc8")
     assert rules.in_scope("vgg_16/fc8/kernel", "vgg_16/fc8/weights")  # slim spelling
     assert not rules.in_scope("vgg_16/fc8b/kernel", "vgg_16/fc8")  # whole components
-    with pytest.raises(ValueError, match=r"exclude_scopes: scope 'vgg16/fc8' matches no "
+    with pytest.raises(ValueError, match=r"^--exclude_scopes=vgg16/fc8: the scope matches no "
                                          r"variable of the model; .* vgg_16/fc8"):
         rules.check_scopes(["vgg16/fc8"], ["vgg_16/fc8/kernel"], "exclude_scopes")
-    with pytest.raises(ValueError, match="trainable_scopes=3 must be a comma-separated"):
+    with pytest.raises(ValueError, match="^--trainable_scopes=3 must be a comma-separated"):
         rules.parse_scopes(3, "trainable_scopes")
 
 
@@ -529,7 +529,8 @@ def test_non_strict_loads_the_matching_variables(lenet_checkpoint):
     (dict(checkpoint_path="/nonexistent/model.ckpt"), r"--checkpoint=/nonexistent/model.ckpt "
                                                       r"does not exist"),
     (dict(checkpoint_path=""), "must be a checkpoint prefix or a directory"),
-    (dict(exclude_scopes="LeNet/fc5"), "exclude_scopes: scope 'LeNet/fc5' matches no variable"),
+    (dict(exclude_scopes="LeNet/fc5"), "^--exclude_scopes=LeNet/fc5: the scope matches no "
+                                       "variable"),
     (dict(overrides=["a"]), "--overrides=\\['a'\\] must be a dict"),
 ])
 def test_bad_arguments(kwargs, match, lenet_checkpoint, tmp_path):
@@ -571,6 +572,24 @@ def test_a_damaged_checkpoint_is_one_line(damage, lenet_checkpoint, tmp_path):
     assert message.startswith("variable 'LeNet/")
     assert f"of checkpoint {prefix!r} cannot be read (" in message
     assert message.endswith("): the file is damaged or truncated")
+
+
+def test_a_full_disk_while_writing_the_port_is_one_line(lenet_checkpoint, tmp_path,
+                                                        monkeypatch):
+    """TensorFlow's ResourceExhaustedError while saving the TF2 checkpoint: one
+    ModelDirWriteError naming --output, and nothing left behind (no staging folder)."""
+    from tfmodels import model_dir as model_dir_lib
+
+    def save(self, *args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "ckpt-1_temp; No space left on device")
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", save)
+    output = tmp_path / "ported"
+    with pytest.raises(model_dir_lib.ModelDirWriteError) as err:
+        porting.port_checkpoint(lenet_checkpoint.path, "lenet", 10, (28, 28, 1), str(output))
+    assert str(err.value) == (f"cannot write {output}: no space left on device (or quota "
+                              "exceeded); nothing was written")
+    assert os.listdir(tmp_path) == []
 
 
 # ---------------------------------------------------------------- unused in filled layers
@@ -624,7 +643,8 @@ def test_variables_unused_in_filled_layers_fail_with_the_setting(tmp_path):
     assert mapping.ok and mapping.skipped["ignored"] == ["Net/conv1/BatchNorm/gamma",
                                                          "Net/fc/biases"]
     assert mapping.unused == [("Net/aux/weights", (3,))]
-    with pytest.raises(ValueError, match="ignore: 'Net/conv9' matches no checkpoint variable"):
+    with pytest.raises(ValueError, match="^--ignore=Net/conv9 matches no checkpoint "
+                                         "variable"):
         porting.map_checkpoint(model, path, ignore="Net/conv9")
     full = small_net()  # built as the legacy net was: everything fills
     assert porting.map_checkpoint(full, path).ok
@@ -757,10 +777,11 @@ def test_trainable_variables():
                                         if v.path.startswith(tuple(s + "/" for s in scopes))]
     assert len(chosen) == 2 + 2 * 3  # logits kernel/bias; two convs' kernel, gamma, beta
     assert porting.trainable_variables(model, ["resnet20/logits/weights"]) == chosen[-2:-1]
-    with pytest.raises(ValueError, match="trainable_scopes: scope 'resnet20/block4' matches "
-                                         "no trainable variable"):
+    with pytest.raises(ValueError, match="^--trainable_scopes=resnet20/block4: the scope "
+                                         "matches no trainable variable"):
         porting.trainable_variables(model, "resnet20/block4")
-    with pytest.raises(ValueError, match="scope 'resnet20/conv1/BatchNorm/moving_mean'"):
+    with pytest.raises(ValueError,
+                       match="--trainable_scopes=resnet20/conv1/BatchNorm/moving_mean: "):
         porting.trainable_variables(model, "resnet20/conv1/BatchNorm/moving_mean")
 
 

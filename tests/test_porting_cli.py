@@ -288,3 +288,49 @@ def test_custom_net_mistakes_fail_as_the_guide_shows(custom_example):
                        r"not; check what names cannot show: batch_norm epsilon", result.stderr)
     assert failed and float(failed.group(1)) > 1e-3
     assert "Nothing was written." in result.stderr
+
+
+# ---------------------------------------------------------------- a quiet start
+
+# What TensorFlow's C++ code prints while it loads: absl's pre-initialisation notice and log
+# lines 'I0000 00:00:1796671857.126206   11942 port.cc:153] ...'.
+NATIVE_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\]|absl::InitializeLog|"
+                         r"^To enable the following instructions", re.M)
+
+
+def save_tf1_lenet(prefix):
+    """A name-based (TF1 Saver layout) checkpoint of a 10-class LeNet under slim's names."""
+    model = nets.build_model("lenet", 10, (28, 28, 1))
+    names = [v.path.replace("/kernel", "/weights").replace("/bias", "/biases")
+             for v in model.weights]
+    tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=names,
+                      shape_and_slices=[""] * len(names), tensors=list(model.weights))
+
+
+def test_cli_starts_quietly(tmp_path):
+    """`python -m tfmodels.porting` imports tfmodels, and TensorFlow with it, before any of its
+    code runs: the start-up lines are held and dropped at the default verbosity, as train.py
+    does. Bad input is one line and status 2; a port prints its report and nothing of
+    TensorFlow's; --verbosity=debug shows them."""
+    save_tf1_lenet(tmp_path / "model.ckpt-7")
+    env = dict(PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL=None)
+
+    def port(*args):
+        return subprocess.run([sys.executable, "-m", "tfmodels.porting", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300,
+                              env=scripts.script_env(**env))
+
+    bad = port("--bogus=1")
+    assert (bad.returncode, bad.stderr, bad.stdout) == (
+        2, "error: Unknown command line flag 'bogus'\n", "")
+
+    good = port(f"--checkpoint={tmp_path}", "--model=lenet", "--num_classes=10",
+                "--image_size=28", "--channels=1", "--output=ported")
+    assert good.returncode == 0, good.stderr[-3000:]
+    assert "Result: OK" in good.stdout and "wrote ported: ckpt-1" in good.stdout
+    assert not NATIVE_LINE.search(good.stderr), good.stderr[-3000:]
+
+    debug = port(f"--checkpoint={tmp_path}", "--model=lenet", "--num_classes=10",
+                 "--image_size=28", "--channels=1", "--dry_run", "--verbosity=debug")
+    assert debug.returncode == 0 and "Result: OK" in debug.stdout, debug.stderr[-3000:]
+    assert NATIVE_LINE.search(debug.stderr), debug.stderr[-3000:]

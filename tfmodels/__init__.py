@@ -5,12 +5,19 @@ bridge that brings TF1 / tf-slim models and checkpoints into TF2.
 
 `import tfmodels` registers every custom Keras class (layers, regularizers, schedules) with
 `keras.saving`, so `keras.saving.load_model("model.keras")` works after it; it does nothing
-else.
+else, except when a tfmodels program is starting (`python -m tfmodels.porting`, train.py):
+then TensorFlow's C++ start-up lines are held for the program to show or drop (`startup`).
 """
 import os as _os
 
+from tfmodels import startup as _startup
+
 # Keras 3 picks its backend at import time; this library is written for TensorFlow.
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+_program_argv = _startup.program_argv()
+if _program_argv is not None:  # before anything imports TensorFlow
+    _startup.quiet_start(_program_argv)
 
 # The modules defining @keras.saving.register_keras_serializable classes: a `.keras` file
 # names them as "tfmodels>SlimConv2D" etc. and loading needs them registered.

@@ -15,6 +15,7 @@ otherwise (its local devices are the GPUs a worker sees, or one CPU).
 """
 import argparse
 import json
+import logging
 import os
 import signal
 import socket
@@ -22,6 +23,8 @@ import subprocess
 import sys
 import threading
 import time
+
+from tfmodels import startup
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
@@ -176,8 +179,13 @@ def main(argv=None):
     try:
         options, script, flags = parse_args(sys.argv[1:] if argv is None else argv)
     except UsageError as err:
+        startup.show_startup(logging.INFO, probe_gpus=False)
         sys.stderr.write(f"error: {err}\n")
         return 2
+    # `python -m` imported tfmodels, and TensorFlow with it, quietly: what it printed is shown
+    # as the workers' --verbosity says (the launcher itself runs no TensorFlow).
+    verbosity = startup.verbosity_in([script, *flags])
+    startup.show_startup(startup.logging_level(verbosity or 0), probe_gpus=False)
     return launch(script, flags, options.workers, grace_seconds=options.grace_seconds)
 
 

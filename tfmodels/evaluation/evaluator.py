@@ -102,7 +102,9 @@ def _evaluate(config, strategy, stop):
     logging.info("batch      %d = %d replica(s) x %d per replica; %s", plan.global_batch_size,
                  strategy.num_replicas_in_sync, plan.per_replica_batch_size,
                  distribute.describe(strategy))
-    writer = _ScalarWriter(plan.summary_dir if chief else None)
+    writer = model_dir_lib.ScalarWriter(
+        plan.summary_dir if chief else None,
+        kept=lambda: f"the checkpoints are untouched and the results are in {plan.output}")
     try:
         if not config.continuous:
             return [_evaluate_newest(config, plan, strategy, writer, chief, stop)]
@@ -217,8 +219,8 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief, stop=Non
                 results["plots"]["roc"] = plots.plot_roc(
                     os.path.join(plan.plot_dir, f"roc_{plan.split}.png"), far, tar,
                     title=f"verification, {plan.record.model}, step {step}")
-        writer.write(step, _scalars(results))
         model_dir_lib.write_json_atomic(plan.output, _jsonable(results))
+        writer.write(step, _scalars(results))  # after the results, which it then keeps
     logging.debug("evaluated: %s", summary(results))
     if chief:
         _show_results(results)
@@ -383,29 +385,6 @@ def _scalars(results):
         if isinstance(value, float) and not name.endswith("threshold"):
             found[f"verification/{name}"] = value
     return {k: float(v) for k, v in found.items() if math.isfinite(v)}
-
-
-class _ScalarWriter:
-    """TensorBoard scalars in `directory` (None: write nothing), created at the first write so
-    that an evaluation failing on bad input leaves no empty event file behind."""
-
-    def __init__(self, directory):
-        self.directory = directory
-        self._writer = None
-
-    def write(self, step, scalars):
-        if self.directory is None:
-            return
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.directory)
-        with self._writer.as_default(step=step):
-            for name, value in scalars.items():
-                tf.summary.scalar(name, value)
-        self._writer.flush()
-
-    def close(self):
-        if self._writer is not None:
-            self._writer.close()
 
 
 def _jsonable(value):

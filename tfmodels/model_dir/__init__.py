@@ -10,7 +10,8 @@ A model_dir holds:
   written by staging and renaming (`writing`); the `checkpoint` state file is kept for
   TensorFlow's tools and rebuilt when lost or wrong (`recovery`).
 * `.lock`: one writer at a time (`lock.WriterLock`, an OS lock released when its process ends).
-* `metrics.json` (`METRICS_FILE`), TensorBoard summaries under `train/` and `eval/`, the exports
+* `metrics.json` (`METRICS_FILE`), TensorBoard summaries under `train/` and `eval/`
+  (`summaries.ScalarWriter`), the exports
   `saved_model/` (`SAVED_MODEL_DIR`), `model.keras` (`KERAS_FILE`) and `net.keras`
   (`NET_KERAS_FILE`), and `unreadable/`, where
   checkpoint files that could not be resumed from are kept for inspection.
@@ -22,7 +23,7 @@ a file inside names it; temporary names are ones only tfmodels makes, and only t
 up; a failed write for want of space or permission is one line (`ModelDirWriteError`).
 `restore_model` rebuilds a model from its record and restores a checkpoint into it.
 """
-from tfmodels.model_dir import checkpoints, files, layout, lock, recovery, writing
+from tfmodels.model_dir import checkpoints, files, layout, lock, recovery, summaries, writing
 from tfmodels.model_dir.checkpoints import Inspection, inspect, list_checkpoints, newest_usable
 from tfmodels.model_dir.files import (CONFIG_FILE, KERAS_FILE, METRICS_FILE, NET_KERAS_FILE,
                                       SAVED_MODEL_DIR,
@@ -34,6 +35,7 @@ from tfmodels.model_dir.record import (IDENTITY_KEYS, REQUIRED_KEYS, ModelRecord
                                        check_model_dir, read_config)
 from tfmodels.model_dir.recovery import UNREADABLE_DIR, NoUsableCheckpointError, recover
 from tfmodels.model_dir.restore import restore_model
+from tfmodels.model_dir.summaries import ScalarWriter
 
 
 def latest_checkpoint(model_dir):
@@ -45,7 +47,7 @@ def latest_checkpoint(model_dir):
 __all__ = ["CONFIG_FILE", "IDENTITY_KEYS", "Inspection", "KERAS_FILE", "METRICS_FILE",
            "ModelDir", "ModelDirBusyError", "ModelDirWriteError", "ModelRecord",
            "NET_KERAS_FILE", "NoUsableCheckpointError", "REQUIRED_KEYS", "SAVED_MODEL_DIR", "UNREADABLE_DIR",
-           "WriterLock", "check_model_dir", "check_target", "checkpoints", "files", "inspect",
+           "ScalarWriter", "WriterLock", "check_model_dir", "check_target", "checkpoints", "files", "inspect",
            "is_writable", "latest_checkpoint", "layout", "list_checkpoints", "lock",
            "newest_usable", "read_config", "read_json", "recover", "recovery", "restore_model",
-           "write_json_atomic", "writing"]
+           "summaries", "write_json_atomic", "writing"]

@@ -21,6 +21,7 @@ import re
 import socket
 import stat
 
+from tfmodels.model_dir.files import write_failure
 from tfmodels.options import UsageError
 
 LOCK_FILE = ".lock"
@@ -40,6 +41,7 @@ class WriterLock:
     Raises:
       ModelDirBusyError: another process holds it (the message names its pid).
       ValueError: the lock file is a symbolic link or cannot be opened.
+      ModelDirWriteError: no space (or permission) to write our pid into it.
     """
 
     def __init__(self, model_dir):
@@ -75,8 +77,15 @@ class WriterLock:
                 f"--model_dir={model_dir} is being written by another process ({holder}); "
                 "one writer per model_dir: wait for it to end or use another --model_dir "
                 f"(the lock is {self.path}, released by the OS when that process ends)") from None
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        try:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        except OSError as err:  # a full disk: before anything else is written
+            self.release()
+            failure = write_failure(err, self.path, "nothing was written")
+            if failure is not None:
+                raise failure from None
+            raise
 
     @property
     def held(self):

@@ -15,17 +15,18 @@ checkpoint does not fill the model (unmatched names, shape mismatches, variables
 filled layers) or the logits differ from --verify_with's; nothing is written then.
 """
 import dataclasses
+import logging
 import os
 import sys
 import traceback
 from typing import Optional, Tuple
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from tfmodels import nets, options, porting  # noqa: E402
-from tfmodels.options import UsageError, option  # noqa: E402
+# Run as `python -m tfmodels.porting`, the package has imported TensorFlow with its start-up
+# lines held (`tfmodels.startup`); they are shown or dropped once --verbosity is parsed.
+from tfmodels import console, model_dir, nets, options, porting, startup
+from tfmodels.options import UsageError, option
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +100,7 @@ class PortOptions:
 
 
 options.define_flags(PortOptions)
+startup.name_verbosity_levels()
 FLAGS = flags.FLAGS
 
 
@@ -151,6 +153,9 @@ def main(argv):
         return 1
     except UsageError as err:
         _fail(err)
+    except model_dir.ModelDirWriteError as err:  # disk full, no permission: what was kept
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except Exception:  # noqa: BLE001 -- a bug: its traceback
         traceback.print_exc()
         return 1
@@ -162,10 +167,23 @@ def _fail(message):
 
 
 def _parse(argv):
+    """absl's parse; a bad flag (or a flag file that includes itself) is one 'error:' line,
+    exit status 2. Then log lines go through `tfmodels.console` (short, this package's info
+    only unless --verbosity=debug) and TensorFlow's held start-up lines are shown as
+    --verbosity says."""
+    cycle = startup.flagfile_cycle(argv)
+    if cycle:
+        startup.show_startup(logging.INFO, probe_gpus=False)
+        _fail(f"--flagfile includes itself: {cycle}")
     try:
-        return FLAGS(argv)
+        rest = FLAGS(argv)
     except flags.Error as err:
+        startup.show_startup(logging.INFO, probe_gpus=False)
         _fail(err)
+    verbosity = 0 if FLAGS["verbosity"].using_default_value else FLAGS.verbosity
+    console.setup_logging(startup.logging_level(verbosity))
+    startup.show_startup(startup.logging_level(verbosity))
+    return rest
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ model_dir's `ckpt-3`) and usually a `checkpoint` state file naming the latest. T
 goes stale (files copied without it, a run restarted elsewhere, a hand edit) or missing, so, as
 train.py's model_dirs do, the files decide: the checkpoint with the highest step (then the
 newest index file) whose every tensor reads (`model_dir.checkpoints.inspect`) is taken, newer
-ones that do not read are passed over, and the note says what the state file said.
+ones that do not read are passed over, and the note says what the state file said. A directory
+holding one checkpoint has nothing to fall back to: it is taken unread (the port reads its
+tensors, and a damaged one fails there in one line), so it is not read twice.
 """
 import os
 import re
@@ -59,17 +61,24 @@ def choose_in_directory(directory):
         named = f" (its state file names {state!r})" if state else ""
         return None, (f"{directory} holds no checkpoint index file (*.index){named}")
     passed = []
-    for prefix in reversed(prefixes):
-        found = checkpoint_files.inspect(prefix)
-        if found.readable:
-            break
-        passed.append(found)
+    if len(prefixes) == 1:
+        # Nothing to fall back to: its tensors are read once, by the port, whose reads of a
+        # damaged file fail in one line naming the variable and the checkpoint.
+        prefix = prefixes[0]
+        note = f"took {os.path.basename(prefix)}, the only checkpoint in {directory}"
     else:
-        return None, (f"none of the {len(prefixes)} checkpoints in {directory} reads:\n"
-                      + checkpoint_files.describe_unusable(passed))
+        for prefix in reversed(prefixes):
+            found = checkpoint_files.inspect(prefix)
+            if found.readable:
+                break
+            passed.append(found)
+        else:
+            return None, (f"none of the {len(prefixes)} checkpoints in {directory} reads:\n"
+                          + checkpoint_files.describe_unusable(passed))
+        note = (f"took {os.path.basename(prefix)}, the newest readable of {len(prefixes)} "
+                f"checkpoints in {directory}")
     name = os.path.basename(prefix)
-    note = (f"took {name}, the newest readable of {len(prefixes)} checkpoint"
-            f"{'s' if len(prefixes) > 1 else ''} in {directory} (found from the files)")
+    note += " (found from the files)"
     if passed:
         note += "; passed over " + "; ".join(
             f"{os.path.basename(i.path)} ({i.reason()})" for i in passed)

@@ -328,8 +328,8 @@ def _restore_tf2_source(path, use_ema):
                          f"is rebuilt from {model_dir_lib.CONFIG_FILE} beside it, but "
                          f"{err}") from None
     if use_ema and not record.has_weight_average:
-        raise PortingError(f"use_ema=True but checkpoint {path!r} holds no weight averages "
-                           "(trained without --ema_decay); port it with use_ema=False")
+        raise PortingError(f"--use_ema: checkpoint {path!r} holds no weight averages "
+                           "(trained without --ema_decay); port it without --use_ema")
     model, _ = model_dir_lib.restore_model(record, path, use_average=bool(use_ema))
     return model
 

@@ -105,10 +105,10 @@ def _arg_scope(request, module, function_name):
         try:
             found = getattr(importlib.import_module(scope_module), scope_name, None)
         except Exception as err:
-            raise LegacyError(f"verify_arg_scope={spec!r}: importing {scope_module} failed: "
+            raise LegacyError(f"--verify_arg_scope={spec}: importing {scope_module} failed: "
                               f"{type(err).__name__}: {err}") from err
         if not callable(found):
-            raise LegacyError(f"verify_arg_scope={spec!r}: {scope_module} has no function "
+            raise LegacyError(f"--verify_arg_scope={spec}: {scope_module} has no function "
                               f"{scope_name!r}")
         return found, spec, [spec]
     name, tried = find_arg_scope(module, function_name)
@@ -145,11 +145,11 @@ def run(request):
     try:
         module = importlib.import_module(module_name)
     except Exception as err:
-        raise LegacyError(f"verify_with={request['function']!r}: importing {module_name} "
+        raise LegacyError(f"--verify_with={request['function']}: importing {module_name} "
                           f"failed: {type(err).__name__}: {err}") from err
     fn = getattr(module, function_name, None)
     if not callable(fn):
-        raise LegacyError(f"verify_with={request['function']!r}: {module_name} has no "
+        raise LegacyError(f"--verify_with={request['function']}: {module_name} has no "
                           f"function {function_name!r}")
     arg_scope, arg_scope_name, tried = _arg_scope(request, module, function_name)
     images = np.load(request["images"])
@@ -170,7 +170,7 @@ def run(request):
             logits = tf.squeeze(logits, [1, 2])
         variables = tf.compat.v1.global_variables()
         if not variables:
-            raise LegacyError(f"verify_with={request['function']!r} created no variables")
+            raise LegacyError(f"--verify_with={request['function']} created no variables")
         keys = [key for key, _ in tf.train.list_variables(request["checkpoint"])]
         if request["use_ema"]:
             shadows = {key[:-len(_EMA) - 1] for key in keys if key.endswith("/" + _EMA)}

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from tfmodels import nets
 from tfmodels.model_dir import ModelDir
+from tfmodels.model_dir.files import write_failure
 from tfmodels.nets import custom
 from tfmodels.porting import verification
 from tfmodels.porting.checkpoint_map import map_checkpoint
@@ -82,8 +83,9 @@ def port_checkpoint(checkpoint_path, model_name, num_classes, input_shape, outpu
     if verify_with is not None:
         custom.check_name(verify_with, "verify_with")
         if exclude_scopes:
-            raise UsageError("verify_with compares logits, which excluded (re-initialised) "
-                             f"scopes change: drop exclude_scopes={exclude_scopes!r} or "
+            raise UsageError(f"--verify_with={verify_with} compares logits, which excluded "
+                             "(re-initialised) scopes change: drop "
+                             f"--exclude_scopes={exclude_scopes!r} or --verify_with",
                              "verify_with")
     keras.utils.set_random_seed(seed)
     model = nets.build_model(model_name, num_classes, tuple(input_shape))
@@ -133,7 +135,8 @@ def port_checkpoint(checkpoint_path, model_name, num_classes, input_shape, outpu
 
 def write_model_dir(model, output_dir, config):
     """Write checkpoint, .keras file and config into a staging directory beside
-    `output_dir`, then move them in, config.json last: a failure leaves nothing behind."""
+    `output_dir`, then move them in, config.json last: a failure leaves nothing behind (a
+    full disk or no permission: `ModelDirWriteError`, one line)."""
     parent = os.path.dirname(os.path.abspath(output_dir))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(dir=parent, prefix=".porting_")
@@ -154,6 +157,11 @@ def write_model_dir(model, output_dir, config):
         names = sorted(n for n in present if n not in last) + [n for n in last if n in present]
         for name in names:
             os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
+    except Exception as err:
+        failure = write_failure(err, output_dir, "nothing was written")
+        if failure is not None:
+            raise failure from None
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -112,8 +112,8 @@ def parse_scopes(scopes, argument):
     try:
         items = [s.strip().rstrip("/") for s in scopes]
     except (TypeError, AttributeError):
-        raise UsageError(f"{argument}={scopes!r} must be a comma-separated string or a list "
-                         "of scope strings") from None
+        raise UsageError(f"--{argument}={scopes!r} must be a comma-separated string or a list "
+                         "of scope strings", argument) from None
     return tuple(s for s in items if s)
 
 
@@ -134,9 +134,9 @@ def check_scopes(scopes, paths, argument, what="variable"):
         if not any(in_scope(path, scope) for path in paths):
             tops = sorted({"/".join(p.split("/")[:2]) for p in paths})
             raise UsageError(
-                f"{argument}: scope {scope!r} matches no {what} of the model; scopes are "
+                f"--{argument}={scope}: the scope matches no {what} of the model; scopes are "
                 f"leading path components, e.g. {', '.join(tops[:12])}"
-                f"{' ...' if len(tops) > 12 else ''}")
+                f"{' ...' if len(tops) > 12 else ''}", argument)
 
 
 # ---------------------------------------------------------------- overrides
@@ -156,13 +156,14 @@ class Overrides:
         self.rules = []
         for pattern, target in (mapping or {}).items():
             if not isinstance(pattern, str) or not (target is None or isinstance(target, str)):
-                raise UsageError(f"overrides: {pattern!r}: {target!r} must map a string pattern "
-                                 "to a model variable path (a string) or null to skip")
+                raise UsageError(f"--overrides: {pattern!r}: {target!r} must map a string pattern "
+                                 "to a model variable path (a string) or null to skip",
+                                 "overrides")
             try:
                 regex = re.compile(pattern)
             except re.error as err:
-                raise UsageError(f"overrides: pattern {pattern!r} is not a valid regular "
-                                 f"expression ({err})") from None
+                raise UsageError(f"--overrides: pattern {pattern!r} is not a valid regular "
+                                 f"expression ({err})", "overrides") from None
             self.rules.append((pattern, regex, target or None))
         self.used = set()
 
@@ -219,9 +220,9 @@ class Ignore:
         otherwise ignore nothing)."""
         unused = [pattern for pattern, _ in self.patterns if pattern not in self.used]
         if unused:
-            raise UsageError(f"ignore: {', '.join(map(repr, unused))} matches no checkpoint "
-                             f"variable; patterns are scopes or regexes of keys such as "
-                             f"{', '.join(sorted(keys)[:6])}")
+            raise UsageError(f"--ignore={','.join(unused)} matches no checkpoint variable; patterns "
+                             "are scopes or regexes of keys such as "
+                             f"{', '.join(sorted(keys)[:6])}", "ignore")
 
 
 # slim settings that create a variable a checkpoint may hold although the builder does not.

@@ -121,8 +121,9 @@ def verify(model, checkpoint_path, function, *, images=None, use_ema=False, tol=
         raise UsageError(f"--verify_tol={tol} must be a number >= 0")
     path, source_format = resolve_checkpoint(checkpoint_path)
     if source_format != "tf1":
-        raise UsageError(f"verify_with: checkpoint {path!r} is a TF2 checkpoint; the legacy "
-                         "function can only be restored from a TF1 (Saver) checkpoint")
+        raise UsageError(f"--verify_with={function}: checkpoint {path!r} is a TF2 checkpoint; "
+                         "the legacy function can only be restored from a TF1 (Saver) "
+                         "checkpoint", "verify_with")
     image_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     batch, description = make_images(images, image_shape, num_images=num_images, seed=seed,
                                      dataset=dataset)
@@ -164,8 +165,9 @@ def make_images(images, image_shape, *, num_images=8, seed=0, dataset=None):
                          "files or an array")
     batch = np.asarray(batch, np.float32)
     if batch.ndim != 4 or tuple(batch.shape[1:]) != image_shape or not len(batch):
-        raise UsageError(f"verify_images: a batch of shape {batch.shape} does not fit the "
-                         f"model's input [N, {', '.join(map(str, image_shape))}]")
+        raise UsageError(f"--verify_images: a batch of shape {batch.shape} does not fit the "
+                         f"model's input [N, {', '.join(map(str, image_shape))}]",
+                         "verify_images")
     return batch, description
 
 
@@ -184,7 +186,8 @@ def load_images(spec, image_shape, *, dataset=None):
     for pattern in [p.strip() for p in spec.split(",") if p.strip()]:
         found = sorted(glob.glob(pattern))
         if not found:
-            raise UsageError(f"verify_images: {pattern!r} matches no file")
+            raise UsageError(f"--verify_images={spec}: {pattern!r} matches no file",
+                             "verify_images")
         paths += found
     height, width, channels = image_shape
     pixels = []
@@ -193,7 +196,8 @@ def load_images(spec, image_shape, *, dataset=None):
             image = tf.io.decode_image(tf.io.read_file(path), channels=channels,
                                        expand_animations=False)
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
-            raise UsageError(f"verify_images: cannot decode {path!r} ({err.message})") from None
+            raise UsageError(f"--verify_images={spec}: cannot decode {path!r} ({err.message})",
+                             "verify_images") from None
         pixels.append(tf.image.resize(tf.cast(image, tf.float32), (height, width)))
     pixels = tf.stack(pixels)
     if dataset is None:

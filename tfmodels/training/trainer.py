@@ -206,8 +206,8 @@ def _train_loop(resolved, strategy, parts, iterator, saver, chief, layout, stop)
     config, total = resolved.config, resolved.total_steps
     step = int(parts.step_counter.numpy())
     train_step = TrainStep(strategy, parts, iterator, resolved)
-    writer = (tf.summary.create_file_writer(layout.train_dir) if chief
-              else tf.summary.create_noop_writer())
+    writer = model_dir_lib.ScalarWriter(layout.train_dir if chief else None,
+                                        kept=lambda: _checkpoints_kept(saver))
     progress = Progress(resolved, step)
     timings, results, last_saved = [], {}, step  # (steps, seconds) of each loop
     while step < total:
@@ -227,13 +227,13 @@ def _train_loop(resolved, strategy, parts, iterator, saver, chief, layout, stop)
                 "(try a lower --learning_rate or --clip_grad_norm)")
         timings.append((num_steps, seconds))
         images_per_sec = num_steps * config.global_batch_size / seconds
-        _write_summaries(writer, step, results, images_per_sec,
-                         float(parts.schedule(parts.optimizer.iterations)))
+        writer.write(step, {**results, "images_per_sec": images_per_sec,
+                            "learning_rate": float(parts.schedule(parts.optimizer.iterations))})
         progress.update(step, results, images_per_sec)
         if step - last_saved >= config.checkpoint_every or step >= total:
             saver.save(step)
             last_saved = step
-    writer.flush()
+    writer.close()
     timed = timings[1:] or timings  # the first loop also traces and compiles the step
     steps_run, seconds_run = sum(n for n, _ in timed), sum(t for _, t in timed)
     results["images_per_sec"] = (steps_run * config.global_batch_size / seconds_run
@@ -241,12 +241,11 @@ def _train_loop(resolved, strategy, parts, iterator, saver, chief, layout, stop)
     return results
 
 
-def _write_summaries(writer, step, results, images_per_sec, learning_rate):
-    with writer.as_default(step=step):
-        for name, value in results.items():
-            tf.summary.scalar(name, value)
-        tf.summary.scalar("images_per_sec", images_per_sec)
-        tf.summary.scalar("learning_rate", learning_rate)
+def _checkpoints_kept(saver):
+    """What a failed summary write leaves: the checkpoints, in words."""
+    if saver.last_good is None:
+        return "no checkpoint was written yet"
+    return f"the checkpoints are kept (newest {os.path.basename(saver.last_good)})"
 
 
 def _final_metrics(resolved, info, strategy, parts, train_metrics, start_step):

@@ -18,6 +18,8 @@ that `ignore_errors` also catches errors raised upstream (e.g. reading a corrupt
 those examples are reported (or skipped and counted) the same way.
 """
 import collections.abc
+import itertools
+import re
 import sys
 
 import tensorflow as tf
@@ -119,7 +121,8 @@ def decode_examples(dataset, *, dataset_name, image_key="image", id_key=None, ch
     Raises:
       ValueError: bad arguments (checked before anything is built).
       tf.errors.InvalidArgumentError (while iterating, skip_errors=False): "could not decode
-        the image of example(s) #5 (file_name=x.jpg) of dataset NAME; ...".
+        the image of example(s) #5 (file_name=x.jpg) of dataset NAME; ... [undecodable image
+        report N]"; `undecodable_error` turns it into the message alone.
     """
     _check_arguments(dataset, dataset_name, image_key, id_key, channels, skip_errors,
                      skip_counter)
@@ -167,9 +170,11 @@ def decode_examples(dataset, *, dataset_name, image_key="image", id_key=None, ch
             message = tf.strings.join([
                 "could not decode the image of example(s) ", names, f" of dataset "
                 f"{dataset_name}; {skip_hint} to skip and count such examples"])
-            recorded = tf.py_function(_record_failure, [message], tf.int64)
-            with tf.control_dependencies([recorded]):
-                failed = tf.debugging.Assert(tf.constant(False), [message])
+            # The error carries the number of its record, which keeps the message as written
+            # (the error's text escapes quotes and other bytes of ids and names).
+            number = tf.py_function(_record_failure, [message], tf.int64)
+            tagged = tf.strings.join([message, _REPORT_TAG, tf.strings.as_string(number), "]"])
+            failed = tf.debugging.Assert(tf.constant(False), [tagged])
             with tf.control_dependencies([failed]):
                 return tf.identity(missing)
 
@@ -193,22 +198,25 @@ class UndecodableImageError(Exception):
     """An input pipeline stopped at an image it could not decode; the message names it."""
 
 
-_FAILURES = []  # messages of the pipelines stopped at an undecodable image, in this process
+_FAILURES = {}  # report number -> message, of the pipelines stopped at an undecodable image
+_NUMBERS = itertools.count(1)  # next() is atomic: pipelines may stop on several threads at once
+_REPORT_TAG = " [undecodable image report "
+_REPORT = re.compile(re.escape(_REPORT_TAG) + r"(\d+)\]")
 
 
 def _record_failure(message):
-    _FAILURES.append(message.numpy().decode())
-    return 0
+    number = next(_NUMBERS)
+    _FAILURES[number] = message.numpy().decode()
+    return number
 
 
 def undecodable_error(error):
     """The `UndecodableImageError` behind `error` when it is TensorFlow's error of a
-    `decode_examples` pipeline that stopped at an undecodable image (each records its message
-    as it stops), else None."""
+    `decode_examples` pipeline that stopped at an undecodable image, else None: the error
+    carries the number of the report its pipeline recorded as it stopped (several pipelines,
+    prefetching ones too, may have stopped; this is the one that raised `error`)."""
     if not isinstance(error, tf.errors.OpError):
         return None
-    # Several pipelines may have stopped (prefetching ones too): the one that raised `error`.
-    for text in reversed(_FAILURES):
-        if text in error.message:
-            return UndecodableImageError(text)
-    return None
+    numbers = _REPORT.findall(error.message)
+    text = _FAILURES.get(int(numbers[-1])) if numbers else None
+    return UndecodableImageError(text) if text is not None else None
