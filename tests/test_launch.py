@@ -56,6 +56,9 @@ def test_worker_command_adds_the_multi_worker_strategy_unless_given():
     (["--workers=0", "--", "train.py"], "--workers=0 must be >= 1"),
     (["--workers=2", "--"], "no script after `--`"),
     (["--workers=2", "--", "missing.py"], "script 'missing.py' is not a file"),
+    (["--workers=x", "--", "train.py"], "argument --workers: invalid int value: 'x'"),
+    (["--", "train.py"], "the following arguments are required: --workers"),
+    (["--workers=2", "--gpus=1", "--", "train.py"], "unrecognized arguments: --gpus=1"),
 ])
 def test_bad_arguments_are_one_line_and_status_2(argv, message, capsys):
     assert launch.main(argv) == 2

@@ -150,18 +150,26 @@ def _stop_the_rest(workers, grace_seconds, lock):
             worker.kill()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one `UsageError` line, not its usage text (--help stays)."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
 def parse_args(argv):
     """(options, script, flags) from `--workers=N [--grace_seconds=S] -- script flags...`."""
-    if "--" not in argv:
-        raise UsageError("expected `--workers=N -- script.py FLAGS...`: no `--` before the "
-                         "script")
-    split = argv.index("--")
-    parser = argparse.ArgumentParser(prog="python -m tfmodels.launch")
+    split = argv.index("--") if "--" in argv else len(argv)
+    parser = _Parser(prog="python -m tfmodels.launch")
     parser.add_argument("--workers", type=int, required=True,
                         help="Worker processes to start on this machine (>= 1).")
     parser.add_argument("--grace_seconds", type=float, default=30.0,
                         help="After a worker fails, seconds the others get to stop after "
                              "SIGTERM before SIGKILL.")
+    if split == len(argv):
+        parser.parse_known_args(argv)  # --help prints the help and exits here
+        raise UsageError("expected `--workers=N -- script.py FLAGS...`: no `--` before the "
+                         "script")
     options = parser.parse_args(argv[:split])
     if options.workers < 1:
         raise UsageError(f"--workers={options.workers} must be >= 1")
