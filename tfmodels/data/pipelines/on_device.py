@@ -15,8 +15,10 @@ one int64 position saved under the same checkpoint key, so a run may resume acro
 and the split is held as arrays, is normalised by the dataset's own statistics, and its copy fits
 `DEVICE_LIMIT_BYTES` per replica; the host otherwise) and says why in one log line. CPU replicas
 stay on the host under `auto`: there the batch needs no copy, and tf.data makes the next batches
-on other cores while the step runs, whereas in the step the ~20 small ops of shuffling, gathering
-and augmenting a batch run in series with it (bench/README.md, "Input on the device").
+on other cores while the step runs, whereas in the step the ops of shuffling, gathering and
+augmenting a batch run in series with it, the epoch order's `index_shuffle` most of all on
+small splits (~46 cipher evaluations a row for digits' 1,438 rows; bench/README.md, "Input on
+the device").
 """
 import math
 
