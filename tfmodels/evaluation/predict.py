@@ -63,7 +63,7 @@ def collect_outputs(strategy, model, data, *, loss_fn=None, scores=None, descrip
     # 15 s for 8 replicas against 3 s for local reads, 52 s for 16, and over 15 minutes for 64).
     across_workers = getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
 
-    @tf.function
+    @tf.function(autograph=False)  # Python branches only: no transcribing the net's source
     def step(batch):
         per_replica = strategy.run(replica_outputs, args=(batch,))
         if across_workers:

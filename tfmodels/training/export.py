@@ -36,7 +36,8 @@ class _Serving(tf.Module):
         super().__init__(name="serving")
         self.model = model
         self._transform = preprocess
-        self.serve = tf.function(self._serve, input_signature=[preprocess.signature])
+        self.serve = tf.function(self._serve, input_signature=[preprocess.signature],
+                                 autograph=False)
 
     def _serve(self, pixels):
         outputs = self.model(self._transform(pixels), training=False)

@@ -36,7 +36,7 @@ class FiniteCheck:
             if id(variable) not in seen and _is_floating(variable):
                 seen.add(id(variable))
                 self.variables.append(variable)
-        self._all_finite = tf.function(self._reduce)
+        self._all_finite = tf.function(self._reduce, autograph=False)
 
     def _reduce(self):
         flags = [tf.reduce_all(tf.math.is_finite(_tensor(v))) for v in self.variables]

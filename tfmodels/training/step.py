@@ -139,7 +139,10 @@ class TrainStep:
         # outside (compiling the whole distributed step fails across CPU devices).
         self._forward_backward = (tf.function(self._gradients, jit_compile=True)
                                   if config.jit_compile else self._gradients)
-        self.loop = tf.function(self._loop)
+        # No autograph: the step's Python branches on Python values only, and autograph would
+        # transcribe the source of everything the step calls, Keras's losses and layers
+        # included (3 of the 4 s of tracing the default run's loop, bench/README.md).
+        self.loop = tf.function(self._loop, autograph=False)
 
     def _gradients(self, images, labels, selection=None):
         """Gradients of this replica's share of the objective, its per-example metric values
@@ -242,10 +245,15 @@ class TrainStep:
     def _loop(self, num_steps):
         self.metrics.reset()
         first = self.parts.step_counter.read_value()
-        for i in tf.range(num_steps):
+        num_steps = tf.cast(num_steps, tf.int64)
+
+        def body(i):
             # The step's index (a sampled head's seed) without touching the counter per step.
             step = first + tf.cast(i, first.dtype)
             self.strategy.run(self._replica_step, args=(next(self.iterator), step))
+            return (i + 1,)
+
+        tf.while_loop(lambda i: i < num_steps, body, (tf.constant(0, tf.int64),))
         # Once per loop, not per step.
         self.parts.step_counter.assign_add(tf.cast(num_steps, first.dtype))
         return self.metrics.read(self._regularization() if self.metrics.regularization

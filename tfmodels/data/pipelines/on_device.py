@@ -15,8 +15,10 @@ one int64 position saved under the same checkpoint key, so a run may resume acro
 and the split is held as arrays, is normalised by the dataset's own statistics, and its copy fits
 `DEVICE_LIMIT_BYTES` per replica; the host otherwise) and says why in one log line. CPU replicas
 stay on the host under `auto`: there the batch needs no copy, and tf.data makes the next batches
-on other cores while the step runs, whereas in the step the ~20 small ops of shuffling, gathering
-and augmenting a batch run in series with it (bench/README.md, "Input on the device").
+on other cores while the step runs, whereas in the step the ops of shuffling, gathering and
+augmenting a batch run in series with it, the epoch order's `index_shuffle` most of all on
+small splits (~46 cipher evaluations a row for digits' 1,438 rows; bench/README.md, "Input on
+the device").
 """
 import math
 
@@ -26,6 +28,7 @@ from absl import logging
 
 from tfmodels.data import datasets
 from tfmodels.data.pipelines import in_memory, transforms
+from tfmodels.data.pipelines.resumable import PositionIterator
 from tfmodels.data.sources import synthetic, tfds_source
 from tfmodels.options import UsageError
 
@@ -226,35 +229,15 @@ class DeviceData:
         return self.strategy.experimental_distribute_values_from_function(replica_batch)
 
 
-class DeviceIterator(tf.__internal__.tracking.Trackable):
+class DeviceIterator(PositionIterator):
     """Batches of a `DeviceData` from its position on; saved as the host iterator is (one
     int64 `position`, the global steps drawn), and restorable at any time (the position is read
     in the graph)."""
 
     def __init__(self, device_data, start_step=0):
+        super().__init__(start_step)
         self._data = device_data
-        self._position = tf.Variable(start_step, dtype=tf.int64, trainable=False,
-                                     name="input_position")
 
-    @property
-    def position(self):
-        """Global steps drawn so far (including the start step)."""
-        return int(self._position.numpy())
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        return self.get_next()
-
-    def get_next(self):
+    def _draw(self):
         """The next step's per-replica batches (the stream never ends)."""
-        batch = self._data.batch(self._position.read_value())
-        self._position.assign_add(1)
-        return batch
-
-    def _serialize_to_tensors(self):
-        return {"position": tf.identity(self._position)}
-
-    def _restore_from_tensors(self, restored_tensors):
-        return self._position.assign(restored_tensors["position"])
+        return self._data.batch(self._position.read_value())

@@ -46,26 +46,21 @@ class DistributedData:
         return ResumableIterator(self._build, start_step=self._start_step)
 
 
-class ResumableIterator(tf.__internal__.tracking.Trackable):
-    """A distributed iterator whose position can be saved with `tf.train.Checkpoint`.
+class PositionIterator(tf.__internal__.tracking.Trackable):
+    """A checkpointable iterator whose whole state is its position: the global steps drawn, one
+    int64 variable saved under the key `position` (so a run may resume across iterator kinds).
 
-    Use it like the tf.distribute iterator it wraps: `next(it)` eagerly or inside a
-    `tf.function` (pass the iterator in or close over it). Restore it before the first
-    `tf.function` that draws from it is traced: restoring rebuilds the wrapped iterator, which
-    a traced function would not see (this raises RuntimeError instead of silently replaying).
+    Subclasses make the batches (`_draw`) and may react to a restored position (`_restore`).
     """
 
-    def __init__(self, build, start_step=0):
-        self._build = build
+    def __init__(self, start_step=0):
         # Counts global steps drawn, also inside tf.function loops (a Python int would not).
         self._position = tf.Variable(start_step, dtype=tf.int64, trainable=False,
                                      name="input_position")
-        self._iterator = iter(build(start_step))
-        self._used_in_function = False
 
     @property
     def position(self):
-        """Global steps drawn so far (including `start_step`)."""
+        """Global steps drawn so far (including the start step)."""
         return int(self._position.numpy())
 
     def __iter__(self):
@@ -75,17 +70,47 @@ class ResumableIterator(tf.__internal__.tracking.Trackable):
         return self.get_next()
 
     def get_next(self):
-        """The next per-replica batch (raises StopIteration / OutOfRangeError at the end)."""
-        self._used_in_function |= tf.inside_function()
-        batch = next(self._iterator)
+        """The next step's per-replica batches."""
+        batch = self._draw()
         self._position.assign_add(1)
         return batch
+
+    def _draw(self):
+        raise NotImplementedError
+
+    def _restore(self, position):
+        """Moves to the restored `position` (an int64 tensor); returns the op that does."""
+        return self._position.assign(position)
 
     def _serialize_to_tensors(self):
         return {"position": tf.identity(self._position)}
 
     def _restore_from_tensors(self, restored_tensors):
-        position = int(restored_tensors["position"].numpy())
+        return self._restore(restored_tensors["position"])
+
+
+class ResumableIterator(PositionIterator):
+    """A distributed iterator whose position can be saved with `tf.train.Checkpoint`.
+
+    Use it like the tf.distribute iterator it wraps: `next(it)` eagerly or inside a
+    `tf.function` (pass the iterator in or close over it). Restore it before the first
+    `tf.function` that draws from it is traced: restoring rebuilds the wrapped iterator, which
+    a traced function would not see (this raises RuntimeError instead of silently replaying).
+    """
+
+    def __init__(self, build, start_step=0):
+        super().__init__(start_step)
+        self._build = build
+        self._iterator = iter(build(start_step))
+        self._used_in_function = False
+
+    def _draw(self):
+        """The next per-replica batch (raises StopIteration / OutOfRangeError at the end)."""
+        self._used_in_function |= tf.inside_function()
+        return next(self._iterator)
+
+    def _restore(self, position):
+        position = int(position.numpy())
         if position != self.position:
             if self._used_in_function:
                 raise RuntimeError(
