@@ -28,4 +28,4 @@ def main(config):
 
 
 if __name__ == "__main__":
-    common_flags.run(main, evaluator.EvalConfig)
+    common_flags.run(main, evaluator.EvalConfig, failures=(evaluator.WorkerLostError,))

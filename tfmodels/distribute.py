@@ -250,7 +250,14 @@ def lost_worker(strategy, error):
     the service (task 0), the others' next call to it fails at once. The message names the lost
     task when TensorFlow's does.
     """
-    if not (isinstance(error, tf.errors.UnavailableError) and in_multi_worker_mode(strategy)):
+    if not in_multi_worker_mode(strategy):
+        return None
+    return _lost_worker(error)
+
+
+def _lost_worker(error):
+    """`lost_worker`'s error for `error` raised in a multi-worker run, or None."""
+    if not isinstance(error, tf.errors.UnavailableError):
         return None
     found = _LOST_TASK.search(str(error))
     who = f"{found.group(1)} {found.group(2)}" if found else "a worker"
@@ -258,6 +265,56 @@ def lost_worker(strategy, error):
            else "stopped answering")
     return WorkerLostError(f"lost {who} of the multi-worker run ({how}); this worker stops "
                            "too")
+
+
+class LostWorkerGuard:
+    """A block in which TensorFlow's errors for a lost worker (those `lost_worker` recognises)
+    end a multi-worker run with one `WorkerLostError` line, whatever it was doing: connecting
+    the workers, creating and broadcasting the variables, restoring, tracing the first step,
+    training or evaluating. Any other error (a bug) leaves the block as it came, traceback and
+    all; in a single-process run nothing is mapped.
+
+        guard = LostWorkerGuard(strategy_name=config.strategy)   # before the strategy exists
+        with guard:
+            strategy = setup(config.strategy, ...)
+            guard.use(strategy)      # from here: whether this run really spans several workers
+            guard.advice = lambda: f"the last checkpoint saved: {...}"   # what the line adds
+            ...
+
+    Args:
+      strategy: the run's strategy when it exists already (it decides, as in `lost_worker`).
+      strategy_name: else the name of the one the run will create (`multi_worker`: several
+        workers, since TensorFlow may fail while the strategy itself connects them).
+    """
+
+    def __init__(self, strategy=None, *, strategy_name="auto"):
+        self.multi_worker = (in_multi_worker_mode(strategy) if strategy is not None
+                             else strategy_name == "multi_worker")
+        self.advice = None  # fn() -> str appended to the line (what is saved, what to do)
+
+    def use(self, strategy):
+        """The run's strategy, once created: it decides whether the run spans several workers
+        (`--strategy=multi_worker` over a cluster of one worker does not)."""
+        self.multi_worker = in_multi_worker_mode(strategy)
+
+    def error(self, error):
+        """The `WorkerLostError` `error` stands for in this run (advice appended), or None."""
+        lost = _lost_worker(error) if self.multi_worker else None
+        if lost is None or self.advice is None:
+            return lost
+        return WorkerLostError(f"{lost}; {self.advice()}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        lost = self.error(exc) if exc is not None else None
+        if lost is not None:
+            # No collective waits for good on a dead worker: TensorFlow fails it within the
+            # coordination service's heartbeat timeout. TensorFlow's text adds nothing to the
+            # line, and a traceback here would say a bug.
+            raise lost from None
+        return False
 
 
 def is_chief(strategy):

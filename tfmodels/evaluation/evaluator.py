@@ -24,6 +24,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfmodels import console, data, distribute, stopping
+from tfmodels.distribute import WorkerLostError
 from tfmodels import model_dir as model_dir_lib
 from tfmodels.evaluation import chunked, embedding_stats, knn, open_set, plots, verification
 from tfmodels.evaluation.eval_config import (EvalConfig, EvalPlan, check_checkpoint,
@@ -33,8 +34,8 @@ from tfmodels.evaluation.predict import collect_outputs
 from tfmodels.losses import per_example_loss_fn
 from tfmodels.options import UsageError
 
-__all__ = ["EvalConfig", "EvalPlan", "Evaluation", "checkpoint_step", "evaluate",
-           "evaluate_checkpoint", "evaluate_model", "summary"]
+__all__ = ["EvalConfig", "EvalPlan", "Evaluation", "WorkerLostError", "checkpoint_step",
+           "evaluate", "evaluate_checkpoint", "evaluate_model", "summary"]
 
 Evaluation = collections.namedtuple("Evaluation", "results outputs gallery centers")
 
@@ -67,10 +68,14 @@ def evaluate(config, strategy=None, stop=None):
         no dataset, a checkpoint of another model, ...).
       data.DatasetUnavailableError: the dataset is not prepared under data_dir.
       stopping.Stopped: a stop was requested (one line saying so is logged).
+      distribute.WorkerLostError: under a multi-worker strategy, another worker is gone
+        (killed, crashed), in any phase from connecting the workers to the last batch; one
+        line naming it (nothing was written for the checkpoint being evaluated).
     """
+    lost_worker = distribute.LostWorkerGuard(strategy, strategy_name=config.strategy)
     try:
-        with stopping.on_signals(stop) as stop:
-            return _evaluate(config, strategy, stop)
+        with lost_worker, stopping.on_signals(stop) as stop:
+            return _evaluate(config, strategy, stop, lost_worker)
     finally:
         console.close_bars()  # an interrupted evaluation's bar: the terminal's cursor back
         # Free the evaluation's tf.data iterators (reference cycles) while the interpreter is
@@ -78,7 +83,7 @@ def evaluate(config, strategy=None, stop=None):
         gc.collect()
 
 
-def _evaluate(config, strategy, stop):
+def _evaluate(config, strategy, stop, lost_worker):
     config.validate()
     record = model_dir_lib.ModelDir(config.model_dir).read_record()
     if strategy is None:
@@ -86,7 +91,11 @@ def _evaluate(config, strategy, stop):
                                     all_reduce=config.all_reduce,
                                     virtual_devices=config.virtual_devices)
         stop.reclaim_signals()  # a multi-worker strategy's coordination service took SIGTERM
+        lost_worker.use(strategy)
     plan = resolve(config, record, strategy.num_replicas_in_sync)
+    # Results are written once the whole split is evaluated, after every collective.
+    lost_worker.advice = lambda: (f"nothing was written for {plan.checkpoint or 'it'}; start "
+                                  "every worker again to evaluate it")
     if config.continuous and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Each worker would poll on its own and could pick a different checkpoint, and the
         # collectives of the evaluation would then mismatch.
@@ -124,8 +133,9 @@ def _evaluate_newest(config, plan, strategy, writer, chief, stop):
     for _ in range(_SWEPT_RETRIES):
         try:
             return evaluate_checkpoint(plan, strategy, plan.checkpoint, writer, chief, stop)
-        except (UsageError, tf.errors.OpError):
-            if config.checkpoint or os.path.exists(plan.checkpoint + ".index"):
+        except (UsageError, tf.errors.OpError) as err:
+            if (config.checkpoint or os.path.exists(plan.checkpoint + ".index")
+                    or isinstance(err, tf.errors.UnavailableError)):  # a lost worker, say
                 raise
         logging.warning("checkpoint %s was deleted (a training run keeping its newest ones?) "
                         "before it could be restored; evaluating the newest one now",

@@ -61,11 +61,14 @@ def train(config, strategy=None, stop=None):
         saved; the last good checkpoint is kept).
       stopping.Stopped: a stop was requested; the run's state is saved in model_dir.
       distribute.WorkerLostError: under a multi-worker strategy, another worker is gone
-        (killed, crashed): known within the coordination service's heartbeat timeout.
+        (killed, crashed), in any phase from connecting the workers to the last step: known
+        within the coordination service's heartbeat timeout. The message is one line naming
+        the lost worker and the last checkpoint saved.
     """
+    lost_worker = distribute.LostWorkerGuard(strategy, strategy_name=config.strategy)
     try:
-        with stopping.on_signals(stop) as stop:
-            return _train(config, strategy, stop)
+        with lost_worker, stopping.on_signals(stop) as stop:
+            return _train(config, strategy, stop, lost_worker)
     finally:
         console.close_bars()  # an interrupted run's bar: give the terminal its cursor back
         # The run's tf.data iterators (one per replica, each with its autotune thread) sit in
@@ -75,14 +78,16 @@ def train(config, strategy=None, stop=None):
         gc.collect()
 
 
-def _train(config, strategy, stop):
+def _train(config, strategy, stop, lost_worker):
     config.validate()
+    lost_worker.advice = lambda: _after_lost_worker(None)
     if strategy is None:
         strategy = distribute.setup(config.strategy, num_gpus=config.num_gpus,
                                     all_reduce=config.all_reduce,
                                     virtual_devices=config.virtual_devices,
                                     cluster=config.cluster)
         stop.reclaim_signals()  # a multi-worker strategy's coordination service took SIGTERM
+        lost_worker.use(strategy)
     info = data.get_dataset_info(config.dataset, data_dir=config.data_dir)
     if config.train_classes is not None:  # steps per epoch over the kept examples
         info = data.class_subset(info, info.train_split, data.parse_classes(
@@ -91,6 +96,9 @@ def _train(config, strategy, stop):
     config = resolved.config  # model_dir and length filled in
     record = resolved.to_json()
     layout = model_dir_lib.ModelDir(config.model_dir)
+    # Lost before this run saves: what an earlier run of the model_dir saved is what is left.
+    lost_worker.advice = lambda: _after_lost_worker(
+        (layout.checkpoints() or [(None, None)])[-1][1])
     # Reads only: another run's records, or a path of the run of the wrong kind, stop it.
     found = layout.check_for_training(record, export=config.export)
     init_from = None
@@ -109,7 +117,8 @@ def _train(config, strategy, stop):
     if chief:
         _log_start(resolved, info, record, strategy, parts.model.count_params())
     try:
-        return _run(resolved, info, record, strategy, chief, parts, init_from, layout, stop)
+        return _run(resolved, info, record, strategy, chief, parts, init_from, layout, stop,
+                    lost_worker)
     finally:
         if lock is not None:
             lock.release()
@@ -131,7 +140,8 @@ def _prepare_model_dir(layout, record, chief):
     return resume
 
 
-def _run(resolved, info, record, strategy, chief, parts, init_from, layout, stop):
+def _run(resolved, info, record, strategy, chief, parts, init_from, layout, stop,
+         lost_worker):
     config = resolved.config
     resume = _prepare_model_dir(layout, record, chief)
     if resume is not None and init_from:
@@ -150,6 +160,8 @@ def _run(resolved, info, record, strategy, chief, parts, init_from, layout, stop
                             is_chief=chief,
                             finite_check=guards.FiniteCheck(guards.state_variables(parts)))
     stop = StopPoints(stop, strategy, saver, total_steps=resolved.total_steps)
+    lost_worker.advice = lambda: _after_lost_worker(saver.last_good or (
+        resume.path if resume is not None else None))
     try:
         if resume is not None:
             _restore(saver, resume.path, config)
@@ -176,18 +188,15 @@ def _run(resolved, info, record, strategy, chief, parts, init_from, layout, stop
             layout.write_metrics(metrics)
             _show_results(config, metrics, saver.last_good, exported, layout)
         return metrics
-    except tf.errors.UnavailableError as err:
-        lost = distribute.lost_worker(strategy, err)
-        if lost is None:
-            raise
-        # Bounded by the coordination service's heartbeat timeout: no collective waits for
-        # good on a dead worker. The checkpoints all workers saved are whole (a save is
-        # staged), and the next run starts from the newest.
-        last = saver.last_good or "none yet"
-        raise type(lost)(f"{lost}; the last checkpoint saved: {last}; start every "
-                         "worker again with the same --model_dir to resume") from None
     finally:
         saver.close()
+
+
+def _after_lost_worker(last_checkpoint):
+    """What the line of a lost worker adds: the checkpoints all workers saved are whole (a
+    save is staged), and the next run starts from the newest."""
+    return (f"the last checkpoint saved: {last_checkpoint or 'none yet'}; start every worker "
+            "again with the same --model_dir to resume")
 
 
 def _restore(saver, path, config):
@@ -195,6 +204,8 @@ def _restore(saver, path, config):
     net's, copied in) is bad input: one line, before anything but the state file is written."""
     try:
         saver.restore(path)
+    except tf.errors.UnavailableError:
+        raise  # not the checkpoint's fault: a lost worker (distribute.LostWorkerGuard)
     except (AssertionError, ValueError, tf.errors.OpError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
         raise UsageError(
