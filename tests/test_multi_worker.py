@@ -29,13 +29,13 @@ FLAGS = ["--model=two_layer_net", "--deterministic", "--train_steps=400", "--ste
 class Workers:
     """Two train.py workers on free localhost ports, their output in files."""
 
-    def __init__(self, tmp_path, name, model_dir):
+    def __init__(self, tmp_path, name, model_dir, flags=()):
         self.logs = [tmp_path / f"{name}_{i}.log" for i in range(2)]
         self.procs = []
         for config, log in zip(launch.tf_configs(2), self.logs):
             with open(log, "w") as out:
                 self.procs.append(subprocess.Popen(
-                    scripts._command("train.py", [f"--model_dir={model_dir}", *FLAGS]),
+                    scripts._command("train.py", [f"--model_dir={model_dir}", *FLAGS, *flags]),
                     cwd=scripts.ROOT, env=scripts.script_env(TF_CONFIG=config),
                     stdout=out, stderr=subprocess.STDOUT, text=True))
 
@@ -168,6 +168,35 @@ def test_a_killed_worker_stops_the_other_and_the_run_resumes_bitwise(tmp_path, s
     proc = _run_launcher(model_dir)
     assert f"resuming from step {last}" in proc.stderr
     _assert_bitwise(_weights(straight), _weights(str(model_dir / "ckpt-400")))
+
+
+@pytest.mark.slow  # a two-worker start and a heartbeat timeout: ~40 s
+def test_a_worker_killed_before_training_stops_the_other_with_one_line(tmp_path):
+    """kill -9 of the worker that is not the chief as soon as it has connected (TensorFlow logs
+    "Enabled multi-worker collective ops" once the workers' collectives are set up), before
+    any variable exists: the chief, whose first variable's broadcast then waits on the dead
+    worker, stops when the coordination service misses its heartbeats, with status 1 and one
+    line, before its run's summary; nothing was saved, and the line says so."""
+    model_dir = tmp_path / "early"
+    workers = Workers(tmp_path, "early", model_dir, flags=["--verbosity=debug"])
+    try:
+        _wait_for(lambda: "Enabled multi-worker collective ops" in workers.output(1),
+                  workers.procs, "worker 1 never connected")
+        workers.procs[1].send_signal(signal.SIGKILL)
+        assert workers.wait(120) == [1, -signal.SIGKILL], workers.output(0)[-3000:]
+    finally:
+        workers.kill()
+    text = workers.output(0)
+    errors = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in text, text[-3000:]
+    assert re.fullmatch(r"error: lost worker 1 of the multi-worker run \((stopped sending "
+                        r"heartbeats|stopped answering)\); this worker stops too; the last "
+                        r"checkpoint saved: none yet; start every worker again with the same "
+                        r"--model_dir to resume", errors[0]), errors[0]
+    # Lost before the chief's start summary (written once the variables exist) and before any
+    # step: the phase that the training loop's own handling never sees.
+    assert "parameters," not in text and "training from scratch" not in text, text[-3000:]
+    assert not model_dir.exists()  # made once the chief holds its lock, after the variables
 
 
 def _children(pid):
