@@ -24,8 +24,8 @@ import tensorflow as tf
 from absl import logging
 
 from tfmodels import console, data, distribute, stopping
-from tfmodels.distribute import WorkerLostError
 from tfmodels import model_dir as model_dir_lib
+from tfmodels.distribute import WorkerLostError
 from tfmodels.evaluation import chunked, embedding_stats, knn, open_set, plots, verification
 from tfmodels.evaluation.eval_config import (EvalConfig, EvalPlan, check_checkpoint,
                                              find_checkpoint, resolve)
