@@ -546,8 +546,8 @@ def test_bad_arguments(kwargs, match, lenet_checkpoint, tmp_path):
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
 def test_a_damaged_checkpoint_is_one_line(damage, lenet_checkpoint, tmp_path):
     """A bit flipped or the data file cut short: the read's checksum or length check fails,
-    reported as one UsageError line naming the checkpoint and the variable, not TensorFlow's
-    error."""
+    reported as one UsageError line naming --checkpoint=path and the variable, not
+    TensorFlow's error."""
     import glob
     import shutil
 
@@ -569,8 +569,8 @@ def test_a_damaged_checkpoint_is_one_line(damage, lenet_checkpoint, tmp_path):
         porting.load_checkpoint(model, prefix)
     message = str(raised.value)
     assert "\n" not in message and raised.value.option == "checkpoint"
-    assert message.startswith("variable 'LeNet/")
-    assert f"of checkpoint {prefix!r} cannot be read (" in message
+    assert message.startswith(f"--checkpoint={prefix}: variable 'LeNet/")
+    assert "' cannot be read (" in message
     assert message.endswith("): the file is damaged or truncated")
 
 
@@ -748,6 +748,15 @@ def test_tf2_checkpoint_fine_tunes_to_new_classes(tmp_path):
         porting.load_checkpoint(target, str(tmp_path))
     with pytest.raises(porting.PortingError, match="holds no weight averages"):
         porting.load_checkpoint(target, str(tmp_path), use_ema=True)
+    # Through train.py (its flags passed): its own flags are named.
+    from tfmodels.training import TrainConfig
+    with pytest.raises(porting.PortingError) as raised:
+        porting.load_checkpoint(target, str(tmp_path), use_ema=True,
+                                flags=TrainConfig.porting_flags())
+    assert str(raised.value) == (
+        f"--init_checkpoint_use_ema: --init_checkpoint={tmp_path}/ckpt-7 holds no weight "
+        "averages (trained without train.py's --ema_decay); take it without "
+        "--init_checkpoint_use_ema")
     mapping = porting.load_checkpoint(target, str(tmp_path), exclude_scopes=["LeNet/fc4"])
     assert mapping.excluded == ["LeNet/fc4/kernel", "LeNet/fc4/bias"]
     by_path = {v.path: v for v in source.weights}
@@ -762,6 +771,10 @@ def test_tf2_checkpoint_needs_its_config(tmp_path):
     with pytest.raises(ValueError, match=r"TF2 \(object-based\) checkpoint: its model is "
                                          r"rebuilt from config.json"):
         porting.map_checkpoint(model, str(tmp_path))
+    with pytest.raises(ValueError, match=r"^--init_checkpoint=\S+ is a TF2 \(object-based\)"):
+        porting.map_checkpoint(model, str(tmp_path), flags={"checkpoint": "init_checkpoint"})
+    with pytest.raises(ValueError, match="checkpoint_path is not one of the porting options"):
+        porting.map_checkpoint(model, str(tmp_path), flags={"checkpoint_path": "x"})
 
 
 # ---------------------------------------------------------------- trainable scopes

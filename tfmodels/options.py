@@ -19,7 +19,8 @@ between options (one option's value restricting another) stay in `validate()`, w
 
 The names, in one place: a field's flag is its name unless `flag=` says otherwise (today only
 `global_batch_size` <-> `--batch_size`); `config.json` keys are the field names
-(`ResolvedConfig.to_json`). `flag_name(cls, field)` gives the flag of a field.
+(`ResolvedConfig.to_json`). `flag_name(cls, field)` gives the flag of a field, `flags_of` those
+of several fields, for a library that names its caller's flags in errors (porting's `flags=`).
 
 Field types and their flags: bool (`--x` / `--nox`), int, float, str, their Optional (default
 None), tuples of int or str (comma-separated lists); any other type needs `parse=` (text ->
@@ -81,6 +82,13 @@ def flag_name(cls, field):
     """The flag of `cls`'s field `field` (`global_batch_size` -> `batch_size`)."""
     meta = next(f.metadata["option"] for f in dataclasses.fields(cls) if f.name == field)
     return meta["flag"] or field
+
+
+def flags_of(cls, fields):
+    """{key: the flag of `cls`'s field} for `fields` = {key: field name}: a library's options
+    named as one front end's flags (porting's `exclude_scopes` is train.py's
+    `--checkpoint_exclude_scopes`), so that the library's errors name the flag typed."""
+    return {key: flag_name(cls, field) for key, field in fields.items()}
 
 
 def _base(kind):

@@ -114,15 +114,22 @@ def _image_size(config, spec):
     return size
 
 
+# The porting library's options (`porting.rules.OPTIONS`) and the fields that give them here.
+_PORTING_FIELDS = {name: name for name in ("checkpoint", "exclude_scopes", "ignore",
+                                           "strip_scope", "overrides", "use_ema")}
+
+
 def port(config):
     """Port as `config` (a `PortOptions`) says; the exit status (0, or 1 when the report or
     the verification failed)."""
     config.validate()
     size = _image_size(config, nets.get_net(config.model))
+    named = options.flags_of(PortOptions, _PORTING_FIELDS)  # the library's errors name them
     mapping = porting.port_checkpoint(
         config.checkpoint, config.model, config.num_classes, (size, size, config.channels),
         config.output, exclude_scopes=config.exclude_scopes,
-        overrides=porting.load_overrides(config.overrides), use_ema=config.use_ema,
+        overrides=porting.load_overrides(config.overrides, named["overrides"]),
+        use_ema=config.use_ema, flags=named,
         ignore=config.ignore, strip_scope=config.strip_scope, dataset=config.dataset,
         seed=config.seed, dry_run=config.dry_run, verify_with=config.verify_with,
         verify_tol=config.verify_tol, verify_images=config.verify_images,

@@ -42,8 +42,8 @@ class PortingError(UsageError):
     """A strict port found problems; `.mapping` holds the plan, the message its report.
     Raised before any variable is assigned."""
 
-    def __init__(self, message, mapping=None):
-        super().__init__(message)
+    def __init__(self, message, mapping=None, option=None):
+        super().__init__(message, option)
         self.mapping = mapping
 
 
@@ -166,7 +166,7 @@ def choose_checkpoint(checkpoint_path, flag="checkpoint"):
 
 
 def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
-                   use_ema=False, ignore=(), strip_scope=()):
+                   use_ema=False, ignore=(), strip_scope=(), flags=None):
     """Plan filling `model` from a TF1 or TF2 checkpoint; assigns nothing.
 
     Args:
@@ -185,6 +185,9 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
         (comma-separated string or list, see `rules.Ignore`); each must match one.
       strip_scope: outer scope(s) to remove from the start of checkpoint keys (after
         replica prefixes), e.g. 'model' for an Estimator's `model/LeNet/conv1/weights`.
+      flags: {option: flag} naming the front end's flag of each argument in errors
+        (`rules.flag_names`; default: the porting CLI's, which are the arguments' names,
+        `--checkpoint` for checkpoint_path).
 
     Returns:
       A `Mapping`; check `.ok` and `.report()`.
@@ -193,18 +196,19 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
       ValueError: bad arguments, a missing checkpoint, or a TF2 checkpoint without its config.
       PortingError: use_ema with a TF2 checkpoint trained without weight averages.
     """
-    path, source_format, choice = choose_checkpoint(checkpoint_path)
-    scopes = rules.parse_scopes(exclude_scopes, "exclude_scopes")
-    outer = rules.parse_scopes(strip_scope, "strip_scope")
-    ignored = rules.Ignore(ignore)
+    flags = rules.flag_names(flags)
+    path, source_format, choice = choose_checkpoint(checkpoint_path, flags["checkpoint"])
+    scopes = rules.parse_scopes(exclude_scopes, flags["exclude_scopes"])
+    outer = rules.parse_scopes(strip_scope, flags["strip_scope"])
+    ignored = rules.Ignore(ignore, flags["ignore"])
     variables = {}
     for variable in model.weights:
         if variable.path in variables:
             raise UsageError(f"model {model.name!r} has two variables with path "
                              f"{variable.path!r}; build it with nets.build_model")
         variables[variable.path] = variable
-    rules.check_scopes(scopes, list(variables), "exclude_scopes")
-    overrides = rules.load_overrides(overrides)
+    rules.check_scopes(scopes, list(variables), flags["exclude_scopes"])
+    overrides = rules.load_overrides(overrides, flags["overrides"])
     order_note = None
 
     skipped = collections.defaultdict(list)
@@ -216,7 +220,7 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
                 [(p, tuple(v.shape)) for p, v in variables.items()],
                 _plain_names(shapes, outer))
             overrides = overrides or {}
-    overrides = rules.Overrides(overrides)
+    overrides = rules.Overrides(overrides, flags["overrides"])
     if source_format == "tf1":
         entries = _tf1_entries(shapes, overrides, use_ema, skipped, ignored, outer)
 
@@ -226,12 +230,12 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
             # A damaged data file: a checksum error (OpError) or, cut short, TensorFlow's
             # "Read less bytes than requested" (IndexError).
             except (tf.errors.OpError, IndexError) as err:
-                raise _damaged(path, err, key) from None
+                raise _damaged(flags["checkpoint"], path, err, key) from None
     else:
         try:
-            source = {v.path: v for v in _restore_tf2_source(path, use_ema).weights}
+            source = {v.path: v for v in _restore_tf2_source(path, use_ema, flags).weights}
         except tf.errors.OpError as err:
-            raise _damaged(path, err) from None
+            raise _damaged(flags["checkpoint"], path, err) from None
         shapes = {key: v.shape for key, v in source.items()}
         entries = _tf2_entries(source, overrides, use_ema, skipped, ignored, outer)
         read = lambda key: source[key].numpy()  # noqa: E731
@@ -258,11 +262,11 @@ def _plain_names(shapes, outer):
     return sorted(names)
 
 
-def _damaged(path, err, key=None):
+def _damaged(flag, path, err, key=None):
     reason = (str(err).strip().splitlines() or [""])[0][:200]
-    what = f"variable {key!r} of " if key else ""
-    return UsageError(f"{what}checkpoint {path!r} cannot be read ({type(err).__name__}: "
-                      f"{reason}): the file is damaged or truncated", "checkpoint")
+    what = f"variable {key!r}" if key else "the checkpoint"
+    return UsageError(f"--{flag}={path}: {what} cannot be read ({type(err).__name__}: "
+                      f"{reason}): the file is damaged or truncated", flag)
 
 
 def _tf1_entries(shapes, overrides, use_ema, skipped, ignored, outer):
@@ -319,17 +323,18 @@ def _tf2_entries(source, overrides, use_ema, skipped, ignored, outer):
     return entries
 
 
-def _restore_tf2_source(path, use_ema):
+def _restore_tf2_source(path, use_ema, flags):
     directory = os.path.dirname(path)
     try:
         record = model_dir_lib.ModelDir(directory).read_record()
     except ValueError as err:
-        raise UsageError(f"--checkpoint={path} is a TF2 (object-based) checkpoint: its model "
-                         f"is rebuilt from {model_dir_lib.CONFIG_FILE} beside it, but "
-                         f"{err}") from None
+        raise UsageError(f"--{flags['checkpoint']}={path} is a TF2 (object-based) checkpoint: "
+                         f"its model is rebuilt from {model_dir_lib.CONFIG_FILE} beside it, but "
+                         f"{err}", flags["checkpoint"]) from None
     if use_ema and not record.has_weight_average:
-        raise PortingError(f"--use_ema: checkpoint {path!r} holds no weight averages "
-                           "(trained without --ema_decay); port it without --use_ema")
+        raise PortingError(f"--{flags['use_ema']}: --{flags['checkpoint']}={path} holds no "
+                           "weight averages (trained without train.py's --ema_decay); take it "
+                           f"without --{flags['use_ema']}", option=flags["use_ema"])
     model, _ = model_dir_lib.restore_model(record, path, use_average=bool(use_ema))
     return model
 

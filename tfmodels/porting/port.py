@@ -24,7 +24,7 @@ from tfmodels import nets
 from tfmodels.model_dir import ModelDir
 from tfmodels.model_dir.files import write_failure
 from tfmodels.nets import custom
-from tfmodels.porting import verification
+from tfmodels.porting import rules, verification
 from tfmodels.porting.checkpoint_map import map_checkpoint
 from tfmodels.porting.tf2_init import load_checkpoint
 from tfmodels.options import UsageError
@@ -33,9 +33,9 @@ from tfmodels.options import UsageError
 def check_output_dir(output_dir):
     """Refuse an output directory that already holds a checkpoint or a ported model."""
     if not output_dir:
-        raise UsageError(f"--output={output_dir} must name a directory to write")
+        raise UsageError(f"--output={output_dir} must name a directory to write", "output")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise UsageError(f"--output={output_dir} exists and is not a directory")
+        raise UsageError(f"--output={output_dir} exists and is not a directory", "output")
     layout = ModelDir(output_dir)
     held = [os.path.basename(path) for path in (layout.state_path, layout.config_path,
                                                 layout.keras_path) if os.path.exists(path)]
@@ -43,14 +43,14 @@ def check_output_dir(output_dir):
         held += [name for name in sorted(os.listdir(output_dir)) if name.endswith(".index")]
     if held:
         raise UsageError(f"--output={output_dir} already holds {', '.join(held)}; nothing was "
-                         "written. Choose a new --output directory or remove that one.")
+                         "written. Choose a new --output directory or remove that one.", "output")
 
 
 def port_checkpoint(checkpoint_path, model_name, num_classes, input_shape, output_dir, *,
                     exclude_scopes=(), overrides=None, use_ema=False, ignore=(),
                     strip_scope=(), dataset=None, seed=0, dry_run=False, verify_with=None,
                     verify_tol=1e-4, verify_images=None, verify_timeout=600,
-                    verify_arg_scope=None):
+                    verify_arg_scope=None, flags=None):
     """Build `model_name`, fill it from the checkpoint (strict), verify it, write `output_dir`.
 
     Args:
@@ -68,6 +68,7 @@ def port_checkpoint(checkpoint_path, model_name, num_classes, input_shape, outpu
         (`porting.verify`), run in a separate process; None skips the check.
       verify_tol, verify_images, verify_timeout, verify_arg_scope: `verify`'s tol, images,
         timeout and arg_scope.
+      flags: {option: flag} naming the caller's flags in errors (`rules.flag_names`).
 
     Returns:
       The `Mapping` (for a dry run possibly not `ok`); `.verification` holds the numbers
@@ -78,19 +79,21 @@ def port_checkpoint(checkpoint_path, model_name, num_classes, input_shape, outpu
       VerificationError: the logits differ by more than verify_tol; nothing was written.
       ValueError: bad arguments, a missing checkpoint, or an output_dir already in use.
     """
+    flags = rules.flag_names(flags)
     if output_dir or not dry_run:
         check_output_dir(output_dir)
     if verify_with is not None:
         custom.check_name(verify_with, "verify_with")
-        if exclude_scopes:
+        excluded = rules.parse_scopes(exclude_scopes, flags["exclude_scopes"])
+        if excluded:
             raise UsageError(f"--verify_with={verify_with} compares logits, which excluded "
                              "(re-initialised) scopes change: drop "
-                             f"--exclude_scopes={exclude_scopes!r} or --verify_with",
+                             f"--{flags['exclude_scopes']}={','.join(excluded)} or --verify_with",
                              "verify_with")
     keras.utils.set_random_seed(seed)
     model = nets.build_model(model_name, num_classes, tuple(input_shape))
     options = dict(exclude_scopes=exclude_scopes, overrides=overrides, use_ema=use_ema,
-                   ignore=ignore, strip_scope=strip_scope)
+                   ignore=ignore, strip_scope=strip_scope, flags=flags)
     if dry_run:
         mapping = map_checkpoint(model, checkpoint_path, **options)
         if verify_with is None or not mapping.ok:

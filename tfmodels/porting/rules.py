@@ -100,6 +100,27 @@ def slim_name(path):
     return f"{scope}/{leaf}" if scope else leaf
 
 
+# ---------------------------------------------------------------- flags
+
+# The options of a port, by the keyword that takes them here (`map_checkpoint`'s arguments,
+# `trainable_variables`' scopes). The porting CLI's flags have these names; another front end
+# (train.py: `--init_checkpoint`, `--checkpoint_exclude_scopes`, ...) passes
+# `flags={option: its flag}`, so that an error names the flag its user typed.
+OPTIONS = ("checkpoint", "exclude_scopes", "ignore", "strip_scope", "overrides", "use_ema",
+           "trainable_scopes")
+
+
+def flag_names(flags=None):
+    """{option: flag name without '--'} for every one of `OPTIONS`: `flags`' names, the
+    option's own name for the rest."""
+    flags = dict(flags or {})
+    unknown = sorted(set(flags) - set(OPTIONS))
+    if unknown:  # a front end's mistake, not its user's: a plain ValueError
+        raise ValueError(f"flags={flags!r}: {', '.join(unknown)} is not one of the porting "
+                         f"options {', '.join(OPTIONS)}")
+    return {option: flags.get(option) or option for option in OPTIONS}
+
+
 # ---------------------------------------------------------------- scopes
 
 
@@ -128,8 +149,8 @@ def in_scope(path, scope):
 
 
 def check_scopes(scopes, paths, argument, what="variable"):
-    """Raise ValueError if a scope covers none of `paths` (a typo would otherwise silently
-    exclude or train nothing); `what` names the paths in the message."""
+    """Raise UsageError naming `--argument` if a scope covers none of `paths` (a typo would
+    otherwise silently exclude or train nothing); `what` names the paths in the message."""
     for scope in scopes:
         if not any(in_scope(path, scope) for path in paths):
             tops = sorted({"/".join(p.split("/")[:2]) for p in paths})
@@ -152,18 +173,18 @@ class Overrides:
     "" skips that checkpoint variable.
     """
 
-    def __init__(self, mapping=None):
+    def __init__(self, mapping=None, flag="overrides"):
+        """`flag`: the flag errors name (without '--')."""
         self.rules = []
         for pattern, target in (mapping or {}).items():
             if not isinstance(pattern, str) or not (target is None or isinstance(target, str)):
-                raise UsageError(f"--overrides: {pattern!r}: {target!r} must map a string pattern "
-                                 "to a model variable path (a string) or null to skip",
-                                 "overrides")
+                raise UsageError(f"--{flag}: {pattern!r}: {target!r} must map a string pattern "
+                                 "to a model variable path (a string) or null to skip", flag)
             try:
                 regex = re.compile(pattern)
             except re.error as err:
-                raise UsageError(f"--overrides: pattern {pattern!r} is not a valid regular "
-                                 f"expression ({err})", "overrides") from None
+                raise UsageError(f"--{flag}: pattern {pattern!r} is not a valid regular "
+                                 f"expression ({err})", flag) from None
             self.rules.append((pattern, regex, target or None))
         self.used = set()
 
@@ -195,9 +216,11 @@ class Ignore:
     key, tried on the raw key and its stripped spellings.
     """
 
-    def __init__(self, patterns=()):
+    def __init__(self, patterns=(), flag="ignore"):
+        """`flag`: the flag errors name (without '--')."""
+        self.flag = flag
         self.patterns = []
-        for pattern in parse_scopes(patterns, "ignore"):
+        for pattern in parse_scopes(patterns, flag):
             try:
                 regex = re.compile(pattern)
             except re.error:  # not a regex: a scope only
@@ -216,13 +239,13 @@ class Ignore:
         return False
 
     def check_used(self, keys):
-        """Raise ValueError for a pattern that matched no checkpoint variable (a typo would
+        """Raise UsageError for a pattern that matched no checkpoint variable (a typo would
         otherwise ignore nothing)."""
         unused = [pattern for pattern, _ in self.patterns if pattern not in self.used]
         if unused:
-            raise UsageError(f"--ignore={','.join(unused)} matches no checkpoint variable; patterns "
-                             "are scopes or regexes of keys such as "
-                             f"{', '.join(sorted(keys)[:6])}", "ignore")
+            raise UsageError(f"--{self.flag}={','.join(unused)} matches no checkpoint variable; "
+                             "patterns are scopes or regexes of keys such as "
+                             f"{', '.join(sorted(keys)[:6])}", self.flag)
 
 
 # slim settings that create a variable a checkpoint may hold although the builder does not.
@@ -248,23 +271,26 @@ def builder_setting(key):
     return f"the builder needs {setting}"
 
 
-def load_overrides(spec):
-    """Overrides from a dict, a JSON object string, or a path to a JSON file holding one."""
+def load_overrides(spec, flag="overrides"):
+    """Overrides from a dict, a JSON object string, or a path to a JSON file holding one;
+    errors name `--flag`."""
     if spec is None or isinstance(spec, dict):
         return dict(spec or {})
     if not isinstance(spec, str):
-        raise UsageError(f"--overrides={spec} must be a dict, a JSON object or a JSON file path")
+        raise UsageError(f"--{flag}={spec} must be a dict, a JSON object or a JSON file path",
+                         flag)
     text = spec
     if not spec.lstrip().startswith("{"):
         if not os.path.isfile(spec):
-            raise UsageError(f"--overrides={spec} is neither a JSON object nor an existing file")
+            raise UsageError(f"--{flag}={spec} is neither a JSON object nor an existing file",
+                             flag)
         with open(spec) as f:
             text = f.read()
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise UsageError(f"--overrides={spec}: not valid JSON ({err})") from None
+        raise UsageError(f"--{flag}={spec}: not valid JSON ({err})", flag) from None
     if not isinstance(value, dict):
-        raise UsageError(f"--overrides={spec} must hold a JSON object {{pattern: target}}, "
-                         f"got {type(value).__name__}")
+        raise UsageError(f"--{flag}={spec} must hold a JSON object {{pattern: target}}, "
+                         f"got {type(value).__name__}", flag)
     return value

@@ -16,7 +16,7 @@ from tfmodels.porting.checkpoint_map import PortingError, map_checkpoint
 
 
 def load_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
-                    use_ema=False, strict=True, ignore=(), strip_scope=()):
+                    use_ema=False, strict=True, ignore=(), strip_scope=(), flags=None):
     """Fill `model`'s variables from a checkpoint as `map_checkpoint` plans it.
 
     The whole plan is checked before the first assignment, so a strict failure leaves the
@@ -26,7 +26,7 @@ def load_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None
 
     Args:
       model: Keras model from `nets.build_model` (possibly built under a strategy scope).
-      checkpoint_path, exclude_scopes, overrides, use_ema, ignore, strip_scope: see
+      checkpoint_path, exclude_scopes, overrides, use_ema, ignore, strip_scope, flags: see
         `map_checkpoint`.
       strict: if True (default), any unmatched model variable, shape mismatch, ambiguity,
         unused override or checkpoint variable left unused in a filled layer raises; if
@@ -41,7 +41,7 @@ def load_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None
     """
     mapping = map_checkpoint(model, checkpoint_path, exclude_scopes=exclude_scopes,
                              overrides=overrides, use_ema=use_ema, ignore=ignore,
-                             strip_scope=strip_scope)
+                             strip_scope=strip_scope, flags=flags)
     if strict and not mapping.ok:
         raise PortingError(mapping.report() + "\nNothing was assigned to the model.", mapping)
     if not mapping.ok:
@@ -62,7 +62,7 @@ def load_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None
     return mapping
 
 
-def trainable_variables(model, trainable_scopes=()):
+def trainable_variables(model, trainable_scopes=(), flags=None):
     """The variables the optimizer should update, as slim's `--trainable_scopes`.
 
     Only the list changes: the rest stay `trainable` for Keras, so their batch norms keep
@@ -73,6 +73,7 @@ def trainable_variables(model, trainable_scopes=()):
       model: a Keras model.
       trainable_scopes: comma-separated string or list of scopes (leading components of
         variable paths, either spelling: `vgg_16/fc8`); empty means all trainable variables.
+      flags: {option: flag} naming the caller's flags in errors (`rules.flag_names`).
 
     Returns:
       A list of `model.trainable_variables` in model order.
@@ -80,18 +81,19 @@ def trainable_variables(model, trainable_scopes=()):
     Raises:
       ValueError: a scope that covers no trainable variable.
     """
-    scopes = rules.parse_scopes(trainable_scopes, "trainable_scopes")
+    flag = rules.flag_names(flags)["trainable_scopes"]
+    scopes = rules.parse_scopes(trainable_scopes, flag)
     variables = list(model.trainable_variables)
     if not scopes:
         return variables
-    rules.check_scopes(scopes, [v.path for v in variables], "trainable_scopes",
-                       what="trainable variable")
+    rules.check_scopes(scopes, [v.path for v in variables], flag, what="trainable variable")
     return [v for v in variables if any(rules.in_scope(v.path, s) for s in scopes)]
 
 
-def check_fresh_not_frozen(mapping, model, train_variables, trainable_scopes):
+def check_fresh_not_frozen(mapping, model, train_variables, trainable_scopes, flags=None):
     """Refuse variables left at their random initialisation (excluded from the checkpoint)
-    that the optimizer would not update either (outside `trainable_scopes`).
+    that the optimizer would not update either (outside `trainable_scopes`). `flags`: see
+    `rules.flag_names`.
 
     Raises:
       UsageError: one line naming the scopes and the variables.
@@ -102,11 +104,12 @@ def check_fresh_not_frozen(mapping, model, train_variables, trainable_scopes):
              if v.path in excluded and id(v) not in trained]
     if stuck:
         shown = ", ".join(stuck[:4]) + (f" and {len(stuck) - 4} more" if len(stuck) > 4 else "")
+        flags = rules.flag_names(flags)
+        exclude, trainable = flags["exclude_scopes"], flags["trainable_scopes"]
         raise UsageError(
-            f"--checkpoint_exclude_scopes={','.join(mapping.exclude_scopes)} leaves {shown} "
-            f"at random initial values and --trainable_scopes={','.join(trainable_scopes)} "
-            "freezes them: add their scope to --trainable_scopes or drop it from "
-            "--checkpoint_exclude_scopes", "checkpoint_exclude_scopes")
+            f"--{exclude}={','.join(mapping.exclude_scopes)} leaves {shown} at random initial "
+            f"values and --{trainable}={','.join(trainable_scopes)} freezes them: add their "
+            f"scope to --{trainable} or drop it from --{exclude}", exclude)
 
 
 def describe_trainable(model, train_variables, depth=2):

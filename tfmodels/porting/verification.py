@@ -118,7 +118,7 @@ def verify(model, checkpoint_path, function, *, images=None, use_ema=False, tol=
     if arg_scope is not None and arg_scope != "none":
         custom.check_name(arg_scope, "verify_arg_scope")
     if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0:
-        raise UsageError(f"--verify_tol={tol} must be a number >= 0")
+        raise UsageError(f"--verify_tol={tol} must be a number >= 0", "verify_tol")
     path, source_format = resolve_checkpoint(checkpoint_path)
     if source_format != "tf1":
         raise UsageError(f"--verify_with={function}: checkpoint {path!r} is a TF2 checkpoint; "
@@ -133,7 +133,7 @@ def verify(model, checkpoint_path, function, *, images=None, use_ema=False, tol=
                               timeout=timeout, arg_scope=arg_scope)
     if legacy.shape != ours.shape:
         raise UsageError(f"--verify_with={function} returned logits of shape {legacy.shape}; "
-                         f"the ported model's are {ours.shape}")
+                         f"the ported model's are {ours.shape}", "verify_with")
     max_abs = float(np.max(np.abs(ours - legacy)))
     scale = float(np.max(np.abs(legacy)))
     result = Verification(function, path, description, len(batch), max_abs,
@@ -156,13 +156,13 @@ def make_images(images, image_shape, *, num_images=8, seed=0, dataset=None):
         batch, description = images, "given images"
     elif isinstance(images, str) and images.endswith(".npy"):
         if not os.path.isfile(images):
-            raise UsageError(f"--verify_images={images} does not exist")
+            raise UsageError(f"--verify_images={images} does not exist", "verify_images")
         batch, description = np.load(images), f"images from {images}"
     elif isinstance(images, str):
         return load_images(images, image_shape, dataset=dataset)
     else:
         raise UsageError(f"--verify_images={images} must be 'random', a .npy file, image "
-                         "files or an array")
+                         "files or an array", "verify_images")
     batch = np.asarray(batch, np.float32)
     if batch.ndim != 4 or tuple(batch.shape[1:]) != image_shape or not len(batch):
         raise UsageError(f"--verify_images: a batch of shape {batch.shape} does not fit the "
@@ -238,7 +238,7 @@ def run_legacy(function, checkpoint, images, num_classes, *, use_ema=False, time
                 env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise UsageError(f"--verify_with={function}: the legacy graph did not finish in "
-                             f"{timeout} s") from None
+                             f"{timeout} s", "verify_with") from None
         if result.returncode != 0:
             errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
             detail = errors[-1][len("error: "):] if errors else (

@@ -37,6 +37,12 @@ WEIGHT_DECAY_TYPES = ("auto", "l2", "decoupled")
 # epoch) ~6.5 s of SmallCNN on 2 CPU cores.
 DEFAULT_EPOCHS = 30.0
 _PREPROCESSING = sorted(data_preprocessing.PREPROCESSING_FNS)
+# The porting library's options (`porting.rules.OPTIONS`) and the fields that give them here:
+# --init_checkpoint and its companions.
+_PORTING_FIELDS = {"checkpoint": "init_checkpoint", "exclude_scopes": "checkpoint_exclude_scopes",
+                   "ignore": "init_checkpoint_ignore", "strip_scope": "init_checkpoint_strip_scope",
+                   "overrides": "init_checkpoint_overrides", "use_ema": "init_checkpoint_use_ema",
+                   "trainable_scopes": "trainable_scopes"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +197,13 @@ class TrainConfig(distribute.StrategyOptions):
     trainable_scopes: Tuple[str, ...] = option((), "Train only variables under these scopes "
                                                "(default: all).")
 
+    @classmethod
+    def porting_flags(cls):
+        """The porting library's options (`porting.rules.OPTIONS`, its `flags=`) named as
+        train.py's flags, so that its errors name `--init_checkpoint=...`,
+        `--checkpoint_exclude_scopes=...`."""
+        return options.flags_of(cls, _PORTING_FIELDS)
+
     def validate(self):
         """Raise UsageError naming the option (as its flag), its value and what is allowed;
         no TensorFlow work."""
@@ -229,11 +242,8 @@ class TrainConfig(distribute.StrategyOptions):
                              "--init_checkpoint_overrides apply to --init_checkpoint, which is "
                              "not set", "init_checkpoint")
         if self.init_checkpoint_overrides is not None:
-            try:
-                porting_rules.load_overrides(self.init_checkpoint_overrides)
-            except ValueError as err:
-                raise UsageError(f"--init_checkpoint_{str(err).lstrip('-')}",
-                                 "init_checkpoint_overrides") from None
+            porting_rules.load_overrides(self.init_checkpoint_overrides,
+                                         self.porting_flags()["overrides"])
         # Everything of the schedule but the warmup's bound, which needs the total steps.
         schedules.check_schedule(self.lr_schedule, self.learning_rate, max(self.warmup_steps, 1),
                                  self.warmup_steps, self.lr_boundaries, self.lr_decay_factor)

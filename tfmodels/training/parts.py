@@ -76,17 +76,18 @@ def build_training(resolved, strategy, init_from=None):
             config.model, resolved.num_classes, resolved.image_shape,
             weight_decay=0.0 if config.decoupled_weight_decay else config.weight_decay,
             sync_batch_norm=config.sync_bn)
+        flags = config.porting_flags()  # the porting library's errors name train.py's flags
         if init_from:
             mapping = porting.load_checkpoint(
                 model, init_from, exclude_scopes=config.checkpoint_exclude_scopes,
                 use_ema=config.init_checkpoint_use_ema, ignore=config.init_checkpoint_ignore,
                 strip_scope=config.init_checkpoint_strip_scope,
-                overrides=config.init_checkpoint_overrides)
+                overrides=config.init_checkpoint_overrides, flags=flags)
             logging.info("initialised from %s\n%s", init_from, mapping.report())
-        train_variables = porting.trainable_variables(model, config.trainable_scopes)
+        train_variables = porting.trainable_variables(model, config.trainable_scopes, flags)
         if init_from:
             porting.check_fresh_not_frozen(mapping, model, train_variables,
-                                                    config.trainable_scopes)
+                                           config.trainable_scopes, flags)
         if config.trainable_scopes or init_from:
             logging.info("%s", porting.describe_trainable(model, train_variables))
         center_loss = None

@@ -103,7 +103,8 @@ def _train(config, strategy, stop, lost_worker):
     found = layout.check_for_training(record, export=config.export)
     init_from = None
     if config.init_checkpoint and not found:  # model_dir > init_checkpoint > scratch
-        init_from, _ = porting.resolve_checkpoint(config.init_checkpoint, "init_checkpoint")
+        init_from, _ = porting.resolve_checkpoint(config.init_checkpoint,
+                                                  config.porting_flags()["checkpoint"])
     chief = distribute.is_chief(strategy)
     keras.mixed_precision.set_dtype_policy(_POLICIES[config.mixed_precision])
     keras.utils.set_random_seed(config.seed)
