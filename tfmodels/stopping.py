@@ -8,7 +8,7 @@
                 raise stop.stopped("saved ckpt-7")
 
 Clusters stop jobs with SIGTERM (SLURM at the time limit, Kubernetes, preemptible VMs), SLURM's
-`sbatch --signal=B:USR1@120` warns with SIGUSR1 before it, and people press Ctrl-C (SIGINT).
+`sbatch --signal=USR1@120` warns with SIGUSR1 before it, and people press Ctrl-C (SIGINT).
 Python's default SIGTERM handling kills the process on the spot (no `finally` runs), and its
 SIGINT raises KeyboardInterrupt wherever the main thread is, often inside a TensorFlow call. The
 handler here only records the signal; the loop that owns the work reads it between steps, so
