@@ -119,6 +119,22 @@ def _latest_step(model_dir):
 
 
 @pytest.mark.slow  # three train.py runs: ~1 min, minutes on a loaded machine
+def _sigterm_once_training_began(victim, model_dir):
+    """SIGTERM to the train.py process `victim` once training has begun (its first summaries
+    are in model_dir/train); its (stdout, stderr) once it has ended."""
+    try:
+        deadline = time.time() + SCRIPT_TIMEOUT
+        events = os.path.join(model_dir, "train")
+        while not (os.path.isdir(events) and any(os.path.getsize(os.path.join(events, f)) > 200
+                                                 for f in os.listdir(events))):
+            assert victim.poll() is None and time.time() < deadline, "training never began"
+            time.sleep(0.05)
+        victim.send_signal(signal.SIGTERM)
+        return victim.communicate(timeout=SCRIPT_TIMEOUT)
+    finally:
+        victim.kill()
+
+
 def test_sigterm_to_train_py_saves_exits_0_and_resumes_bitwise(tmp_path):
     """A real SIGTERM once training has begun (checkpoints every 1000 steps, so the one found
     afterwards is the stop's own), exit status 0, one line, then a resumed run equal to an
@@ -130,18 +146,7 @@ def test_sigterm_to_train_py_saves_exits_0_and_resumes_bitwise(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
 
     victim = scripts.start("train.py", f"--model_dir={stopped}", *flags)
-    try:
-        deadline = time.time() + SCRIPT_TIMEOUT
-        # The first progress line: training has begun (the run writes its summaries then).
-        events = os.path.join(stopped, "train")
-        while not (os.path.isdir(events) and any(os.path.getsize(os.path.join(events, f)) > 200
-                                                 for f in os.listdir(events))):
-            assert victim.poll() is None and time.time() < deadline, "training never began"
-            time.sleep(0.05)
-        victim.send_signal(signal.SIGTERM)
-        out, err = victim.communicate(timeout=SCRIPT_TIMEOUT)
-    finally:
-        victim.kill()
+    out, err = _sigterm_once_training_began(victim, stopped)
     assert victim.returncode == 0, err[-4000:]
     step = _latest_step(stopped)
     assert 0 < step < 300, err[-4000:]
@@ -199,16 +204,7 @@ def test_sigterm_stops_a_multi_worker_run(tmp_path):
                            "--strategy=multi_worker", "--train_steps=100000",
                            "--steps_per_loop=2", "--checkpoint_every=1000000", "--noexport",
                            TF_CONFIG=config)
-    try:
-        deadline = time.time() + SCRIPT_TIMEOUT
-        events = model_dir / "train"
-        while not (events.is_dir() and any(f.stat().st_size > 200 for f in events.iterdir())):
-            assert victim.poll() is None and time.time() < deadline, "training never began"
-            time.sleep(0.05)
-        victim.send_signal(signal.SIGTERM)
-        _, err = victim.communicate(timeout=SCRIPT_TIMEOUT)
-    finally:
-        victim.kill()
+    _, err = _sigterm_once_training_began(victim, model_dir)
     assert victim.returncode == 0, err[-4000:]
     step = _latest_step(str(model_dir))
     lines = [line for line in err.splitlines() if "stopped by SIGTERM" in line]
