@@ -168,6 +168,12 @@ _NOT_CONNECTED = (
     "names:\n{missing}\n\nAdditional GRPC error information from remote target "
     "/job:worker/replica:0/task:0 while calling /tensorflow.CoordinationService/RegisterTask:")
 
+# ... and in worker 1 when worker 0, which hosts the service, never started.
+_HOST_MISSING = ("Deadline Exceeded\nAdditional GRPC error information from remote target "
+                 "/job:worker/replica:0/task:0 while calling "
+                 "/tensorflow.CoordinationService/RegisterTask:\n:UNKNOWN:Error received from "
+                 'peer  {grpc_status:4, grpc_message:"Deadline Exceeded"}')
+
 
 @pytest.mark.parametrize("missing, who", [
     ("/job:worker/replica:0/task:1", "worker 1"),
@@ -178,6 +184,11 @@ def test_a_worker_that_never_connected_is_named(missing, who):
         n=missing.count("\n") + 2, missing=missing))
     lost = strategy_lib.lost_worker(_MultiWorker(), error)
     assert str(lost) == (f"{who} of the multi-worker run did not connect within "
+                         "--worker_connect_timeout seconds; this worker stops too")
+    # The other side: worker 1 started, the worker that hosts the service (task 0) never did.
+    lost = strategy_lib.lost_worker(_MultiWorker(), tf.errors.DeadlineExceededError(
+        None, None, _HOST_MISSING))
+    assert str(lost) == ("worker 0 of the multi-worker run did not connect within "
                          "--worker_connect_timeout seconds; this worker stops too")
     # Another deadline (a bug, a slow op) keeps its traceback; one process maps nothing.
     assert strategy_lib.lost_worker(_MultiWorker(), tf.errors.DeadlineExceededError(

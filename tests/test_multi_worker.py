@@ -234,12 +234,13 @@ def test_the_launcher_ends_with_the_killed_workers_status_and_the_other_stops(tm
 
 
 @pytest.mark.slow
-def test_a_worker_that_never_connects_ends_the_wait_with_one_line(tmp_path):
-    """Only the chief of a two-worker cluster starts (worker 1 never does): the chief gives up
-    after --worker_connect_timeout with status 1 and one line naming the worker that did not
-    connect (TensorFlow's default waited past 5 minutes)."""
+@pytest.mark.parametrize("started, missing", [(0, 1), (1, 0)])
+def test_a_worker_that_never_connects_ends_the_wait_with_one_line(tmp_path, started, missing):
+    """Only one worker of two starts: the chief (which hosts the coordination service) or the
+    other one. It gives up after --worker_connect_timeout with status 1 and one line naming the
+    worker that did not connect (TensorFlow's default waited past 5 minutes)."""
     model_dir = tmp_path / "alone"
-    config = launch.tf_configs(2)[0]
+    config = launch.tf_configs(2)[started]
     done = subprocess.run(
         scripts._command("train.py", [f"--model_dir={model_dir}", *FLAGS,
                                       "--worker_connect_timeout=5"]),
@@ -249,7 +250,7 @@ def test_a_worker_that_never_connects_ends_the_wait_with_one_line(tmp_path):
     errors = [line for line in text.splitlines() if line.startswith("error: ")]
     assert done.returncode == 1, text[-3000:]
     assert len(errors) == 1 and "Traceback" not in text, text[-3000:]
-    assert errors[0] == ("error: worker 1 of the multi-worker run did not connect within "
+    assert errors[0] == (f"error: worker {missing} of the multi-worker run did not connect within "
                          "--worker_connect_timeout seconds; this worker stops too; the last "
                          "checkpoint saved: none yet; start every worker again with the same "
                          "--model_dir to resume"), errors[0]

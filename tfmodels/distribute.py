@@ -283,7 +283,11 @@ _LOST_TASK = re.compile(r"(?:stopped sending heartbeats\):\s*|remote target\s+)"
 
 # What TensorFlow says when a worker has not connected within the coordination service's
 # register timeout (`_configure_coordination`): "Barrier timed out. Id: [Init]Wait_for_all_
-# tasks_to_register::0. ... Some timed out task names:\n/job:worker/replica:0/task:1\n\n...".
+# tasks_to_register::0. ... Some timed out task names:\n/job:worker/replica:0/task:1\n\n...",
+# in the worker hosting the service; in another worker, when the one hosting it is missing:
+# "Deadline Exceeded\nAdditional GRPC error information from remote target /job:worker/
+# replica:0/task:0 while calling /tensorflow.CoordinationService/RegisterTask: ...".
+_REGISTER = "CoordinationService/RegisterTask"
 _REGISTER_BARRIER = "Wait_for_all_tasks_to_register"
 _TIMED_OUT = "timed out task names:"
 _MISSING_TASK = re.compile(r"/job:(\w+)/replica:\d+/task:(\d+)")
@@ -312,10 +316,13 @@ def lost_worker(strategy, error):
 
 def _lost_worker(error):
     """`lost_worker`'s error for `error` raised in a multi-worker run, or None."""
-    if (isinstance(error, tf.errors.DeadlineExceededError)
-            and _REGISTER_BARRIER in str(error)):
-        missing = [f"{job} {task}" for job, task in _MISSING_TASK.findall(
-            str(error).split(_TIMED_OUT, 1)[-1].split("\n\n", 1)[0])]
+    text = str(error)
+    if isinstance(error, tf.errors.DeadlineExceededError) and _REGISTER in text:
+        if _REGISTER_BARRIER in text:  # this worker hosts the service: the missing ones
+            named = text.split(_TIMED_OUT, 1)[-1].split("\n\n", 1)[0]
+        else:  # this worker could not reach the one hosting the service
+            named = text.split("remote target", 1)[-1].split(" while", 1)[0]
+        missing = [f"{job} {task}" for job, task in _MISSING_TASK.findall(named)]
         return WorkerLostError(
             f"{', '.join(missing) or 'a worker'} of the multi-worker run did not connect "
             "within --worker_connect_timeout seconds; this worker stops too")
