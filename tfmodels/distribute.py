@@ -308,6 +308,9 @@ def lost_worker(strategy, error):
     then aborts every collective of the others with UNAVAILABLE; when the lost worker hosted
     the service (task 0), the others' next call to it fails at once. The message names the lost
     task when TensorFlow's does.
+
+    A worker that never connects: each waiting worker's start of the strategy fails with
+    DEADLINE_EXCEEDED after `worker_connect_timeout` (`create_strategy`), naming it.
     """
     if not in_multi_worker_mode(strategy):
         return None
