@@ -38,6 +38,10 @@ def test_one_device():
     (lambda: strategy_lib.check_options("one_device", virtual_devices=2),
      "--virtual_devices=2 with --strategy=one_device"),
     (lambda: strategy_lib.setup("mirrored", all_reduce="ring"), "--all_reduce=ring is not one of"),
+    (lambda: strategy_lib.check_options("multi_worker", worker_connect_timeout=0),
+     r"^--worker_connect_timeout=0 must be an int in \[1, 86400\]"),
+    (lambda: strategy_lib.setup("multi_worker", worker_connect_timeout=86401),
+     r"^--worker_connect_timeout=86401 must be an int in \[1, 86400\]"),
 ])
 def test_bad_arguments(call, match):
     with pytest.raises(ValueError, match=match):
@@ -151,6 +155,45 @@ def test_a_lost_worker_is_named_from_tensorflows_error(text, line):
     lost = strategy_lib.lost_worker(_MultiWorker(), tf.errors.UnavailableError(None, None, text))
     assert isinstance(lost, strategy_lib.WorkerLostError)
     assert str(lost) == f"{line}; this worker stops too"
+
+
+# What TensorFlow 2.21 raised in the chief of two workers when worker 1 had not connected
+# within the coordination service's register timeout (--worker_connect_timeout);
+# tests/test_multi_worker.py makes it for real.
+_NOT_CONNECTED = (
+    "Barrier timed out. Id: [Init]Wait_for_all_tasks_to_register::0. This usually happens "
+    "because a task triggered the barrier too early or too slowly. Please look at the task logs "
+    "(both timed out and first task) to debug further.\n# of tasks that reached the barrier: "
+    "1/{n}.\nThe first task at the barrier: /job:worker/replica:0/task:0. Some timed out task "
+    "names:\n{missing}\n\nAdditional GRPC error information from remote target "
+    "/job:worker/replica:0/task:0 while calling /tensorflow.CoordinationService/RegisterTask:")
+
+# ... and in worker 1 when worker 0, which hosts the service, never started.
+_HOST_MISSING = ("Deadline Exceeded\nAdditional GRPC error information from remote target "
+                 "/job:worker/replica:0/task:0 while calling "
+                 "/tensorflow.CoordinationService/RegisterTask:\n:UNKNOWN:Error received from "
+                 'peer  {grpc_status:4, grpc_message:"Deadline Exceeded"}')
+
+
+@pytest.mark.parametrize("missing, who", [
+    ("/job:worker/replica:0/task:1", "worker 1"),
+    ("/job:worker/replica:0/task:1\n/job:worker/replica:0/task:2", "worker 1, worker 2"),
+])
+def test_a_worker_that_never_connected_is_named(missing, who):
+    error = tf.errors.DeadlineExceededError(None, None, _NOT_CONNECTED.format(
+        n=missing.count("\n") + 2, missing=missing))
+    lost = strategy_lib.lost_worker(_MultiWorker(), error)
+    assert str(lost) == (f"{who} of the multi-worker run did not connect within "
+                         "--worker_connect_timeout seconds; this worker stops too")
+    # The other side: worker 1 started, the worker that hosts the service (task 0) never did.
+    lost = strategy_lib.lost_worker(_MultiWorker(), tf.errors.DeadlineExceededError(
+        None, None, _HOST_MISSING))
+    assert str(lost) == ("worker 0 of the multi-worker run did not connect within "
+                         "--worker_connect_timeout seconds; this worker stops too")
+    # Another deadline (a bug, a slow op) keeps its traceback; one process maps nothing.
+    assert strategy_lib.lost_worker(_MultiWorker(), tf.errors.DeadlineExceededError(
+        None, None, "Timed out waiting for the barrier of the run")) is None
+    assert strategy_lib.lost_worker(tf.distribute.get_strategy(), error) is None
 
 
 def test_unavailable_in_one_process_is_not_a_lost_worker():

@@ -231,3 +231,27 @@ def test_the_launcher_ends_with_the_killed_workers_status_and_the_other_stops(tm
     assert len(lost) == 1 and lost[0].startswith("[worker 1] error: lost worker 0 of the "
                                                  "multi-worker run"), err[-4000:]
     assert "[launch] worker 0 failed with status 137" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("started, missing", [(0, 1), (1, 0)])
+def test_a_worker_that_never_connects_ends_the_wait_with_one_line(tmp_path, started, missing):
+    """Only one worker of two starts: the chief (which hosts the coordination service) or the
+    other one. It gives up after --worker_connect_timeout with status 1 and one line naming the
+    worker that did not connect (TensorFlow's default waited past 5 minutes)."""
+    model_dir = tmp_path / "alone"
+    config = launch.tf_configs(2)[started]
+    done = subprocess.run(
+        scripts._command("train.py", [f"--model_dir={model_dir}", *FLAGS,
+                                      "--worker_connect_timeout=5"]),
+        cwd=scripts.ROOT, env=scripts.script_env(TF_CONFIG=config), capture_output=True,
+        text=True, timeout=120)
+    text = done.stdout + done.stderr
+    errors = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert done.returncode == 1, text[-3000:]
+    assert len(errors) == 1 and "Traceback" not in text, text[-3000:]
+    assert errors[0] == (f"error: worker {missing} of the multi-worker run did not connect within "
+                         "--worker_connect_timeout seconds; this worker stops too; the last "
+                         "checkpoint saved: none yet; start every worker again with the same "
+                         "--model_dir to resume"), errors[0]
+    assert not model_dir.exists()

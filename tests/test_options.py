@@ -118,6 +118,8 @@ def _train(*args):
     (["--train_steps=99999999999999999999"],
      "--train_steps=99999999999999999999 must be an int <= 2**63 - 1"),
     (["--seed=-1"], "--seed=-1 must be an int in [0, 4294967295]"),
+    (["--strategy=multi_worker", "--worker_connect_timeout=0"],
+     "--worker_connect_timeout=0 must be an int in [1, 86400]"),
     (["--model_dir=" + "m" * 5000], "--model_dir=" + "m" * 40 + "... is 5000 bytes long"),
     (["--image_size=100000"], "--image_size: a batch of 64 images of 100000x100000x1 float32 "
                               "values takes 2.38e+03 GiB, more than this machine's"),

@@ -40,12 +40,16 @@ class StrategyOptions:
     all_reduce: str = option("auto", "Cross-device all-reduce.", choices=ALL_REDUCE)
     virtual_devices: int = option(1, "Split each physical device into this many logical "
                                   "devices (simulates several GPUs).", low=1, high=1024)
+    worker_connect_timeout: int = option(
+        300, "--strategy=multi_worker: seconds the workers wait for all of them to connect "
+        "before they give up, naming the missing ones.", low=1, high=24 * 3600)
 
 
 def check_options(strategy="auto", *, num_gpus=None, all_reduce="auto", virtual_devices=1,
-                  cluster="tf_config"):
+                  cluster="tf_config", worker_connect_timeout=300):
     """Raise UsageError naming the option, its value and what is allowed; no TensorFlow work."""
-    options.check(StrategyOptions(strategy, num_gpus, all_reduce, virtual_devices))
+    options.check(StrategyOptions(strategy, num_gpus, all_reduce, virtual_devices,
+                                  worker_connect_timeout))
     if cluster not in CLUSTERS:
         raise UsageError(f"--cluster={cluster} is not one of: {', '.join(CLUSTERS)}", "cluster")
     if cluster != "tf_config" and strategy != "multi_worker":
@@ -58,7 +62,7 @@ def check_options(strategy="auto", *, num_gpus=None, all_reduce="auto", virtual_
 
 
 def setup(strategy="auto", *, num_gpus=None, all_reduce="auto", virtual_devices=1,
-          cluster="tf_config"):
+          cluster="tf_config", worker_connect_timeout=300):
     """Split devices as asked, then create the strategy: what train.py and eval.py do first.
 
     Must run before TensorFlow runs any op. Arguments as `check_options` (checked first). With
@@ -69,11 +73,13 @@ def setup(strategy="auto", *, num_gpus=None, all_reduce="auto", virtual_devices=
       A `tf.distribute.Strategy` (see `create_strategy`).
     """
     check_options(strategy, num_gpus=num_gpus, all_reduce=all_reduce,
-                  virtual_devices=virtual_devices, cluster=cluster)
+                  virtual_devices=virtual_devices, cluster=cluster,
+                  worker_connect_timeout=worker_connect_timeout)
     resolver = slurm_resolver() if cluster == "slurm" else None
     configure_devices(virtual_devices)
     return create_strategy(strategy, num_gpus=num_gpus, all_reduce=all_reduce,
-                           cluster_resolver=resolver)
+                           cluster_resolver=resolver,
+                           worker_connect_timeout=worker_connect_timeout)
 
 
 def slurm_resolver(port_base=8888):
@@ -134,7 +140,7 @@ def configure_devices(virtual_devices=1, gpu_memory_mb=None):
 
 
 def create_strategy(name="auto", *, num_gpus=None, all_reduce="auto", tpu_address=None,
-                    cluster_resolver=None):
+                    cluster_resolver=None, worker_connect_timeout=300):
     """Create a tf.distribute strategy.
 
     Args:
@@ -145,13 +151,17 @@ def create_strategy(name="auto", *, num_gpus=None, all_reduce="auto", tpu_addres
         For `multi_worker`, `nccl` selects NCCL collectives and anything else TF's default.
       tpu_address: TPU name or grpc address for `tpu` (None: the environment's default).
       cluster_resolver: the cluster of `multi_worker` (None: TF_CONFIG's).
+      worker_connect_timeout: seconds the workers of `multi_worker` wait for all of them to
+        connect; then each one that waited fails with an error naming the missing ones
+        (`lost_worker` maps it).
 
     Returns:
       A `tf.distribute.Strategy`.
     """
-    check_options(name, num_gpus=num_gpus, all_reduce=all_reduce)
+    check_options(name, num_gpus=num_gpus, all_reduce=all_reduce,
+                  worker_connect_timeout=worker_connect_timeout)
     if name == "multi_worker":
-        return _multi_worker(all_reduce, cluster_resolver)
+        return _multi_worker(all_reduce, cluster_resolver, worker_connect_timeout)
     if name == "tpu":
         return _tpu(tpu_address)
 
@@ -190,7 +200,7 @@ def _cross_device_ops(all_reduce):
     return None
 
 
-def _multi_worker(all_reduce, cluster_resolver=None):
+def _multi_worker(all_reduce, cluster_resolver=None, worker_connect_timeout=300):
     if cluster_resolver is None and "TF_CONFIG" not in os.environ:
         raise UsageError("--strategy=multi_worker reads the cluster from the TF_CONFIG "
                          "environment variable, which is not set", "strategy")
@@ -201,6 +211,9 @@ def _multi_worker(all_reduce, cluster_resolver=None):
     except (ValueError, KeyError, TypeError):
         raise UsageError(f"TF_CONFIG={os.environ['TF_CONFIG']!r} is not JSON with 'cluster' "
                          "and 'task' keys") from None
+    _configure_coordination(cluster_resolver or
+                            tf.distribute.cluster_resolver.TFConfigClusterResolver(),
+                            worker_connect_timeout)
     implementation = (tf.distribute.experimental.CommunicationImplementation.NCCL
                       if all_reduce == "nccl"
                       else tf.distribute.experimental.CommunicationImplementation.AUTO)
@@ -208,6 +221,40 @@ def _multi_worker(all_reduce, cluster_resolver=None):
         cluster_resolver=cluster_resolver,
         communication_options=tf.distribute.experimental.CommunicationOptions(
             implementation=implementation))
+
+
+def _configure_coordination(resolver, connect_timeout):
+    """Configure the coordination service as MultiWorkerMirroredStrategy would (it leaves a
+    configured one alone), and bound how long its start waits for every worker to connect.
+
+    TensorFlow's own configuration waits for a missing worker without end (a worker that died
+    before it connected kept the others waiting past 5 minutes, deaf to SIGTERM, which the
+    service holds until the strategy exists). Registering behind a barrier with
+    `connect_timeout` makes each waiting worker fail with DEADLINE_EXCEEDED naming the missing
+    tasks instead. Must run before TensorFlow's context is initialised (as the strategy itself).
+    """
+    # The coordination service's settings live in TensorFlow's internal eager context: the
+    # only place MultiWorkerMirroredStrategy reads them from (no public API sets them).
+    from tensorflow.python.distribute import multi_worker_util  # pylint: disable=g-import-not-at-top
+    from tensorflow.python.eager import context  # pylint: disable=g-import-not-at-top
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2  # pylint: disable=g-import-not-at-top
+
+    ctx = context.context()
+    if (ctx.coordination_service is not None or resolver.task_type not in ("chief", "worker")
+            or ctx._context_handle is not None):  # pylint: disable=protected-access
+        # Configured already, a task the service does not coordinate (TensorFlow's rule), or
+        # too late to take effect (TensorFlow runs already: the strategy then fails for
+        # several workers, "Collective ops must be configured at program startup").
+        return
+    spec = resolver.cluster_spec()
+    ctx.configure_coordination_service(
+        service_type="standalone",
+        service_leader=multi_worker_util.coordination_leader(spec),
+        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name=job,
+                                                                 num_tasks=spec.num_tasks(job))
+                          for job in ("chief", "worker") if job in spec.jobs],
+        cluster_register_timeout_in_ms=int(connect_timeout * 1000))
+    ctx.coordination_service.cluster_register_with_barrier = True
 
 
 def _tpu(tpu_address):
@@ -234,6 +281,18 @@ _LOST_TASK = re.compile(r"(?:stopped sending heartbeats\):\s*|remote target\s+)"
                         r"/job:(\w+)/replica:\d+/task:(\d+)")
 
 
+# What TensorFlow says when a worker has not connected within the coordination service's
+# register timeout (`_configure_coordination`): "Barrier timed out. Id: [Init]Wait_for_all_
+# tasks_to_register::0. ... Some timed out task names:\n/job:worker/replica:0/task:1\n\n...",
+# in the worker hosting the service; in another worker, when the one hosting it is missing:
+# "Deadline Exceeded\nAdditional GRPC error information from remote target /job:worker/
+# replica:0/task:0 while calling /tensorflow.CoordinationService/RegisterTask: ...".
+_REGISTER = "CoordinationService/RegisterTask"
+_REGISTER_BARRIER = "Wait_for_all_tasks_to_register"
+_TIMED_OUT = "timed out task names:"
+_MISSING_TASK = re.compile(r"/job:(\w+)/replica:\d+/task:(\d+)")
+
+
 def in_multi_worker_mode(strategy):
     """Whether `strategy` runs over several worker processes."""
     return bool(getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)())
@@ -249,6 +308,9 @@ def lost_worker(strategy, error):
     then aborts every collective of the others with UNAVAILABLE; when the lost worker hosted
     the service (task 0), the others' next call to it fails at once. The message names the lost
     task when TensorFlow's does.
+
+    A worker that never connects: each waiting worker's start of the strategy fails with
+    DEADLINE_EXCEEDED after `worker_connect_timeout` (`create_strategy`), naming it.
     """
     if not in_multi_worker_mode(strategy):
         return None
@@ -257,6 +319,16 @@ def lost_worker(strategy, error):
 
 def _lost_worker(error):
     """`lost_worker`'s error for `error` raised in a multi-worker run, or None."""
+    text = str(error)
+    if isinstance(error, tf.errors.DeadlineExceededError) and _REGISTER in text:
+        if _REGISTER_BARRIER in text:  # this worker hosts the service: the missing ones
+            named = text.split(_TIMED_OUT, 1)[-1].split("\n\n", 1)[0]
+        else:  # this worker could not reach the one hosting the service
+            named = text.split("remote target", 1)[-1].split(" while", 1)[0]
+        missing = [f"{job} {task}" for job, task in _MISSING_TASK.findall(named)]
+        return WorkerLostError(
+            f"{', '.join(missing) or 'a worker'} of the multi-worker run did not connect "
+            "within --worker_connect_timeout seconds; this worker stops too")
     if not isinstance(error, tf.errors.UnavailableError):
         return None
     found = _LOST_TASK.search(str(error))

@@ -104,7 +104,8 @@ class EvalConfig(distribute.StrategyOptions):
         options.check(self)
         distribute.check_options(self.strategy, num_gpus=self.num_gpus,
                                  all_reduce=self.all_reduce,
-                                 virtual_devices=self.virtual_devices)
+                                 virtual_devices=self.virtual_devices,
+                                 worker_connect_timeout=self.worker_connect_timeout)
         for name in ("model_dir", "data_dir", "output", "plot_dir", "summary_dir",
                      "pairs_file", "pairs_images"):
             options.check_path(name, getattr(self, name))

@@ -89,7 +89,8 @@ def _evaluate(config, strategy, stop, lost_worker):
     if strategy is None:
         strategy = distribute.setup(config.strategy, num_gpus=config.num_gpus,
                                     all_reduce=config.all_reduce,
-                                    virtual_devices=config.virtual_devices)
+                                    virtual_devices=config.virtual_devices,
+                                    worker_connect_timeout=config.worker_connect_timeout)
         stop.reclaim_signals()  # a multi-worker strategy's coordination service took SIGTERM
         lost_worker.use(strategy)
     plan = resolve(config, record, strategy.num_replicas_in_sync)

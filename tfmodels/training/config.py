@@ -215,7 +215,8 @@ class TrainConfig(distribute.StrategyOptions):
                              f"{', '.join(sorted(nets.NETS))}, package.module:function", "model")
         distribute.check_options(self.strategy, num_gpus=self.num_gpus,
                                  all_reduce=self.all_reduce,
-                                 virtual_devices=self.virtual_devices, cluster=self.cluster)
+                                 virtual_devices=self.virtual_devices, cluster=self.cluster,
+                                 worker_connect_timeout=self.worker_connect_timeout)
         if self.model_dir is not None and not self.model_dir:
             raise UsageError("--model_dir='' must name a directory (unset: "
                              "runs/<model>-<dataset>)", "model_dir")

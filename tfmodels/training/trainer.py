@@ -85,6 +85,7 @@ def _train(config, strategy, stop, lost_worker):
         strategy = distribute.setup(config.strategy, num_gpus=config.num_gpus,
                                     all_reduce=config.all_reduce,
                                     virtual_devices=config.virtual_devices,
+                                    worker_connect_timeout=config.worker_connect_timeout,
                                     cluster=config.cluster)
         stop.reclaim_signals()  # a multi-worker strategy's coordination service took SIGTERM
         lost_worker.use(strategy)
