@@ -473,7 +473,7 @@ def test_wrong_class_count_fails_then_works_with_exclude(vgg_16_checkpoint):
     assert "Result: FAILED (2 shape mismatches)" in message
     assert "vgg_16/fc8/kernel (1, 1, 4096, 10) <- vgg_16/fc8/weights (1, 1, 4096, 1000)" in message
     assert "vgg_16/fc8/bias (10,) <- vgg_16/fc8/biases (1000,)" in message
-    assert "exclude_scopes=vgg_16/fc8" in message and "Nothing was assigned" in message
+    assert "--exclude_scopes=vgg_16/fc8" in message and "Nothing was assigned" in message
     assert _fingerprint(model) == before  # never a partial load
 
     mapping = porting.load_checkpoint(model, saved.path, exclude_scopes="vgg_16/fc8")
@@ -634,7 +634,7 @@ def test_variables_unused_in_filled_layers_fail_with_the_setting(tmp_path):
     assert "Net/conv1/BatchNorm/gamma (3,)" in message
     assert "the builder needs a bias: biases_initializer not None" in message
     assert "Net/fc/biases (4,)" in message
-    assert "ignore=Net/conv1/BatchNorm/gamma,Net/fc/biases" in message
+    assert "--ignore=Net/conv1/BatchNorm/gamma,Net/fc/biases" in message
     # Net/aux has no filled variable: an unused head, listed, never a failure.
     assert "Checkpoint variables that fill no model variable:\n  Net/aux/weights (3,)" in message
 
@@ -683,8 +683,14 @@ def test_outer_scope_is_hinted_then_stripped(tmp_path):
     model = small_net()
     mapping = porting.map_checkpoint(model, path)
     assert not mapping.ok and len(mapping.unmatched) == len(model.weights)
-    assert ("strip it with strip_scope=model (porting CLI --strip_scope, "
-            "train.py --init_checkpoint_strip_scope)") in mapping.report()
+    assert "strip it with --strip_scope=model" in mapping.report()
+    # Through train.py (its flags passed in), the hint names train.py's flag.
+    flagged = porting.map_checkpoint(model, path, flags={
+        "strip_scope": "init_checkpoint_strip_scope", "overrides": "init_checkpoint_overrides"})
+    report = flagged.report()
+    assert "strip it with --init_checkpoint_strip_scope=model" in report
+    assert "pass --init_checkpoint_overrides={checkpoint key or regex" in report
+    assert "--strip_scope=" not in report and "--overrides=" not in report
     mapping = porting.map_checkpoint(model, path, strip_scope="model")
     assert mapping.ok and mapping.matched[0].key.startswith("model/Net/")
 

@@ -266,4 +266,9 @@ def test_init_checkpoint_mismatch_prints_the_report_alone(trained, tmp_path):
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Result: FAILED" in proc.stderr and "Nothing was assigned" in proc.stderr
     assert "--keep_checkpoints" not in proc.stderr and "Traceback" not in proc.stderr
+    # Its hints name train.py's flags, not the porting CLI's.
+    hint = [line for line in proc.stderr.splitlines() if line.startswith("Hint: ")]
+    assert len(hint) == 1 and "--init_checkpoint_overrides={" in hint[0], proc.stderr[-3000:]
+    assert not any(f"--{flag}=" in hint[0] for flag in ("exclude_scopes", "ignore", "overrides",
+                                                        "strip_scope")), hint[0]
     assert not os.path.exists(model_dir)

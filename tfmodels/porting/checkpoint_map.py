@@ -108,6 +108,7 @@ class Mapping:
     verification: object = None  # a porting.verify.Verification once verified
     choice: str = None  # which checkpoint of a directory was taken and why
     by_order: str = None  # how layers were paired by structure and order, if they were
+    flags: dict = None  # {option: flag} of the front end, named by the report's hints
     read: object = dataclasses.field(default=None, repr=False)
 
     @property
@@ -243,7 +244,7 @@ def map_checkpoint(model, checkpoint_path, *, exclude_scopes=(), overrides=None,
     mapping = Mapping(path, source_format, model.name, len(variables),
                       len([k for k in shapes if k != _OBJECT_GRAPH]), scopes, bool(use_ema),
                       strip_scope=outer, ignore=tuple(p for p, _ in ignored.patterns),
-                      read=read, choice=choice, by_order=order_note)
+                      read=read, choice=choice, by_order=order_note, flags=flags)
     _assign_entries(mapping, variables, entries, skipped,
                     ema_required=bool(use_ema) and source_format == "tf1")
     mapping.unused_overrides = overrides.unused()

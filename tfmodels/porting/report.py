@@ -140,27 +140,26 @@ def _common_prefix(mapping):
 
 
 def _hint(mapping):
-    """Concrete fixes: scopes to exclude for mismatched layers, overrides for renamed ones."""
+    """Concrete fixes: scopes to exclude for mismatched layers, overrides for renamed ones,
+    each with the calling front end's flag (`mapping.flags`, `rules.flag_names`)."""
+    flags = rules.flag_names(mapping.flags)
     scopes = sorted({path.rpartition("/")[0].removesuffix("/BatchNorm")
                      for path, *_ in mapping.mismatched})
     hints = []
     if scopes:
         hints.append("to re-initialise the mismatched layers instead (e.g. a new class count), "
-                     f"exclude their scopes: exclude_scopes={','.join(scopes)} "
-                     "(train.py --checkpoint_exclude_scopes, porting CLI --exclude_scopes)")
+                     f"exclude their scopes: --{flags['exclude_scopes']}={','.join(scopes)}")
     if mapping.unused_in_layers:
         hints.append("build those layers as the legacy code did (the setting to change is "
                      "named above), or, if the checkpoint's values are really not needed, "
-                     f"ignore them: ignore={_ignore_spec(mapping)} (porting CLI --ignore, "
-                     "train.py --init_checkpoint_ignore)")
+                     f"ignore them: --{flags['ignore']}={_ignore_spec(mapping)}")
     prefix = _common_prefix(mapping)
     if prefix:
-        hints.append(f"the checkpoint's variables sit under an outer scope: strip it with "
-                     f"strip_scope={prefix} (porting CLI --strip_scope, train.py "
-                     "--init_checkpoint_strip_scope)")
+        hints.append("the checkpoint's variables sit under an outer scope: strip it with "
+                     f"--{flags['strip_scope']}={prefix}")
     if mapping.unmatched or mapping.ambiguous:
-        hints.append("to map differently named variables pass overrides "
-                     "{checkpoint key or regex: model variable path} (porting CLI "
-                     "--overrides, train.py --init_checkpoint_overrides; docs/PORTING.md); "
-                     "the dry run (--dry_run) prints the full table")
+        hints.append("to map differently named variables pass "
+                     f"--{flags['overrides']}={{checkpoint key or regex: model variable path}} "
+                     "(docs/PORTING.md); the porting CLI's dry run "
+                     "(`python -m tfmodels.porting --dry_run`) prints the full table")
     return "Hint: " + "; ".join(hints) if hints else "Hint: see docs/PORTING.md"
