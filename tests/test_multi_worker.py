@@ -106,6 +106,23 @@ def _stopped_lines(text):
     return [line for line in text.splitlines() if "stopped by " in line]
 
 
+def _only_error_line(text):
+    """The one `error:` line of a worker's output, which holds no traceback."""
+    errors = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in text, text[-3000:]
+    return errors[0]
+
+
+def _assert_worker_1_lost(text, last_checkpoint):
+    """The output `text` ends with the one line that worker 1 was lost (its heartbeats stopped
+    or a call to it failed), naming `last_checkpoint`."""
+    line = _only_error_line(text)
+    assert re.fullmatch(r"error: lost worker 1 of the multi-worker run \((stopped sending "
+                        r"heartbeats|stopped answering)\); this worker stops too; the last "
+                        rf"checkpoint saved: {re.escape(last_checkpoint)}; start every worker "
+                        r"again with the same --model_dir to resume", line), line
+
+
 @pytest.mark.slow  # three two-worker runs: ~1 min, more on a loaded machine
 def test_sigterm_to_one_worker_stops_both_at_one_step_and_resume_ends_bitwise(
         tmp_path, straight):
@@ -151,18 +168,10 @@ def test_a_killed_worker_stops_the_other_and_the_run_resumes_bitwise(tmp_path, s
         assert workers.wait(120) == [1, -signal.SIGKILL], workers.output(0)[-3000:]
     finally:
         workers.kill()
-    text = workers.output(0)
-    errors = [line for line in text.splitlines() if line.startswith("error: ")]
-    assert errors == [line for line in text.splitlines() if "lost worker" in line], text[-3000:]
-    assert len(errors) == 1 and "Traceback" not in text, text[-3000:]
     # Its collective's next call to the dead worker fails, or the heartbeats stop: either way
     # the line names it.
     last = _checkpoint_steps(model_dir)[-1]
-    assert re.fullmatch(r"error: lost worker 1 of the multi-worker run \((stopped sending "
-                        r"heartbeats|stopped answering)\); this worker stops too; the last "
-                        rf"checkpoint saved: {re.escape(str(model_dir))}/ckpt-{last}; start "
-                        r"every worker again with the same --model_dir to resume",
-                        errors[0]), errors[0]
+    _assert_worker_1_lost(workers.output(0), f"{model_dir}/ckpt-{last}")
     assert 40 <= last < 400
 
     proc = _run_launcher(model_dir)
@@ -187,12 +196,7 @@ def test_a_worker_killed_before_training_stops_the_other_with_one_line(tmp_path)
     finally:
         workers.kill()
     text = workers.output(0)
-    errors = [line for line in text.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in text, text[-3000:]
-    assert re.fullmatch(r"error: lost worker 1 of the multi-worker run \((stopped sending "
-                        r"heartbeats|stopped answering)\); this worker stops too; the last "
-                        r"checkpoint saved: none yet; start every worker again with the same "
-                        r"--model_dir to resume", errors[0]), errors[0]
+    _assert_worker_1_lost(text, "none yet")
     # Lost before the chief's start summary (written once the variables exist) and before any
     # step: the phase that the training loop's own handling never sees.
     assert "parameters," not in text and "training from scratch" not in text, text[-3000:]
@@ -247,11 +251,10 @@ def test_a_worker_that_never_connects_ends_the_wait_with_one_line(tmp_path, star
         cwd=scripts.ROOT, env=scripts.script_env(TF_CONFIG=config), capture_output=True,
         text=True, timeout=120)
     text = done.stdout + done.stderr
-    errors = [line for line in text.splitlines() if line.startswith("error: ")]
     assert done.returncode == 1, text[-3000:]
-    assert len(errors) == 1 and "Traceback" not in text, text[-3000:]
-    assert errors[0] == (f"error: worker {missing} of the multi-worker run did not connect within "
+    line = _only_error_line(text)
+    assert line == (f"error: worker {missing} of the multi-worker run did not connect within "
                          "--worker_connect_timeout seconds; this worker stops too; the last "
                          "checkpoint saved: none yet; start every worker again with the same "
-                         "--model_dir to resume"), errors[0]
+                         "--model_dir to resume"), line
     assert not model_dir.exists()
