@@ -191,6 +191,21 @@ def describe_unusable(inspections):
     return "\n".join(f"  {i.path}: {i.reason()}" for i in inspections)
 
 
+def state_file_latest(directory):
+    """The path the state file in `directory` names as latest, as written (possibly absolute
+    or elsewhere): '' when it names none or cannot be read, None without a state file."""
+    state = os.path.join(directory, STATE_FILE)
+    if not os.path.isfile(state):
+        return None
+    try:
+        with open(state) as f:
+            text = f.read(1 << 20)
+    except (OSError, UnicodeDecodeError):
+        return ""
+    match = re.search(r'^\s*model_checkpoint_path:\s*"([^"]*)"\s*$', text, re.M)
+    return match.group(1) if match else ""
+
+
 def resolve_in_directory(directory):
     """The checkpoint a folder stands for (e.g. `--init_checkpoint=DIR`), confined to it.
 
@@ -204,18 +219,9 @@ def resolve_in_directory(directory):
     found = list_checkpoints(directory)
     if found:
         return found[-1][1]
-    state = os.path.join(directory, STATE_FILE)
-    if not os.path.isfile(state):
+    name = state_file_latest(directory)
+    if not name:
         return None
-    try:
-        with open(state) as f:
-            text = f.read(1 << 20)
-    except (OSError, UnicodeDecodeError):
-        return None
-    match = re.search(r'^\s*model_checkpoint_path:\s*"([^"]*)"\s*$', text, re.M)
-    if not match:
-        return None
-    name = match.group(1)
     inside = os.path.join(directory, os.path.basename(name))
     if os.path.isabs(name) and os.path.dirname(os.path.abspath(name)) == os.path.abspath(directory):
         name = os.path.basename(name)

@@ -24,16 +24,8 @@ _STEP = re.compile(r"-(\d+)$")
 
 def _state_file_entry(directory):
     """The basename the state file names as latest, '' when it names none, None without it."""
-    state = os.path.join(directory, checkpoint_files.STATE_FILE)
-    if not os.path.isfile(state):
-        return None
-    try:
-        with open(state) as f:
-            text = f.read(1 << 20)
-    except (OSError, UnicodeDecodeError):
-        return ""
-    match = re.search(r'^\s*model_checkpoint_path:\s*"([^"]*)"\s*$', text, re.M)
-    return os.path.basename(match.group(1).rstrip("/")) if match else ""
+    latest = checkpoint_files.state_file_latest(directory)
+    return latest and os.path.basename(latest.rstrip("/"))
 
 
 def list_prefixes(directory):
