@@ -24,6 +24,18 @@ def _model(build, shape=(8, 8, 3)):
     return keras.Model(inputs, build(inputs))
 
 
+def _assert_matches_slim(build, weights, images, expected):
+    """The model `build` makes, given slim's `weights`, gives slim's `expected` outputs (1e-5);
+    returns that model."""
+    model = _model(build)
+    slim_reference.load_into(model, weights)
+    outputs = model(images, training=False)
+    for key in expected:
+        np.testing.assert_allclose(outputs[key], expected[key], rtol=1e-5, atol=1e-5,
+                                   err_msg=key)
+    return model
+
+
 @pytest.fixture
 def images(rng):
     return rng.normal(size=(2, 8, 8, 3)).astype(np.float32)
@@ -424,12 +436,7 @@ def test_ops_match_tf_slim_graph(images, rng):
 
     expected, before, after = slim_reference.run_graph(reference, images,
                                                        randomize_moving_stats=rng)
-    model = _model(ours)
-    slim_reference.load_into(model, before)
-    outputs = model(images, training=False)
-    for key in expected:
-        np.testing.assert_allclose(outputs[key], expected[key], rtol=1e-5, atol=1e-5,
-                                   err_msg=key)
+    model = _assert_matches_slim(ours, before, images, expected)
     # The fixed padding is not 'SAME' (PITFALLS: 8e-2 relative error when confused).
     same_weights = _model(lambda x: scopes.conv2d(x, 4, 3, stride=2, scope="fixed"))
     slim_reference.load_into(same_weights, before)
@@ -626,12 +633,7 @@ def test_slims_own_batch_norm_params_as_written(images, rng):
 
     expected, before, _ = slim_reference.run_graph(reference, images, randomize_moving_stats=rng,
                                                    run_updates=False)
-    model = _model(ours)
-    slim_reference.load_into(model, before)
-    outputs = model(images, training=False)
-    for key in expected:
-        np.testing.assert_allclose(outputs[key], expected[key], rtol=1e-5, atol=1e-5,
-                                   err_msg=key)
+    _assert_matches_slim(ours, before, images, expected)
     assert "resnet/BatchNorm/gamma" in before and "inception/BatchNorm/gamma" not in before
 
 
