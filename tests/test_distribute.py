@@ -135,6 +135,11 @@ class _MultiWorker:
             return True
 
 
+def _lost(strategy, error):
+    """The WorkerLostError `error` stands for in a run of `strategy`, or None."""
+    return strategy_lib.LostWorkerGuard(strategy).error(error)
+
+
 # The errors TensorFlow 2.21 raised in the surviving worker of two (tests/test_multi_worker.py
 # makes them for real): the coordination service's heartbeat check, and a collective's call to
 # the worker that was killed.
@@ -152,7 +157,7 @@ _CALL = ("Collective ops is aborted by: recvmsg:Connection reset by peer\nAdditi
     ("Socket closed", "lost a worker of the multi-worker run (stopped answering)"),
 ])
 def test_a_lost_worker_is_named_from_tensorflows_error(text, line):
-    lost = strategy_lib.lost_worker(_MultiWorker(), tf.errors.UnavailableError(None, None, text))
+    lost = _lost(_MultiWorker(), tf.errors.UnavailableError(None, None, text))
     assert isinstance(lost, strategy_lib.WorkerLostError)
     assert str(lost) == f"{line}; this worker stops too"
 
@@ -182,22 +187,21 @@ _HOST_MISSING = ("Deadline Exceeded\nAdditional GRPC error information from remo
 def test_a_worker_that_never_connected_is_named(missing, who):
     error = tf.errors.DeadlineExceededError(None, None, _NOT_CONNECTED.format(
         n=missing.count("\n") + 2, missing=missing))
-    lost = strategy_lib.lost_worker(_MultiWorker(), error)
+    lost = _lost(_MultiWorker(), error)
     assert str(lost) == (f"{who} of the multi-worker run did not connect within "
                          "--worker_connect_timeout seconds; this worker stops too")
     # The other side: worker 1 started, the worker that hosts the service (task 0) never did.
-    lost = strategy_lib.lost_worker(_MultiWorker(), tf.errors.DeadlineExceededError(
+    lost = _lost(_MultiWorker(), tf.errors.DeadlineExceededError(
         None, None, _HOST_MISSING))
     assert str(lost) == ("worker 0 of the multi-worker run did not connect within "
                          "--worker_connect_timeout seconds; this worker stops too")
     # Another deadline (a bug, a slow op) keeps its traceback; one process maps nothing.
-    assert strategy_lib.lost_worker(_MultiWorker(), tf.errors.DeadlineExceededError(
+    assert _lost(_MultiWorker(), tf.errors.DeadlineExceededError(
         None, None, "Timed out waiting for the barrier of the run")) is None
-    assert strategy_lib.lost_worker(tf.distribute.get_strategy(), error) is None
+    assert _lost(tf.distribute.get_strategy(), error) is None
 
 
 def test_unavailable_in_one_process_is_not_a_lost_worker():
     error = tf.errors.UnavailableError(None, None, _HEARTBEATS)
-    assert strategy_lib.lost_worker(tf.distribute.get_strategy(), error) is None
-    assert strategy_lib.lost_worker(_MultiWorker(), tf.errors.InternalError(None, None, "x")) \
-        is None
+    assert _lost(tf.distribute.get_strategy(), error) is None
+    assert _lost(_MultiWorker(), tf.errors.InternalError(None, None, "x")) is None

@@ -1,5 +1,5 @@
 """A worker lost in any phase of a multi-worker train() or evaluate(), not only while training:
-TensorFlow's error for a lost task (UNAVAILABLE, with the texts `distribute.lost_worker` reads)
+TensorFlow's error for a lost task (UNAVAILABLE, with the texts `distribute.LostWorkerGuard` reads)
 raised while the workers connect, while the variables are created and broadcast, while the
 checkpoint is restored, or in the middle of an evaluation becomes one `WorkerLostError` line
 naming the lost worker and what is left; an error that is not a lost worker keeps its type and

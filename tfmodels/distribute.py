@@ -298,9 +298,8 @@ def in_multi_worker_mode(strategy):
     return bool(getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)())
 
 
-def lost_worker(strategy, error):
-    """The `WorkerLostError` that a `tf.errors.UnavailableError` raised under a multi-worker
-    `strategy` stands for, or None (one process: not a lost worker).
+def _lost_worker(error):
+    """The `WorkerLostError` that `error`, raised in a multi-worker run, stands for, or None.
 
     A worker that dies without a word (`kill -9`, a crash, a lost machine) stops sending the
     heartbeats of TensorFlow's coordination service (the one MultiWorkerMirroredStrategy starts:
@@ -312,13 +311,6 @@ def lost_worker(strategy, error):
     A worker that never connects: each waiting worker's start of the strategy fails with
     DEADLINE_EXCEEDED after `worker_connect_timeout` (`create_strategy`), naming it.
     """
-    if not in_multi_worker_mode(strategy):
-        return None
-    return _lost_worker(error)
-
-
-def _lost_worker(error):
-    """`lost_worker`'s error for `error` raised in a multi-worker run, or None."""
     text = str(error)
     if isinstance(error, tf.errors.DeadlineExceededError) and _REGISTER in text:
         if _REGISTER_BARRIER in text:  # this worker hosts the service: the missing ones
@@ -340,7 +332,7 @@ def _lost_worker(error):
 
 
 class LostWorkerGuard:
-    """A block in which TensorFlow's errors for a lost worker (those `lost_worker` recognises)
+    """A block in which TensorFlow's errors for a lost worker (`_lost_worker`)
     end a multi-worker run with one `WorkerLostError` line, whatever it was doing: connecting
     the workers, creating and broadcasting the variables, restoring, tracing the first step,
     training or evaluating. Any other error (a bug) leaves the block as it came, traceback and
@@ -354,7 +346,7 @@ class LostWorkerGuard:
             ...
 
     Args:
-      strategy: the run's strategy when it exists already (it decides, as in `lost_worker`).
+      strategy: the run's strategy when it exists already (it decides whether the run spans several workers).
       strategy_name: else the name of the one the run will create (`multi_worker`: several
         workers, since TensorFlow may fail while the strategy itself connects them).
     """
