@@ -108,7 +108,8 @@ class Mapping:
     verification: object = None  # a porting.verify.Verification once verified
     choice: str = None  # which checkpoint of a directory was taken and why
     by_order: str = None  # how layers were paired by structure and order, if they were
-    flags: dict = None  # {option: flag} of the front end, named by the report's hints
+    # {option: flag} of the front end (`rules.flag_names`), named by the report's hints.
+    flags: dict = dataclasses.field(default_factory=rules.flag_names)
     read: object = dataclasses.field(default=None, repr=False)
 
     @property

@@ -141,8 +141,8 @@ def _common_prefix(mapping):
 
 def _hint(mapping):
     """Concrete fixes: scopes to exclude for mismatched layers, overrides for renamed ones,
-    each with the calling front end's flag (`mapping.flags`, `rules.flag_names`)."""
-    flags = rules.flag_names(mapping.flags)
+    each with the calling front end's flag (`mapping.flags`)."""
+    flags = mapping.flags
     scopes = sorted({path.rpartition("/")[0].removesuffix("/BatchNorm")
                      for path, *_ in mapping.mismatched})
     hints = []
