@@ -88,6 +88,9 @@ def test_remove_leftovers_removes_only_names_tfmodels_makes(tmp_path):
     old_tmp.write_text("{")
     os.utime(old_tmp, (0, 0))
     (tmp_path / ".tfmodels-tmp-zz9_8a7b.json").write_text("{")  # an eval.py may be writing it
+    # A state file's temporary of a killed trainer, however young: only the lock holder writes
+    # one, and the lock holder is who cleans up.
+    (tmp_path / ".tfmodels-tmp-st4te_9x").write_text("model_checkpoint_path")
     (tmp_path / "ckpt-10.index").write_text("x")
     # A user's files whose names only look like leftovers (old enough to be swept).
     users = [".tmp_thesis.tex", ".staging_photos", "ckpt-3_temp", ".tfmodels-tmp-notes.txt"]
@@ -99,7 +102,8 @@ def test_remove_leftovers_removes_only_names_tfmodels_makes(tmp_path):
             (tmp_path / name / "photo.jpg").write_text("mine")
         os.utime(tmp_path / name, (0, 0))
     assert files.remove_leftovers(str(tmp_path)) == [".tfmodels-staging-ckpt-3_ab1_cd2e",
-                                                     ".tfmodels-tmp-k2j4_x0a.json"]
+                                                     ".tfmodels-tmp-k2j4_x0a.json",
+                                                     ".tfmodels-tmp-st4te_9x"]
     assert sorted(os.listdir(tmp_path)) == sorted(
         users + [".tfmodels-tmp-zz9_8a7b.json", "ckpt-10.index"])
     assert (tmp_path / "ckpt-3_temp" / "photo.jpg").read_text() == "mine"

@@ -93,9 +93,12 @@ def write_failure(err, path, kept):
     else:
         return None
     return ModelDirWriteError(f"cannot write {path}: {reason}; {kept}")
-# Temporary files may also belong to an eval.py writing its JSON at this moment: those younger
-# than this many seconds are left alone.
+# Temporary JSON and PNG files may also belong to an eval.py writing its results at this moment
+# (it holds no lock): those younger than this many seconds are left alone. The others (the
+# state file's, the exports') are only ever written by the trainer, which holds the lock when it
+# cleans up: a killed one's are removed at once.
 _TMP_GRACE_SECONDS = 60.0
+_SHARED_TMP_SUFFIXES = (".json", ".png")
 
 
 def write_atomic(path, write, *, suffix=""):
@@ -159,21 +162,21 @@ def _remove_empty(made):
             return
 
 
-def write_text_atomic(path, text):
-    """Write `text` (flushed to disk) to `path` through a temporary name."""
+def write_text_atomic(path, text, *, suffix=""):
+    """Write `text` (flushed to disk) to `path` through a temporary name ending in `suffix`."""
     def write(tmp):
         with open(tmp, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
 
-    return write_atomic(path, write)
+    return write_atomic(path, write, suffix=suffix)
 
 
 def write_json_atomic(path, obj):
     """Write `obj` as strict JSON (no NaN / inf: ValueError) through a temporary name."""
     text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    return write_text_atomic(path, text)
+    return write_text_atomic(path, text, suffix=".json")
 
 
 def _reject_constant(name):
@@ -268,8 +271,9 @@ def remove_leftovers(directory):
     removed, now = [], time.time()
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
-        if _STAGING.match(name) or (_TMP.match(name) and
-                                    now - _mtime(path, now) > _TMP_GRACE_SECONDS):
+        if _STAGING.match(name) or (_TMP.match(name) and (
+                not name.endswith(_SHARED_TMP_SUFFIXES)
+                or now - _mtime(path, now) > _TMP_GRACE_SECONDS)):
             _remove(path)
             removed.append(name)
     return removed
