@@ -230,7 +230,7 @@ def evaluate_checkpoint(plan, strategy, checkpoint_path, writer, chief, stop=Non
                 results["plots"]["roc"] = plots.plot_roc(
                     os.path.join(plan.plot_dir, f"roc_{plan.split}.png"), far, tar,
                     title=f"verification, {plan.record.model}, step {step}")
-        model_dir_lib.write_json_atomic(plan.output, _jsonable(results))
+        model_dir_lib.write_json_atomic(plan.output, _jsonable(results), suffix=".json")
         writer.write(step, _scalars(results))  # after the results, which it then keeps
     logging.debug("evaluated: %s", summary(results))
     if chief:

@@ -94,9 +94,9 @@ def write_failure(err, path, kept):
         return None
     return ModelDirWriteError(f"cannot write {path}: {reason}; {kept}")
 # Temporary JSON and PNG files may also belong to an eval.py writing its results at this moment
-# (it holds no lock): those younger than this many seconds are left alone. The others (the
-# state file's, the exports') are only ever written by the trainer, which holds the lock when it
-# cleans up: a killed one's are removed at once.
+# (it holds no lock, and names them so): those younger than this many seconds are left alone.
+# The others (config.json's, metrics.json's, the state file's, the exports') are only ever
+# written by the trainer, which holds the lock when it cleans up: a killed one's go at once.
 _TMP_GRACE_SECONDS = 60.0
 _SHARED_TMP_SUFFIXES = (".json", ".png")
 
@@ -173,10 +173,11 @@ def write_text_atomic(path, text, *, suffix=""):
     return write_atomic(path, write, suffix=suffix)
 
 
-def write_json_atomic(path, obj):
-    """Write `obj` as strict JSON (no NaN / inf: ValueError) through a temporary name."""
+def write_json_atomic(path, obj, *, suffix=""):
+    """Write `obj` as strict JSON (no NaN / inf: ValueError) through a temporary name ending in
+    `suffix` ('.json' for a writer holding no lock, such as eval.py: see `remove_leftovers`)."""
     text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    return write_text_atomic(path, text, suffix=".json")
+    return write_text_atomic(path, text, suffix=suffix)
 
 
 def _reject_constant(name):
